@@ -1,0 +1,3 @@
+"""PantheraHive Core Platform."""
+
+__version__ = "0.1.0"

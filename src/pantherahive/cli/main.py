@@ -1,0 +1,197 @@
+"""The ``pantherahive`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from pantherahive.settings import get_settings
+
+app = typer.Typer(
+    name="pantherahive",
+    help="PantheraHive Core Platform: serve the API, migrate the database, manage tenants.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+T = TypeVar("T")
+
+
+def _database_url() -> str:
+    from pantherahive.main import resolve_database_url
+
+    settings = get_settings()
+    if settings.database_url is None:
+        typer.secho(
+            f"Using the embedded PostgreSQL in {settings.data_path / 'postgres'}", err=True,
+            fg=typer.colors.BLUE,
+        )
+    return resolve_database_url(settings)
+
+
+def _migrate(url: str) -> None:
+    from pantherahive.infra.db.migrate import upgrade
+
+    typer.secho("Migrating the database…", err=True, fg=typer.colors.BLUE)
+    upgrade(url)
+    typer.secho("Database is at the latest migration.", err=True, fg=typer.colors.GREEN)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration (as the database owner), then exit."""
+    _migrate(_database_url())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (PANTHERAHIVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PANTHERAHIVE_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="API processes (PANTHERAHIVE_WORKERS).")
+    ] = None,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the HTTP API (starting the embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    url = _database_url()
+    if migrate_first:
+        _migrate(url)
+    os.environ["DATABASE_URL"] = url
+    if workers > 1:
+        metrics_dir = settings.data_path / "metrics"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    base = f"http://{host}:{port}"
+    typer.secho(f"\nPantheraHive is starting at {base}", fg=typer.colors.GREEN, bold=True)
+    typer.echo(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
+    typer.echo(f"  Health:     {base}/healthz  {base}/readyz  {base}/metrics")
+    typer.echo("  Log in:     create a tenant with POST /v1/tenants (see README), or run")
+    typer.echo("              `.venv/bin/pantherahive demo` for a ready tenant and users,")
+    typer.echo('              then POST /v1/auth/login {"tenant","login","password"}.\n')
+    uvicorn.run(
+        "pantherahive.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def _run_with_platform(work: Callable[..., Awaitable[T]]) -> T:
+    from pantherahive.main import build_platform
+
+    url = _database_url()
+    _migrate(url)
+    settings = get_settings()
+
+    async def runner() -> T:
+        platform = build_platform(settings, url)
+        try:
+            return await work(platform)
+        finally:
+            await platform.db.dispose()
+
+    return asyncio.run(runner())
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+@app.command("create-tenant")
+def create_tenant(
+    slug: Annotated[str, typer.Argument(help="URL-safe id: [a-z0-9-]{3,63}.")],
+    name: Annotated[str | None, typer.Option(help="Display name (defaults to the slug).")] = None,
+    admin_username: Annotated[str, typer.Option(help="The first ADMIN's username.")] = "admin",
+    admin_email: Annotated[str | None, typer.Option(help="The first ADMIN's email.")] = None,
+) -> None:
+    """Create a tenant with its first ADMIN and print that ADMIN's password (shown once)."""
+    from pydantic import ValidationError
+
+    from pantherahive.core.errors import AppError
+    from pantherahive.domains.identity.cli_ops import create_tenant as op
+
+    password = secrets.token_urlsafe(15)
+    try:
+        _run_with_platform(lambda p: op(p.db, p.identity, slug=slug, name=name or slug,
+                                        username=admin_username, email=admin_email,
+                                        password=password))
+    except (AppError, ValidationError) as exc:
+        _fail(f"Could not create tenant {slug!r}: {exc}")
+    typer.secho(f"Tenant {slug!r} created.", fg=typer.colors.GREEN)
+    typer.echo(f"  login:    {admin_username}\n  password: {password}\n"
+               "  (shown once; store it now)")
+
+
+@app.command("create-user")
+def create_user(
+    tenant: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    username: Annotated[str, typer.Argument(help="Username, unique in the tenant.")],
+    role: Annotated[str, typer.Option(help="ADMIN, MANAGER or MEMBER.")] = "MEMBER",
+    email: Annotated[str | None, typer.Option(help="Email, unique in the tenant.")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Password (8..64); generated and printed if omitted.")
+    ] = None,
+) -> None:
+    """Add a user to an existing tenant."""
+    from pydantic import ValidationError
+
+    from pantherahive.core.errors import AppError
+    from pantherahive.domains.identity.cli_ops import create_user as op
+
+    chosen = password or secrets.token_urlsafe(15)
+    try:
+        _run_with_platform(lambda p: op(p.db, p.identity, tenant=tenant, username=username,
+                                        role=role.upper(), email=email, password=chosen))
+    except (AppError, ValidationError) as exc:
+        _fail(f"Could not create user {username!r}: {exc}")
+    typer.secho(f"User {username!r} created in {tenant!r} as {role.upper()}.",
+                fg=typer.colors.GREEN)
+    if password is None:
+        typer.echo(f"  password: {chosen}  (shown once)")
+
+
+@app.command()
+def demo() -> None:
+    """Create the tenant 'demo' with an ADMIN, a MANAGER and a MEMBER, for trying the API."""
+    from pantherahive.domains.identity.cli_ops import DEMO_PASSWORD, DEMO_USERS, create_demo
+
+    created = _run_with_platform(lambda p: create_demo(p.db, p.identity))
+    if not created:
+        typer.secho("The tenant 'demo' already exists; its users are unchanged.",
+                    fg=typer.colors.YELLOW)
+    else:
+        typer.secho("Tenant 'demo' created.", fg=typer.colors.GREEN)
+    typer.echo("Users (password for all: " + DEMO_PASSWORD + "):")
+    for username, role in DEMO_USERS:
+        typer.echo(f"  {username:<8} {role}")
+    settings = get_settings()
+    typer.echo(
+        "\nTry:\n  curl -s -X POST http://"
+        f"{settings.host}:{settings.port}/v1/auth/login -H 'Content-Type: application/json' "
+        f"-d '{{\"tenant\":\"demo\",\"login\":\"alice\",\"password\":\"{DEMO_PASSWORD}\"}}'"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

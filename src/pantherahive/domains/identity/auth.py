@@ -1,0 +1,188 @@
+"""Authentication: login, refresh-token rotation with reuse detection, logout, email
+verification, password reset, and the per-request principal check.
+
+Failures that matter to security (a wrong password, a replayed refresh token) raise errors
+marked ``commit=True``: the request fails, but its event and any revocation are kept.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.errors import Unauthenticated
+from pantherahive.domains.identity import events
+from pantherahive.domains.identity.errors import (
+    EmailNotVerified,
+    InvalidActionToken,
+    InvalidCredentials,
+    RefreshTokenRejected,
+)
+from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.schemas import UserStatus
+from pantherahive.domains.identity.service import (
+    REFRESH_PREFIX,
+    RESET_PREFIX,
+    VERIFY_PREFIX,
+    IdentityService,
+    IssuedTokens,
+    now,
+)
+from pantherahive.domains.identity.tables import RefreshToken, User
+from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.context import bind_principal
+from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security.principal import AuthContext, Role
+from pantherahive.infra.security.tokens import parse_opaque_token
+
+
+class Authenticator:
+    def __init__(self, identity: IdentityService, limits: RateLimits, failure_limit: str) -> None:
+        self.identity = identity
+        self.limits = limits
+        self.failure_item = limits.parse(failure_limit)
+
+    async def principal(self, session: AsyncSession, access_token: str) -> AuthContext:
+        """Verify the JWT, then read the user's *live* role, status and token version, so a
+        deactivation, role change or password change takes effect on the next request."""
+        claims = self.identity.tokens.verify(access_token)
+        row = await IdentityRepository(session).principal(claims.tenant_id, claims.user_id)
+        if row is None:
+            raise Unauthenticated("The access token is not valid.")
+        role, status, version = row
+        if status != UserStatus.ACTIVE or version != claims.token_version:
+            raise Unauthenticated("The access token has been revoked.")
+        bind_principal(claims.tenant_id, claims.user_id)
+        return AuthContext(tenant_id=claims.tenant_id, user_id=claims.user_id, role=Role(role))
+
+    async def login(
+        self, session: AsyncSession, *, tenant_slug: str, login: str, password: str,
+        ip: str | None,
+    ) -> IssuedTokens:
+        login_key = ("login", tenant_slug, login.lower())
+        ip_key = ("login-ip", ip or "unknown")
+        await self.limits.check(self.failure_item, *login_key)
+        await self.limits.check(self.failure_item, *ip_key)
+
+        repo = IdentityRepository(session)
+        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        user: User | None = None
+        if tenant_id is not None:
+            await set_tenant(session, tenant_id)
+            user = await repo.find_user_by_login(login)
+        ok = await self.identity.passwords.verify(user.password_hash if user else None, password)
+        if not ok or user is None or user.status == UserStatus.INACTIVE:
+            await self.limits.record(self.failure_item, *login_key)
+            await self.limits.record(self.failure_item, *ip_key)
+            if tenant_id is not None:
+                bind_principal(tenant_id, None)
+                await emit(
+                    session, events.LOGIN_FAILED, subject_type="user",
+                    subject_id=user.id if user else login[:100],
+                    data={"login": login[:254], "reason": "bad_credentials" if not ok
+                          or user is None else "inactive"},
+                )
+            raise InvalidCredentials()
+        if user.status == UserStatus.PENDING_VERIFICATION:
+            raise EmailNotVerified()
+        bind_principal(user.tenant_id, user.id)
+        if self.identity.passwords.needs_rehash(user.password_hash):
+            user.password_hash = await self.identity.passwords.hash(password)
+        await emit(session, events.LOGIN_SUCCEEDED, subject_type="user", subject_id=user.id,
+                   data={})
+        return await self.identity.issue_session(session, user)
+
+    async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
+        repo, row, user = await self._refresh_row(session, refresh_token)
+        current = now()
+        if row.used_at is not None or row.revoked_at is not None:
+            # A dead token came back: someone holds a copy. Burn the whole family.
+            await repo.revoke_family(row.family_id, current)
+            bind_principal(row.tenant_id, row.user_id)
+            await emit(session, events.REFRESH_REUSED, subject_type="user",
+                       subject_id=row.user_id, data={"familyId": str(row.family_id)})
+            raise RefreshTokenRejected()
+        if row.expires_at <= current or user is None or user.status != UserStatus.ACTIVE:
+            raise Unauthenticated("The refresh token is not valid.")
+        row.used_at = current
+        await session.flush()
+        bind_principal(user.tenant_id, user.id)
+        return await self.identity.issue_session(session, user, family_id=row.family_id)
+
+    async def logout(self, session: AsyncSession, refresh_token: str) -> None:
+        repo, row, _user = await self._refresh_row(session, refresh_token)
+        await repo.revoke_family(row.family_id, now())
+        bind_principal(row.tenant_id, row.user_id)
+        await emit(session, events.LOGGED_OUT, subject_type="user", subject_id=row.user_id,
+                   data={"familyId": str(row.family_id)})
+
+    async def _refresh_row(self, session: AsyncSession, token: str) -> tuple[
+        IdentityRepository, RefreshToken, User | None
+    ]:
+        parsed = parse_opaque_token(REFRESH_PREFIX, token)
+        if parsed is None:
+            raise Unauthenticated("The refresh token is not valid.")
+        tenant_id, token_hash = parsed
+        await set_tenant(session, tenant_id)
+        repo = IdentityRepository(session)
+        row = await repo.refresh_token_by_hash(token_hash)
+        if row is None:
+            raise Unauthenticated("The refresh token is not valid.")
+        return repo, row, await repo.get_user(row.user_id)
+
+    async def verify_email(self, session: AsyncSession, token: str) -> None:
+        user = await self._consume_action_token(session, token, "verify_email", VERIFY_PREFIX)
+        if user.status == UserStatus.PENDING_VERIFICATION:
+            user.status = UserStatus.ACTIVE.value
+        user.email_verified_at = now()
+        user.updated_at = now()
+        await session.flush()
+        await emit(session, events.USER_EMAIL_VERIFIED, subject_type="user", subject_id=user.id,
+                   data={"email": user.email})
+
+    async def request_password_reset(self, session: AsyncSession, *, tenant_slug: str,
+                                     email: str) -> None:
+        """Always succeeds from the caller's view: no account enumeration."""
+        repo = IdentityRepository(session)
+        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        if tenant_id is None:
+            return
+        await set_tenant(session, tenant_id)
+        user = await repo.find_user_by_email(email)
+        if user is None or user.status == UserStatus.INACTIVE or user.email is None:
+            return
+        bind_principal(tenant_id, None)
+        await repo.expire_action_tokens(user.id, "password_reset", now())
+        token = await self.identity.issue_action_token(
+            session, user, "password_reset", self.identity.config.reset_token_ttl, RESET_PREFIX
+        )
+        await emit(session, events.PASSWORD_RESET_REQUESTED, subject_type="user",
+                   subject_id=user.id, data={})
+        await self.identity.sender.send_password_reset(
+            tenant_id=tenant_id, user_id=user.id, email=user.email, token=token
+        )
+
+    async def confirm_password_reset(self, session: AsyncSession, *, token: str,
+                                     new_password: str) -> None:
+        user = await self._consume_action_token(session, token, "password_reset", RESET_PREFIX)
+        if user.status == UserStatus.INACTIVE:
+            raise InvalidActionToken()
+        await self.identity.set_password(session, user, new_password)
+
+    async def _consume_action_token(self, session: AsyncSession, token: str, purpose: str,
+                                    prefix: str) -> User:
+        parsed = parse_opaque_token(prefix, token)
+        if parsed is None:
+            raise InvalidActionToken()
+        tenant_id, token_hash = parsed
+        await set_tenant(session, tenant_id)
+        repo = IdentityRepository(session)
+        row = await repo.action_token_by_hash(token_hash, purpose)
+        if row is None or row.used_at is not None or row.expires_at <= now():
+            raise InvalidActionToken()
+        row.used_at = now()
+        user = await repo.get_user(row.user_id, for_update=True)
+        if user is None:
+            raise InvalidActionToken()
+        bind_principal(tenant_id, user.id)
+        return user

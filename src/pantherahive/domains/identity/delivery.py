@@ -1,0 +1,51 @@
+"""Where account emails (verification, password reset) go.
+
+Until the notifications service takes these over from events, the token is handed to a
+sender; the default one logs it, which is what a developer running ``make run`` needs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+from pantherahive.infra.logging import get_logger
+
+log = get_logger("pantherahive.identity.delivery")
+
+
+class AccountMessageSender(Protocol):
+    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
+                                token: str) -> None: ...
+
+    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
+                                  token: str) -> None: ...
+
+
+class LoggingSender:
+    """Development sender: writes the single-use token to the log instead of mailing it."""
+
+    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
+                                token: str) -> None:
+        log.info("account_email", kind="verify_email", user_id=str(user_id), to=email,
+                 action_token=token)
+
+    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
+                                  token: str) -> None:
+        log.info("account_email", kind="password_reset", user_id=str(user_id), to=email,
+                 action_token=token)
+
+
+class RecordingSender:
+    """Keeps what it was given, for tests and for the CLI's demo."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, UUID, str]] = []
+
+    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
+                                token: str) -> None:
+        self.sent.append(("verify_email", user_id, token))
+
+    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
+                                  token: str) -> None:
+        self.sent.append(("password_reset", user_id, token))

@@ -1,0 +1,55 @@
+"""Identity's domain errors."""
+
+from __future__ import annotations
+
+from pantherahive.core.errors import BadRequest, Conflict, Forbidden, Unauthenticated
+
+
+class InvalidCredentials(Unauthenticated):
+    slug = "invalid-credentials"
+    commit = True  # keeps the auth.login_failed event
+
+    def __init__(self) -> None:
+        super().__init__("The tenant, login or password is wrong.")
+
+
+class RefreshTokenRejected(Unauthenticated):
+    slug = "invalid-refresh-token"
+    commit = True  # keeps the family revocation and the auth.refresh_reused event
+
+    def __init__(self) -> None:
+        super().__init__("The refresh token is not valid.")
+
+
+class EmailNotVerified(Forbidden):
+    slug = "email-not-verified"
+    commit = False
+
+    def __init__(self) -> None:
+        super().__init__("Verify your email address before logging in.")
+
+
+class SignupClosed(Forbidden):
+    slug = "signup-closed"
+    commit = False
+
+    def __init__(self) -> None:
+        super().__init__("Sign-up of new tenants is closed on this platform.")
+
+
+class InvalidActionToken(BadRequest):
+    slug = "invalid-token"
+
+    def __init__(self) -> None:
+        super().__init__("The token is unknown, used or expired.")
+
+
+class DuplicateUser(Conflict):
+    slug = "duplicate-user"
+
+
+class LastAdmin(Conflict):
+    slug = "last-admin"
+
+    def __init__(self) -> None:
+        super().__init__("The tenant's last active ADMIN cannot be demoted or deactivated.")

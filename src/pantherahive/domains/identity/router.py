@@ -1,0 +1,245 @@
+"""Identity's HTTP routes: thin — authenticate, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.schemas import Page
+from pantherahive.domains.identity.api import CurrentAuth
+from pantherahive.domains.identity.auth import Authenticator
+from pantherahive.domains.identity.schemas import (
+    LoginRequest,
+    PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    TenantCreate,
+    TenantCreated,
+    TenantRead,
+    TokenPair,
+    TokenRequest,
+    UserCreate,
+    UserRead,
+    UserStatus,
+    UserUpdate,
+)
+from pantherahive.domains.identity.service import IdentityService, IssuedTokens
+from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.security.principal import Role
+
+Session = Annotated[AsyncSession, Depends(request_session)]
+
+async def anonymous_rate_limit(request: Request, response: Response) -> None:
+    """300/min per IP on the routes that need no token."""
+    platform = request.app.state.platform
+    ip = request.client.host if request.client else "unknown"
+    state = await platform.rate_limits.hit(platform.anonymous_rate_item, "anon", ip)
+    response.headers.update(state.headers())
+
+
+def _identity(request: Request) -> IdentityService:
+    service: IdentityService = request.app.state.platform.identity
+    return service
+
+
+def _authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.platform.authenticator
+    return authenticator
+
+
+Identity = Annotated[IdentityService, Depends(_identity)]
+Auth = Annotated[Authenticator, Depends(_authenticator)]
+
+public = APIRouter(dependencies=[Depends(anonymous_rate_limit)])
+users = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+def _pair(tokens: IssuedTokens) -> TokenPair:
+    return TokenPair(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@public.post(
+    "/v1/tenants",
+    status_code=status.HTTP_201_CREATED,
+    tags=["tenants"],
+    responses=_problems(403, 409, 422, 429),
+)
+async def create_tenant(body: TenantCreate, session: Session, identity: Identity) -> TenantCreated:
+    """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
+
+    Refused with 403 when sign-up is closed (`PANTHERAHIVE_SIGNUP_OPEN=false`); a taken
+    slug is 409.
+    """
+    tenant, user, tokens = await identity.create_tenant(session, body=body)
+    return TenantCreated(
+        tenant=TenantRead.model_validate(tenant),
+        user=UserRead.model_validate(user),
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@public.post("/v1/auth/login", tags=["auth"], responses=_problems(401, 403, 422, 429))
+async def login(body: LoginRequest, request: Request, session: Session, auth: Auth) -> TokenPair:
+    """Exchange a username or email and password for an access and a refresh token.
+
+    Wrong credentials, an unknown user and an inactive user all get the same 401. After 10
+    failures in 5 minutes for one login or one IP, 429 with `Retry-After`.
+    """
+    tokens = await auth.login(
+        session,
+        tenant_slug=body.tenant,
+        login=body.login,
+        password=body.password,
+        ip=request.client.host if request.client else None,
+    )
+    return _pair(tokens)
+
+
+@public.post("/v1/auth/refresh", tags=["auth"], responses=_problems(401, 422, 429))
+async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
+    """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
+
+    Presenting a dead token again revokes its whole family (every token descended from the
+    same login): 401.
+    """
+    return _pair(await auth.refresh(session, body.refresh_token))
+
+
+@public.post(
+    "/v1/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    responses=_problems(401, 422, 429),
+)
+async def logout(body: RefreshRequest, session: Session, auth: Auth) -> None:
+    """Revoke the refresh token's family (this login on every device it was rotated to)."""
+    await auth.logout(session, body.refresh_token)
+
+
+@public.post(
+    "/v1/auth/verify-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    responses=_problems(400, 422, 429),
+)
+async def verify_email(body: TokenRequest, session: Session, auth: Auth) -> None:
+    """Confirm an email address with the single-use token that was mailed; a pending user
+    becomes ACTIVE."""
+    await auth.verify_email(session, body.token)
+
+
+@public.post(
+    "/v1/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["auth"],
+    responses=_problems(422, 429),
+)
+async def request_password_reset(
+    body: PasswordResetRequest, session: Session, auth: Auth
+) -> None:
+    """Mail a single-use reset token if the account exists. Always 202, so the answer does
+    not tell whether an account exists."""
+    await auth.request_password_reset(session, tenant_slug=body.tenant, email=str(body.email))
+
+
+@public.post(
+    "/v1/auth/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    responses=_problems(400, 422, 429),
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, session: Session, auth: Auth
+) -> None:
+    """Set a new password with a reset token; every session of the user is revoked."""
+    await auth.confirm_password_reset(session, token=body.token, new_password=body.new_password)
+
+
+@users.get("/me", responses=_problems(401))
+async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> UserRead:
+    """The caller's own user."""
+    return UserRead.model_validate(await identity.get_user(session, auth, auth.user_id))
+
+
+@users.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 422),
+)
+async def change_my_password(
+    body: PasswordChange, auth: CurrentAuth, session: Session, identity: Identity
+) -> None:
+    """Change the caller's password (the current one is required). Every session of the
+    caller, this one included, is revoked: log in again."""
+    await identity.change_password(session, auth, body=body)
+
+
+@users.get("", responses=_problems(401, 422))
+async def list_users(
+    auth: CurrentAuth,
+    session: Session,
+    identity: Identity,
+    role: Role | None = None,
+    status: UserStatus | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[UserRead]:
+    """The tenant's users, oldest first. `q` is a case-insensitive prefix of the username,
+    first or last name, or email."""
+    rows, next_cursor = await identity.list_users(
+        session, auth, role=role, status=status, q=q, cursor=cursor, limit=limit
+    )
+    return Page[UserRead](
+        items=[UserRead.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@users.post("", status_code=status.HTTP_201_CREATED, responses=_problems(401, 403, 409, 422))
+async def create_user(
+    body: UserCreate, auth: CurrentAuth, session: Session, identity: Identity
+) -> UserRead:
+    """Create a user (ADMIN only). Username and email are unique within the tenant (409)."""
+    return UserRead.model_validate(await identity.create_user(session, auth, body=body))
+
+
+@users.get("/{user_id}", responses=_problems(401, 404))
+async def get_user(
+    user_id: UUID, auth: CurrentAuth, session: Session, identity: Identity
+) -> UserRead:
+    """One user of the caller's tenant; any other id is 404."""
+    return UserRead.model_validate(await identity.get_user(session, auth, user_id))
+
+
+@users.patch("/{user_id}", responses=_problems(401, 403, 404, 409, 422))
+async def update_user(
+    user_id: UUID, body: UserUpdate, auth: CurrentAuth, session: Session, identity: Identity
+) -> UserRead:
+    """Partial update. An ADMIN may change anything; a user may change their own names and
+    email. Sending `role` or `status` without being ADMIN is 403; demoting or deactivating
+    the tenant's last active ADMIN is 409. A role change, or deactivation, takes effect on
+    the user's tokens at once."""
+    return UserRead.model_validate(await identity.update_user(session, auth, user_id, body=body))
+
+
+@users.delete(
+    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_problems(401, 403, 404, 409)
+)
+async def deactivate_user(
+    user_id: UUID, auth: CurrentAuth, session: Session, identity: Identity
+) -> None:
+    """Deactivate a user (ADMIN only): status INACTIVE, sessions and tokens revoked, history
+    kept."""
+    await identity.deactivate_user(session, auth, user_id)

@@ -1,0 +1,122 @@
+"""Identity's wire schemas (the seed's User / NewUser / UpdateUser and the auth bodies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import EmailStr, Field, StringConstraints
+
+from pantherahive.core.schemas import ApiModel, RequestModel
+from pantherahive.infra.security.principal import Role
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    PENDING_VERIFICATION = "PENDING_VERIFICATION"
+
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=64)]
+PersonName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,63}$")]
+
+
+class UserRead(ApiModel):
+    id: UUID
+    username: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    role: Role
+    status: UserStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserCreate(RequestModel):
+    """NewUser."""
+
+    username: Username
+    password: Password
+    role: Role
+    email: EmailStr | None = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+
+
+class UserUpdate(RequestModel):
+    """UpdateUser: every field optional; ``null`` clears email and names."""
+
+    email: EmailStr | None = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    role: Role | None = None
+    status: Literal[UserStatus.ACTIVE, UserStatus.INACTIVE] | None = None
+
+
+class PasswordChange(RequestModel):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    new_password: Password
+
+
+class TenantAdminCreate(UserCreate):
+    role: Role = Role.ADMIN
+
+
+class TenantCreate(RequestModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    slug: Slug
+    admin: TenantAdminCreate
+
+
+class TenantRead(ApiModel):
+    id: UUID
+    name: str
+    slug: str
+    created_at: datetime
+
+
+class TokenPair(ApiModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class TenantCreated(ApiModel):
+    tenant: TenantRead
+    user: UserRead
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class LoginRequest(RequestModel):
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    login: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class TokenRequest(RequestModel):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class PasswordResetRequest(RequestModel):
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    email: EmailStr
+
+
+class PasswordResetConfirm(RequestModel):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    new_password: Password

@@ -1,0 +1,371 @@
+"""Identity's rules: tenants and users. Services never commit; the edge does.
+
+Security-relevant outcomes (denials, role and status changes) are written to the outbox in
+the same transaction as the change, so the audit trail cannot miss them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.domains.identity import events
+from pantherahive.domains.identity.delivery import AccountMessageSender
+from pantherahive.domains.identity.errors import (
+    DuplicateUser,
+    InvalidCredentials,
+    LastAdmin,
+    SignupClosed,
+)
+from pantherahive.domains.identity.permissions import UserAction, user_may
+from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.schemas import (
+    PasswordChange,
+    TenantCreate,
+    UserCreate,
+    UserStatus,
+    UserUpdate,
+)
+from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
+from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.context import bind_principal, current_context
+from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.passwords import Passwords
+from pantherahive.infra.security.principal import AuthContext, Role
+from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
+
+REFRESH_PREFIX = "phr"
+VERIFY_PREFIX = "phv"
+RESET_PREFIX = "php"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    signup_open: bool
+    require_email_verification: bool
+    refresh_ttl: timedelta
+    email_token_ttl: timedelta
+    reset_token_ttl: timedelta
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IdentityService:
+    def __init__(
+        self,
+        *,
+        passwords: Passwords,
+        tokens: AccessTokens,
+        sender: AccountMessageSender,
+        config: IdentityConfig,
+    ) -> None:
+        self.passwords = passwords
+        self.tokens = tokens
+        self.sender = sender
+        self.config = config
+
+    # ---- tokens -------------------------------------------------------------------------
+    async def issue_session(
+        self, session: AsyncSession, user: User, family_id: UUID | None = None
+    ) -> IssuedTokens:
+        """A new access token and a new refresh token (a new family unless one is given)."""
+        refresh, refresh_hash = new_opaque_token(REFRESH_PREFIX, user.tenant_id)
+        await IdentityRepository(session).add(
+            RefreshToken(
+                id=uuid4(),
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                family_id=family_id or uuid4(),
+                token_hash=refresh_hash,
+                expires_at=now() + self.config.refresh_ttl,
+            )
+        )
+        access = self.tokens.issue(
+            user_id=user.id, tenant_id=user.tenant_id, token_version=user.token_version
+        )
+        return IssuedTokens(access, refresh, self.tokens.ttl_seconds)
+
+    async def issue_action_token(
+        self, session: AsyncSession, user: User, purpose: str, ttl: timedelta, prefix: str
+    ) -> str:
+        token, token_hash = new_opaque_token(prefix, user.tenant_id)
+        await IdentityRepository(session).add(
+            ActionToken(
+                id=uuid4(),
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=token_hash,
+                expires_at=now() + ttl,
+            )
+        )
+        return token
+
+    # ---- tenants ------------------------------------------------------------------------
+    async def create_tenant(
+        self, session: AsyncSession, *, body: TenantCreate
+    ) -> tuple[Tenant, User, IssuedTokens]:
+        if not self.config.signup_open:
+            raise SignupClosed()
+        if body.admin.role is not Role.ADMIN:
+            raise ValidationFailed(
+                "A tenant's first user must be an ADMIN.",
+                errors=[_field("admin.role", "must be ADMIN")],
+            )
+        repo = IdentityRepository(session)
+        if await repo.tenant_id_for_slug(body.slug) is not None:
+            raise Conflict(f"The slug {body.slug!r} is taken.", errors=[_field("slug", "taken")])
+        tenant_id = uuid4()
+        await set_tenant(session, tenant_id)
+        tenant = Tenant(id=tenant_id, name=body.name, slug=body.slug)
+        try:
+            await repo.add(tenant)
+        except IntegrityError as exc:
+            raise Conflict(
+                f"The slug {body.slug!r} is taken.", errors=[_field("slug", "taken")]
+            ) from exc
+        admin_id = uuid4()
+        bind_principal(tenant_id, admin_id)
+        await emit(
+            session,
+            events.TENANT_CREATED,
+            subject_type="tenant",
+            subject_id=tenant_id,
+            data={"name": body.name, "slug": body.slug},
+        )
+        user = await self.add_user(session, body.admin, user_id=admin_id)
+        tokens = await self.issue_session(session, user)
+        return tenant, user, tokens
+
+    # ---- users --------------------------------------------------------------------------
+    async def add_user(
+        self, session: AsyncSession, body: UserCreate, *, user_id: UUID | None = None
+    ) -> User:
+        """Create a user in the transaction's tenant with no permission check: for the
+        system (sign-up, CLI). Requests go through ``create_user``."""
+        repo = IdentityRepository(session)
+        taken = await repo.username_or_email_taken(body.username, body.email)
+        if taken:
+            raise DuplicateUser(f"That {taken} is already used in this tenant.",
+                                errors=[_field(taken, "already used")])
+        pending = self.config.require_email_verification
+        user = User(
+            id=user_id or uuid4(),
+            tenant_id=_tenant_of(session),
+            username=body.username,
+            email=body.email,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            role=body.role.value,
+            status=(UserStatus.PENDING_VERIFICATION if pending else UserStatus.ACTIVE).value,
+            password_hash=await self.passwords.hash(body.password),
+            token_version=0,
+        )
+        try:
+            await repo.add(user)
+        except IntegrityError as exc:
+            raise DuplicateUser("That username or email is already used in this tenant.") from exc
+        await emit(
+            session,
+            events.USER_CREATED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"username": user.username, "email": user.email, "role": user.role,
+                  "status": user.status},
+        )
+        if pending:
+            await self._request_verification(session, user)
+        return user
+
+    async def _request_verification(self, session: AsyncSession, user: User) -> None:
+        token = await self.issue_action_token(
+            session, user, "verify_email", self.config.email_token_ttl, VERIFY_PREFIX
+        )
+        await emit(session, events.VERIFICATION_REQUESTED, subject_type="user",
+                   subject_id=user.id, data={"email": user.email})
+        await self.sender.send_verification(
+            tenant_id=user.tenant_id, user_id=user.id, email=user.email, token=token
+        )
+
+    async def deny(self, session: AsyncSession, auth: AuthContext, action: str,
+                   subject_type: str, subject_id: object) -> Forbidden:
+        """Record an authorization denial (authz.denied) and return the error to raise."""
+        await emit(session, events.AUTHZ_DENIED, subject_type=subject_type,
+                   subject_id=subject_id, data={"action": action, "role": auth.role.value})
+        return Forbidden(f"Your role may not perform {action}.")
+
+    async def _require(self, session: AsyncSession, auth: AuthContext, action: UserAction,
+                       target: UUID | None = None) -> None:
+        if not user_may(auth, action, target_is_self=target == auth.user_id):
+            raise await self.deny(session, auth, action.value, "user", target or auth.user_id)
+
+    async def get_user(self, session: AsyncSession, auth: AuthContext, user_id: UUID) -> User:
+        await self._require(session, auth, UserAction.READ, user_id)
+        user = await IdentityRepository(session).get_user(user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        return user
+
+    async def list_users(
+        self,
+        session: AsyncSession,
+        auth: AuthContext,
+        *,
+        role: Role | None,
+        status: UserStatus | None,
+        q: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[User], str | None]:
+        await self._require(session, auth, UserAction.LIST)
+        after = None
+        if cursor:
+            created, raw_id = decode_cursor(cursor, arity=2)
+            try:
+                after = (datetime.fromisoformat(created), UUID(raw_id))
+            except (TypeError, ValueError) as exc:
+                raise ValidationFailed("The cursor is not valid for this list.") from exc
+        rows = await IdentityRepository(session).list_users(
+            role=role.value if role else None,
+            status=status.value if status else None,
+            q=q,
+            after=after,
+            limit=limit + 1,
+        )
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
+        return rows, next_cursor
+
+    async def create_user(self, session: AsyncSession, auth: AuthContext, *,
+                          body: UserCreate) -> User:
+        await self._require(session, auth, UserAction.CREATE)
+        return await self.add_user(session, body)
+
+    async def update_user(self, session: AsyncSession, auth: AuthContext, user_id: UUID, *,
+                          body: UserUpdate) -> User:
+        sent = body.model_fields_set
+        target_is_self = user_id == auth.user_id
+        repo = IdentityRepository(session)
+        if await repo.get_user(user_id) is None:
+            raise NotFound("No such user.")
+        if sent & {"role", "status"}:
+            await self._require(session, auth, UserAction.UPDATE_ROLE_OR_STATUS, user_id)
+        await self._require(session, auth, UserAction.UPDATE_PROFILE, user_id)
+        for required in ("role", "status"):
+            if required in sent and getattr(body, required) is None:
+                raise ValidationFailed(f"{required} cannot be null.",
+                                       errors=[_field(required, "may not be null")])
+
+        demoting = "role" in sent and body.role is not Role.ADMIN
+        deactivating = "status" in sent and body.status is UserStatus.INACTIVE
+        if demoting or deactivating:
+            admins = await repo.lock_active_admins()
+            if admins == [user_id]:
+                raise LastAdmin()
+        user = await repo.get_user(user_id, for_update=True)
+        if user is None:
+            raise NotFound("No such user.")
+
+        if "email" in sent and body.email and body.email.lower() != (user.email or "").lower():
+            if await repo.username_or_email_taken(None, body.email, exclude=user.id):
+                raise DuplicateUser("That email is already used in this tenant.",
+                                    errors=[_field("email", "already used")])
+
+        changes: dict[str, list[Any]] = {}
+        for field in ("email", "first_name", "last_name", "role", "status"):
+            if field not in sent:
+                continue
+            new = getattr(body, field)
+            new = new.value if hasattr(new, "value") else new
+            old = getattr(user, field)
+            if new != old:
+                changes[_camel(field)] = [old, new]
+                setattr(user, field, new)
+        if not changes:
+            return user
+        user.updated_at = now()
+        revoke = "status" in changes and user.status == UserStatus.INACTIVE
+        if "role" in changes or revoke:
+            user.token_version += 1
+        if revoke:
+            await repo.revoke_user_sessions(user.id, now())
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise DuplicateUser("That email is already used in this tenant.") from exc
+        await emit(session, events.USER_UPDATED, subject_type="user", subject_id=user.id,
+                   data={"changes": changes})
+        if "role" in changes:
+            await emit(session, events.USER_ROLE_CHANGED, subject_type="user",
+                       subject_id=user.id, data={"changes": {"role": changes["role"]}})
+        if "status" in changes:
+            await emit(session, events.USER_STATUS_CHANGED, subject_type="user",
+                       subject_id=user.id, data={"changes": {"status": changes["status"]}})
+            if revoke:
+                await emit(session, events.USER_DEACTIVATED, subject_type="user",
+                           subject_id=user.id, data={})
+        return user
+
+    async def deactivate_user(self, session: AsyncSession, auth: AuthContext,
+                              user_id: UUID) -> None:
+        if await IdentityRepository(session).get_user(user_id) is None:
+            raise NotFound("No such user.")
+        await self._require(session, auth, UserAction.DEACTIVATE, user_id)
+        await self.update_user(session, auth, user_id,
+                               body=UserUpdate(status=UserStatus.INACTIVE))
+
+    async def change_password(self, session: AsyncSession, auth: AuthContext, *,
+                              body: PasswordChange) -> None:
+        repo = IdentityRepository(session)
+        user = await repo.get_user(auth.user_id, for_update=True)
+        if user is None:
+            raise NotFound("No such user.")
+        if not await self.passwords.verify(user.password_hash, body.current_password):
+            raise InvalidCredentials()
+        await self.set_password(session, user, body.new_password)
+
+    async def set_password(self, session: AsyncSession, user: User, password: str) -> None:
+        """New hash, every session and access token of the user revoked."""
+        repo = IdentityRepository(session)
+        user.password_hash = await self.passwords.hash(password)
+        user.token_version += 1
+        user.updated_at = now()
+        await repo.revoke_user_sessions(user.id, now())
+        await session.flush()
+        await emit(session, events.USER_PASSWORD_CHANGED, subject_type="user",
+                   subject_id=user.id, data={})
+
+
+def _tenant_of(session: AsyncSession) -> UUID:
+    tenant = current_context().tenant_id
+    if tenant is None:
+        raise RuntimeError("no tenant in scope")
+    return tenant
+
+
+def _field(name: str, message: str) -> FieldError:
+    return FieldError(name, message)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,64 @@
+"""The contract between the event runtime and the services that consume events.
+
+A service declares ``ConsumerSpec``s in its ``handlers.py``; the runtime (embedded outbox
+reader, or a NATS/Kafka transport) calls ``handler(session, event)`` inside a transaction
+already scoped to ``event.tenant_id`` and commits the handler's effects *together with*
+the consumer's record of having handled ``event.id`` — so each event is handled once even
+though it may be delivered more than once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event envelope as the bus carries it (API.md, Events) plus request metadata."""
+
+    id: UUID
+    type: str
+    version: int
+    tenant_id: UUID
+    occurred_at: datetime
+    actor_id: UUID | None
+    subject_type: str
+    subject_id: str
+    data: dict[str, Any]
+    request_id: str | None = None
+    ip: str | None = None
+    position: int | None = None
+
+    def envelope(self) -> dict[str, Any]:
+        """The public JSON envelope (camelCase), as webhooks and transports send it."""
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "version": self.version,
+            "tenantId": str(self.tenant_id),
+            "occurredAt": self.occurred_at.isoformat().replace("+00:00", "Z"),
+            "actorId": str(self.actor_id) if self.actor_id else None,
+            "subject": {"type": self.subject_type, "id": self.subject_id},
+            "data": self.data,
+        }
+
+
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A named, durable consumer. ``types`` None means every event type."""
+
+    name: str
+    handler: Handler
+    types: frozenset[str] | None = None
+
+    def wants(self, event_type: str) -> bool:
+        return self.types is None or event_type in self.types

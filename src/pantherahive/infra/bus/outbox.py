@@ -1,0 +1,83 @@
+"""The transactional outbox: every state change writes its event in the same transaction.
+
+``emit`` is the only way a service announces a change; consumers (issue: event backbone)
+read this table in ``position`` order, so nothing is published that did not commit and
+nothing committed is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, insert
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pantherahive.infra.context import current_context
+from pantherahive.infra.db.base import Base
+from pantherahive.infra.metrics import EVENTS_EMITTED
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "position", postgresql_where="published_at IS NULL"),
+        {"schema": "bus"},
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), unique=True)
+    tenant_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
+    type: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_id: Mapped[UUID | None] = mapped_column(PgUUID(as_uuid=True))
+    subject_type: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    ip: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+async def emit(
+    session: AsyncSession,
+    event_type: str,
+    *,
+    subject_type: str,
+    subject_id: object,
+    data: dict[str, Any] | None = None,
+    tenant_id: UUID | None = None,
+    actor_id: UUID | None = None,
+    version: int = 1,
+) -> UUID:
+    """Write one event envelope in the caller's transaction.
+
+    Tenant and actor default to the authenticated principal of the current request.
+    """
+    ctx = current_context()
+    tenant = tenant_id or ctx.tenant_id
+    if tenant is None:
+        raise RuntimeError(f"event {event_type} has no tenant")
+    event_id = uuid4()
+    await session.execute(
+        insert(OutboxEvent).values(
+            id=event_id,
+            tenant_id=tenant,
+            type=event_type,
+            version=version,
+            occurred_at=datetime.now(UTC),
+            actor_id=actor_id if actor_id is not None else ctx.user_id,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            data=data or {},
+            request_id=ctx.request_id,
+            ip=ctx.ip,
+        )
+    )
+    EVENTS_EMITTED.labels(event_type).inc()
+    return event_id

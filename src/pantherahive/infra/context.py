@@ -1,0 +1,45 @@
+"""Per-request facts that logs, events and audit need, carried in a context variable."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from uuid import UUID
+
+import structlog
+
+
+@dataclass
+class RequestContext:
+    request_id: str | None = None
+    ip: str | None = None
+    tenant_id: UUID | None = None
+    user_id: UUID | None = None
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("pantherahive_request", default=None)
+
+
+def current_context() -> RequestContext:
+    ctx = _current.get()
+    if ctx is None:
+        ctx = RequestContext()
+        _current.set(ctx)
+    return ctx
+
+
+def begin_context(request_id: str | None, ip: str | None) -> RequestContext:
+    ctx = RequestContext(request_id=request_id, ip=ip)
+    _current.set(ctx)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return ctx
+
+
+def bind_principal(tenant_id: UUID, user_id: UUID | None) -> None:
+    ctx = current_context()
+    ctx.tenant_id = tenant_id
+    ctx.user_id = user_id
+    structlog.contextvars.bind_contextvars(
+        tenant_id=str(tenant_id), user_id=str(user_id) if user_id else None
+    )

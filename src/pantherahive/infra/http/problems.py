@@ -1,0 +1,188 @@
+"""RFC 9457 problem+json rendering and the exception handlers that use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import Send
+
+from pantherahive.core.errors import PROBLEM_BASE, AppError
+from pantherahive.infra.http.state import mark_commit_on_error
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_HTTP_SLUGS = {
+    400: ("bad-request", "Bad Request"),
+    401: ("unauthenticated", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not Found"),
+    405: ("method-not-allowed", "Method Not Allowed"),
+    406: ("not-acceptable", "Not Acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Payload Too Large"),
+    415: ("unsupported-media-type", "Unsupported Media Type"),
+    422: ("validation-error", "Unprocessable Content"),
+    429: ("rate-limited", "Too Many Requests"),
+    500: ("internal-error", "Internal Server Error"),
+    503: ("service-unavailable", "Service Unavailable"),
+}
+
+
+def problem_body(
+    status: int,
+    *,
+    detail: str,
+    instance: str | None,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    default_slug, default_title = _HTTP_SLUGS.get(status, ("error", "Error"))
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or default_slug),
+        "title": title or default_title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return orjson.dumps(body)
+
+
+def problem_response(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+async def send_problem(send: Send, status: int, detail: str, instance: str) -> None:
+    """Answer with a problem document from raw ASGI middleware, outside FastAPI."""
+    raw = problem_body(status, detail=detail, instance=instance)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.commit:
+        mark_commit_on_error(request.scope)
+    body = problem_body(
+        exc.status,
+        detail=exc.detail,
+        instance=request.url.path,
+        slug=exc.slug,
+        title=exc.title,
+        errors=[{"field": e.field, "message": e.message} for e in exc.errors] or None,
+        extra=exc.extra,
+    )
+    return problem_response(exc.status, body, exc.headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field_path(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+        for err in exc.errors()
+    ]
+    path_errors = [e for e in exc.errors() if e.get("loc", ("",))[0] == "path"]
+    if path_errors and len(path_errors) == len(exc.errors()):
+        # A malformed id in a path names no resource at all: 404, as the contract says.
+        return problem_response(
+            404, problem_body(404, detail="No such resource.", instance=request.url.path)
+        )
+    body = problem_body(
+        422, detail="The request is not valid.", instance=request.url.path, errors=errors
+    )
+    return problem_response(422, body)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else _HTTP_SLUGS.get(
+        exc.status_code, ("", "Error")
+    )[1]
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such resource."
+    body = problem_body(exc.status_code, detail=detail, instance=request.url.path)
+    return problem_response(exc.status_code, body, dict(exc.headers or {}))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": ["string", "null"]},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for routes: these codes answer with problem+json."""
+    return {
+        code: {"description": _HTTP_SLUGS.get(code, ("", "Problem"))[1], "content": _PROBLEM_CONTENT}
+        for code in codes
+    }
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the generated OpenAPI tell the truth: every error is problem+json."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code in ("422", "429", "500"):
+                responses.setdefault(code, {"description": _HTTP_SLUGS[int(code)][1]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    response["content"] = _PROBLEM_CONTENT
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    return schema

@@ -1,0 +1,75 @@
+"""Rate limits on the ``limits`` library: in memory, or in Redis when ``REDIS_URL`` is set
+(so every API process shares one budget)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.storage import storage_from_string
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from pantherahive.core.errors import RateLimited
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+
+
+class RateLimits:
+    def __init__(self, *, redis_url: str | None, enabled: bool = True) -> None:
+        self.enabled = enabled
+        storage: Storage
+        if redis_url:
+            uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
+            storage = storage_from_string(uri, implementation="redispy")
+        else:
+            storage = MemoryStorage()
+        self._storage = storage
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+
+    @staticmethod
+    def parse(limit: str) -> RateLimitItem:
+        return parse(limit)
+
+    async def hit(self, item: RateLimitItem, *key: str) -> RateLimitState:
+        """Count one request; raise 429 (with the state's headers) when over the limit."""
+        if not self.enabled:
+            return RateLimitState(item.amount, item.amount, 0)
+        allowed = await self._limiter.hit(item, *key)
+        state = await self._state(item, *key)
+        if not allowed:
+            error = RateLimited(state.reset_seconds, "Too many requests; slow down.")
+            error.headers.update(state.headers())
+            raise error
+        return state
+
+    async def check(self, item: RateLimitItem, *key: str) -> None:
+        """Refuse with 429 if the budget is spent, without spending any of it."""
+        if self.enabled and not await self._limiter.test(item, *key):
+            state = await self._state(item, *key)
+            error = RateLimited(state.reset_seconds, "Too many failed attempts; try again later.")
+            error.headers.update(state.headers())
+            raise error
+
+    async def record(self, item: RateLimitItem, *key: str) -> None:
+        if self.enabled:
+            await self._limiter.hit(item, *key)
+
+    async def _state(self, item: RateLimitItem, *key: str) -> RateLimitState:
+        stats = await self._limiter.get_window_stats(item, *key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return RateLimitState(item.amount, max(0, stats.remaining), reset)

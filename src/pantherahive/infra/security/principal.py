@@ -1,0 +1,24 @@
+"""The authenticated principal. Only identity's auth dependency constructs one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    MANAGER = "MANAGER"
+    MEMBER = "MEMBER"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    tenant_id: UUID
+    user_id: UUID
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN

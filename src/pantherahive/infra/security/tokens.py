@@ -1,0 +1,93 @@
+"""Access tokens (JWT, one explicit algorithm) and opaque single-purpose tokens.
+
+Opaque tokens (refresh, email verification, password reset) are random, carry their
+tenant in clear so the server knows where to look, and are stored only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import jwt
+
+from pantherahive.core.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: UUID
+    tenant_id: UUID
+    token_version: int
+    expires_at: int
+
+
+class AccessTokens:
+    def __init__(self, secret: str, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, *, user_id: UUID, tenant_id: UUID, token_version: int) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user_id),
+            "tid": str(tenant_id),
+            "ver": token_version,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl_seconds,
+            "jti": uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+                leeway=5,
+            )
+            return AccessClaims(
+                user_id=UUID(claims["sub"]),
+                tenant_id=UUID(claims["tid"]),
+                token_version=int(claims["ver"]),
+                expires_at=int(claims["exp"]),
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("The access token has expired.") from exc
+        except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
+            raise Unauthenticated("The access token is not valid.") from exc
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_opaque_token(prefix: str, tenant_id: UUID) -> tuple[str, bytes]:
+    token = f"{prefix}_{tenant_id.hex}_{secrets.token_urlsafe(32)}"
+    return token, hash_token(token)
+
+
+def parse_opaque_token(prefix: str, token: str) -> tuple[UUID, bytes] | None:
+    """The tenant and hash of a well-formed token of this kind, or None."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != prefix or len(token) > 200:
+        return None
+    try:
+        tenant_id = UUID(hex=parts[1])
+    except ValueError:
+        return None
+    return tenant_id, hash_token(token)

@@ -1,0 +1,210 @@
+"""create_app(): the platform's HTTP application — middleware, error handlers, lifespan,
+routers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from limits import RateLimitItem
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import Scope
+
+from pantherahive import __version__
+from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
+from pantherahive.domains.identity import router as identity_router
+from pantherahive.domains.identity.auth import Authenticator
+from pantherahive.domains.identity.delivery import AccountMessageSender, LoggingSender
+from pantherahive.domains.identity.service import IdentityConfig, IdentityService
+from pantherahive.infra.db.embedded import start_embedded_postgres
+from pantherahive.infra.db.engine import Database
+from pantherahive.infra.http.gateway import GatewayMiddleware
+from pantherahive.infra.http.idempotency import IdempotencyStore
+from pantherahive.infra.http.problems import document_problems, install_problem_handlers
+from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
+from pantherahive.infra.logging import configure_logging, get_logger
+from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security.passwords import Passwords
+from pantherahive.infra.security.tokens import AccessTokens
+from pantherahive.settings import Settings, get_settings
+
+log = get_logger("pantherahive")
+
+
+@dataclass
+class Platform:
+    """Everything a request needs that lives as long as the process."""
+
+    settings: Settings
+    db: Database
+    rate_limits: RateLimits
+    user_rate_item: RateLimitItem
+    anonymous_rate_item: RateLimitItem
+    identity: IdentityService
+    authenticator: Authenticator
+    idempotency: IdempotencyStore
+
+
+def build_platform(
+    settings: Settings, database_url: str, sender: AccountMessageSender | None = None
+) -> Platform:
+    db = Database.connect(
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    secret = settings.resolved_jwt_secret()
+    limits = RateLimits(redis_url=settings.redis_url, enabled=settings.rate_limit_enabled)
+    identity = IdentityService(
+        passwords=Passwords(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        tokens=AccessTokens(
+            secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.access_token_ttl_seconds,
+        ),
+        sender=sender or LoggingSender(),
+        config=IdentityConfig(
+            signup_open=settings.signup_open,
+            require_email_verification=settings.require_email_verification,
+            refresh_ttl=timedelta(days=settings.refresh_token_ttl_days),
+            email_token_ttl=timedelta(hours=settings.email_token_ttl_hours),
+            reset_token_ttl=timedelta(minutes=settings.password_reset_ttl_minutes),
+        ),
+    )
+    return Platform(
+        settings=settings,
+        db=db,
+        rate_limits=limits,
+        user_rate_item=limits.parse(settings.rate_limit_user),
+        anonymous_rate_item=limits.parse(settings.rate_limit_anonymous),
+        identity=identity,
+        authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
+        idempotency=IdempotencyStore(db.sessions, secret),
+    )
+
+
+def resolve_database_url(settings: Settings) -> str:
+    return settings.database_url or start_embedded_postgres(settings.data_path)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    sender: AccountMessageSender | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    holder: dict[str, Platform] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
+        holder["platform"] = platform
+        app.state.platform = platform
+        try:
+            yield
+        finally:
+            await platform.db.dispose()
+
+    app = FastAPI(
+        title="PantheraHive Core Platform",
+        version=__version__,
+        description=(
+            "Multi-tenant backend: tenants and users, projects and tasks, notifications, "
+            "audit. Errors are RFC 9457 `application/problem+json`."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(identity_router.public)
+    app.include_router(identity_router.users)
+    _operations_routes(app)
+
+    def principal(scope: Scope) -> tuple[str, str | None] | None:
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer":
+                    return None
+                try:
+                    claims = holder["platform"].identity.tokens.verify(token.strip())
+                except Unauthenticated:
+                    return None
+                return f"user:{claims.user_id}", str(claims.tenant_id)
+        return "anonymous", None
+
+    app.add_middleware(
+        UnitOfWorkMiddleware,
+        sessions=lambda: holder["platform"].db.sessions,
+        idempotency=lambda: holder["platform"].idempotency,
+        principal=principal,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                           "X-Request-ID"],
+            expose_headers=["ETag", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
+                            "RateLimit-Reset", "Retry-After", "Idempotent-Replayed"],
+        )
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = document_problems(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _operations_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request) -> dict[str, str]:
+        """The database (and, embedded, the bus, which is the database) answers."""
+        try:
+            await request.app.state.platform.db.ping()
+        except Exception as exc:
+            raise ServiceUnavailable("The database is not reachable.") from exc
+        return {"status": "ready", "database": "ok", "bus": "ok"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (the CLI's ``serve`` uses it for every worker)."""
+    return create_app()

@@ -1,0 +1,44 @@
+"""Alembic environment: runs as the database owner, over asyncpg."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from pantherahive.infra.db.engine import create_app_engine
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        version_table_schema="platform",
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _main() -> None:
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    engine = create_app_engine(url, role=None, pool_size=1, max_overflow=0)
+    async with engine.connect() as connection:
+        await connection.execute(text("CREATE SCHEMA IF NOT EXISTS platform"))
+        await connection.commit()
+        # Several processes may start at once (workers, tests): one migrates, the rest wait.
+        await connection.execute(text("SELECT pg_advisory_lock(727274)"))
+        try:
+            await connection.run_sync(_run)
+            await connection.commit()
+        finally:
+            await connection.rollback()
+            await connection.execute(text("SELECT pg_advisory_unlock(727274)"))
+            await connection.commit()
+    await engine.dispose()
+
+
+asyncio.run(_main()) if not context.is_offline_mode() else None

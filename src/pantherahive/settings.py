@@ -1,0 +1,120 @@
+"""Platform settings, validated once at start-up.
+
+Every variable is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_ACCESS_TOKEN_TTL_SECONDS = 15 * 60
+MAX_REFRESH_TOKEN_TTL_DAYS = 30
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PANTHERAHIVE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    data_dir: Path = Path(".pantherahive")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "PANTHERAHIVE_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "PANTHERAHIVE_REDIS_URL")
+    )
+    bus_url: str = Field(
+        default="embedded", validation_alias=AliasChoices("BUS_URL", "PANTHERAHIVE_BUS_URL")
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=100)
+
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "pantherahive"
+    jwt_audience: str = "pantherahive-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=MAX_ACCESS_TOKEN_TTL_SECONDS)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=MAX_REFRESH_TOKEN_TTL_DAYS)
+    email_token_ttl_hours: int = Field(default=24, ge=1, le=24 * 7)
+    password_reset_ttl_minutes: int = Field(default=30, ge=5, le=24 * 60)
+
+    signup_open: bool = True
+    require_email_verification: bool = False
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    rate_limit_enabled: bool = True
+    rate_limit_login_failures: str = "10/5 minutes"
+    rate_limit_user: str = "1200/minute"
+    rate_limit_anonymous: str = "300/minute"
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=1024)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_weak_production(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("PANTHERAHIVE_JWT_SECRET must be at least 32 characters")
+            if "*" in self.cors_origins:
+                raise ValueError("PANTHERAHIVE_CORS_ORIGINS may not be '*' in production")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured JWT key, or one generated on first start and kept in the data dir."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return _load_or_create_secret(self.data_path / "secrets" / "jwt.key")
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value, encoding="utf-8")
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        tmp.unlink()
+        return path.read_text(encoding="utf-8").strip()
+    tmp.unlink()
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
