@@ -122,13 +122,22 @@ async def create_tenant(client: httpx.AsyncClient) -> TenantHandle:
     slug = unique("t")
     response = await client.post(
         "/v1/tenants",
-        json={"name": slug, "slug": slug, "admin": {
-            "username": "admin", "password": PASSWORD, "email": f"admin@{slug}.example"}},
+        json={
+            "name": slug,
+            "slug": slug,
+            "admin": {"username": "admin", "password": PASSWORD, "email": f"admin@{slug}.example"},
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    admin = Actor(body["user"]["id"], "admin", "ADMIN", body["accessToken"],
-                  body["refreshToken"], f"admin@{slug}.example")
+    admin = Actor(
+        body["user"]["id"],
+        "admin",
+        "ADMIN",
+        body["accessToken"],
+        body["refreshToken"],
+        f"admin@{slug}.example",
+    )
     return TenantHandle(body["tenant"]["id"], slug, admin)
 
 
@@ -148,8 +157,9 @@ async def add_user(
     )
     assert login.status_code == 200, login.text
     tokens = login.json()
-    actor = Actor(response.json()["id"], username, role, tokens["accessToken"],
-                  tokens["refreshToken"], email)
+    actor = Actor(
+        response.json()["id"], username, role, tokens["accessToken"], tokens["refreshToken"], email
+    )
     tenant.users[username] = actor
     return actor
 

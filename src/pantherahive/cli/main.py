@@ -28,7 +28,8 @@ def _database_url() -> str:
     settings = get_settings()
     if settings.database_url is None:
         typer.secho(
-            f"Using the embedded PostgreSQL in {settings.data_path / 'postgres'}", err=True,
+            f"Using the embedded PostgreSQL in {settings.data_path / 'postgres'}",
+            err=True,
             fg=typer.colors.BLUE,
         )
     return resolve_database_url(settings)
@@ -133,14 +134,23 @@ def create_tenant(
 
     password = secrets.token_urlsafe(15)
     try:
-        _run_with_platform(lambda p: op(p.db, p.identity, slug=slug, name=name or slug,
-                                        username=admin_username, email=admin_email,
-                                        password=password))
+        _run_with_platform(
+            lambda p: op(
+                p.db,
+                p.identity,
+                slug=slug,
+                name=name or slug,
+                username=admin_username,
+                email=admin_email,
+                password=password,
+            )
+        )
     except (AppError, ValidationError) as exc:
         _fail(f"Could not create tenant {slug!r}: {exc}")
     typer.secho(f"Tenant {slug!r} created.", fg=typer.colors.GREEN)
-    typer.echo(f"  login:    {admin_username}\n  password: {password}\n"
-               "  (shown once; store it now)")
+    typer.echo(
+        f"  login:    {admin_username}\n  password: {password}\n  (shown once; store it now)"
+    )
 
 
 @app.command("create-user")
@@ -161,12 +171,22 @@ def create_user(
 
     chosen = password or secrets.token_urlsafe(15)
     try:
-        _run_with_platform(lambda p: op(p.db, p.identity, tenant=tenant, username=username,
-                                        role=role.upper(), email=email, password=chosen))
+        _run_with_platform(
+            lambda p: op(
+                p.db,
+                p.identity,
+                tenant=tenant,
+                username=username,
+                role=role.upper(),
+                email=email,
+                password=chosen,
+            )
+        )
     except (AppError, ValidationError) as exc:
         _fail(f"Could not create user {username!r}: {exc}")
-    typer.secho(f"User {username!r} created in {tenant!r} as {role.upper()}.",
-                fg=typer.colors.GREEN)
+    typer.secho(
+        f"User {username!r} created in {tenant!r} as {role.upper()}.", fg=typer.colors.GREEN
+    )
     if password is None:
         typer.echo(f"  password: {chosen}  (shown once)")
 
@@ -178,8 +198,9 @@ def demo() -> None:
 
     created = _run_with_platform(lambda p: create_demo(p.db, p.identity))
     if not created:
-        typer.secho("The tenant 'demo' already exists; its users are unchanged.",
-                    fg=typer.colors.YELLOW)
+        typer.secho(
+            "The tenant 'demo' already exists; its users are unchanged.", fg=typer.colors.YELLOW
+        )
     else:
         typer.secho("Tenant 'demo' created.", fg=typer.colors.GREEN)
     typer.echo("Users (password for all: " + DEMO_PASSWORD + "):")
@@ -189,7 +210,7 @@ def demo() -> None:
     typer.echo(
         "\nTry:\n  curl -s -X POST http://"
         f"{settings.host}:{settings.port}/v1/auth/login -H 'Content-Type: application/json' "
-        f"-d '{{\"tenant\":\"demo\",\"login\":\"alice\",\"password\":\"{DEMO_PASSWORD}\"}}'"
+        f'-d \'{{"tenant":"demo","login":"alice","password":"{DEMO_PASSWORD}"}}\''
     )
 
 

@@ -11,9 +11,7 @@ from pydantic.alias_generators import to_camel
 class ApiModel(BaseModel):
     """Response models: snake_case in Python, camelCase in JSON."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, from_attributes=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
 class RequestModel(ApiModel):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 
 from pantherahive.core.errors import RateLimited
 
@@ -35,7 +35,10 @@ class RateLimits:
         storage: Storage
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            storage = storage_from_string(uri, implementation="redispy")
+            created = storage_from_string(uri, implementation="redispy")
+            if not isinstance(created, Storage):
+                raise ValueError(f"{redis_url} does not name an async rate-limit storage")
+            storage = created
         else:
             storage = MemoryStorage()
         self._storage = storage

@@ -25,6 +25,8 @@ def _run(connection: Connection) -> None:
 
 async def _main() -> None:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to the migrations")
     engine = create_app_engine(url, role=None, pool_size=1, max_overflow=0)
     async with engine.connect() as connection:
         await connection.execute(text("CREATE SCHEMA IF NOT EXISTS platform"))

@@ -56,7 +56,12 @@ class Authenticator:
         return AuthContext(tenant_id=claims.tenant_id, user_id=claims.user_id, role=Role(role))
 
     async def login(
-        self, session: AsyncSession, *, tenant_slug: str, login: str, password: str,
+        self,
+        session: AsyncSession,
+        *,
+        tenant_slug: str,
+        login: str,
+        password: str,
         ip: str | None,
     ) -> IssuedTokens:
         login_key = ("login", tenant_slug, login.lower())
@@ -77,10 +82,14 @@ class Authenticator:
             if tenant_id is not None:
                 bind_principal(tenant_id, None)
                 await emit(
-                    session, events.LOGIN_FAILED, subject_type="user",
+                    session,
+                    events.LOGIN_FAILED,
+                    subject_type="user",
                     subject_id=user.id if user else login[:100],
-                    data={"login": login[:254], "reason": "bad_credentials" if not ok
-                          or user is None else "inactive"},
+                    data={
+                        "login": login[:254],
+                        "reason": "bad_credentials" if not ok or user is None else "inactive",
+                    },
                 )
             raise InvalidCredentials()
         if user.status == UserStatus.PENDING_VERIFICATION:
@@ -88,8 +97,9 @@ class Authenticator:
         bind_principal(user.tenant_id, user.id)
         if self.identity.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.identity.passwords.hash(password)
-        await emit(session, events.LOGIN_SUCCEEDED, subject_type="user", subject_id=user.id,
-                   data={})
+        await emit(
+            session, events.LOGIN_SUCCEEDED, subject_type="user", subject_id=user.id, data={}
+        )
         return await self.identity.issue_session(session, user)
 
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
@@ -99,8 +109,13 @@ class Authenticator:
             # A dead token came back: someone holds a copy. Burn the whole family.
             await repo.revoke_family(row.family_id, current)
             bind_principal(row.tenant_id, row.user_id)
-            await emit(session, events.REFRESH_REUSED, subject_type="user",
-                       subject_id=row.user_id, data={"familyId": str(row.family_id)})
+            await emit(
+                session,
+                events.REFRESH_REUSED,
+                subject_type="user",
+                subject_id=row.user_id,
+                data={"familyId": str(row.family_id)},
+            )
             raise RefreshTokenRejected()
         if row.expires_at <= current or user is None or user.status != UserStatus.ACTIVE:
             raise Unauthenticated("The refresh token is not valid.")
@@ -113,12 +128,17 @@ class Authenticator:
         repo, row, _user = await self._refresh_row(session, refresh_token)
         await repo.revoke_family(row.family_id, now())
         bind_principal(row.tenant_id, row.user_id)
-        await emit(session, events.LOGGED_OUT, subject_type="user", subject_id=row.user_id,
-                   data={"familyId": str(row.family_id)})
+        await emit(
+            session,
+            events.LOGGED_OUT,
+            subject_type="user",
+            subject_id=row.user_id,
+            data={"familyId": str(row.family_id)},
+        )
 
-    async def _refresh_row(self, session: AsyncSession, token: str) -> tuple[
-        IdentityRepository, RefreshToken, User | None
-    ]:
+    async def _refresh_row(
+        self, session: AsyncSession, token: str
+    ) -> tuple[IdentityRepository, RefreshToken, User | None]:
         parsed = parse_opaque_token(REFRESH_PREFIX, token)
         if parsed is None:
             raise Unauthenticated("The refresh token is not valid.")
@@ -137,11 +157,17 @@ class Authenticator:
         user.email_verified_at = now()
         user.updated_at = now()
         await session.flush()
-        await emit(session, events.USER_EMAIL_VERIFIED, subject_type="user", subject_id=user.id,
-                   data={"email": user.email})
+        await emit(
+            session,
+            events.USER_EMAIL_VERIFIED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"email": user.email},
+        )
 
-    async def request_password_reset(self, session: AsyncSession, *, tenant_slug: str,
-                                     email: str) -> None:
+    async def request_password_reset(
+        self, session: AsyncSession, *, tenant_slug: str, email: str
+    ) -> None:
         """Always succeeds from the caller's view: no account enumeration."""
         repo = IdentityRepository(session)
         tenant_id = await repo.tenant_id_for_slug(tenant_slug)
@@ -156,21 +182,28 @@ class Authenticator:
         token = await self.identity.issue_action_token(
             session, user, "password_reset", self.identity.config.reset_token_ttl, RESET_PREFIX
         )
-        await emit(session, events.PASSWORD_RESET_REQUESTED, subject_type="user",
-                   subject_id=user.id, data={})
+        await emit(
+            session,
+            events.PASSWORD_RESET_REQUESTED,
+            subject_type="user",
+            subject_id=user.id,
+            data={},
+        )
         await self.identity.sender.send_password_reset(
             tenant_id=tenant_id, user_id=user.id, email=user.email, token=token
         )
 
-    async def confirm_password_reset(self, session: AsyncSession, *, token: str,
-                                     new_password: str) -> None:
+    async def confirm_password_reset(
+        self, session: AsyncSession, *, token: str, new_password: str
+    ) -> None:
         user = await self._consume_action_token(session, token, "password_reset", RESET_PREFIX)
         if user.status == UserStatus.INACTIVE:
             raise InvalidActionToken()
         await self.identity.set_password(session, user, new_password)
 
-    async def _consume_action_token(self, session: AsyncSession, token: str, purpose: str,
-                                    prefix: str) -> User:
+    async def _consume_action_token(
+        self, session: AsyncSession, token: str, purpose: str, prefix: str
+    ) -> User:
         parsed = parse_opaque_token(prefix, token)
         if parsed is None:
             raise InvalidActionToken()

@@ -12,23 +12,42 @@ from pantherahive.infra.context import begin_context, bind_principal
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.security.principal import Role
 
-DEMO_PASSWORD = "panthera-demo-1"
+DEMO_PASSWORD = "panthera-demo-1"  # noqa: S105 - printed to the user on purpose
 DEMO_USERS = (("alice", "ADMIN"), ("bob", "MANAGER"), ("carol", "MEMBER"))
 
 
-async def create_tenant(db: Database, identity: IdentityService, *, slug: str, name: str,
-                        username: str, email: str | None, password: str) -> UUID:
+async def create_tenant(
+    db: Database,
+    identity: IdentityService,
+    *,
+    slug: str,
+    name: str,
+    username: str,
+    email: str | None,
+    password: str,
+) -> UUID:
     begin_context("cli", None)
-    body = TenantCreate(name=name, slug=slug, admin=TenantAdminCreate(
-        username=username, password=password, email=email, role=Role.ADMIN))
+    body = TenantCreate(
+        name=name,
+        slug=slug,
+        admin=TenantAdminCreate(username=username, password=password, email=email, role=Role.ADMIN),
+    )
     async with db.sessions() as session:
         tenant, _user, _tokens = await identity.create_tenant(session, body=body)
         await session.commit()
     return tenant.id
 
 
-async def create_user(db: Database, identity: IdentityService, *, tenant: str, username: str,
-                      role: str, email: str | None, password: str) -> UUID:
+async def create_user(
+    db: Database,
+    identity: IdentityService,
+    *,
+    tenant: str,
+    username: str,
+    role: str,
+    email: str | None,
+    password: str,
+) -> UUID:
     begin_context("cli", None)
     body = UserCreate(username=username, password=password, role=Role(role), email=email)
     async with db.sessions() as session:
@@ -49,9 +68,23 @@ async def create_demo(db: Database, identity: IdentityService) -> bool:
     if exists is not None:
         return False
     admin, *others = DEMO_USERS
-    await create_tenant(db, identity, slug="demo", name="Demo", username=admin[0],
-                        email=f"{admin[0]}@demo.example", password=DEMO_PASSWORD)
+    await create_tenant(
+        db,
+        identity,
+        slug="demo",
+        name="Demo",
+        username=admin[0],
+        email=f"{admin[0]}@demo.example",
+        password=DEMO_PASSWORD,
+    )
     for username, role in others:
-        await create_user(db, identity, tenant="demo", username=username, role=role,
-                          email=f"{username}@demo.example", password=DEMO_PASSWORD)
+        await create_user(
+            db,
+            identity,
+            tenant="demo",
+            username=username,
+            role=role,
+            email=f"{username}@demo.example",
+            password=DEMO_PASSWORD,
+        )
     return True

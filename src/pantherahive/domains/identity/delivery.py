@@ -15,25 +15,35 @@ log = get_logger("pantherahive.identity.delivery")
 
 
 class AccountMessageSender(Protocol):
-    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
-                                token: str) -> None: ...
+    async def send_verification(
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+    ) -> None: ...
 
-    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
-                                  token: str) -> None: ...
+    async def send_password_reset(
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+    ) -> None: ...
 
 
 class LoggingSender:
     """Development sender: writes the single-use token to the log instead of mailing it."""
 
-    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
-                                token: str) -> None:
-        log.info("account_email", kind="verify_email", user_id=str(user_id), to=email,
-                 action_token=token)
+    async def send_verification(
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+    ) -> None:
+        log.info(
+            "account_email", kind="verify_email", user_id=str(user_id), to=email, action_token=token
+        )
 
-    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
-                                  token: str) -> None:
-        log.info("account_email", kind="password_reset", user_id=str(user_id), to=email,
-                 action_token=token)
+    async def send_password_reset(
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+    ) -> None:
+        log.info(
+            "account_email",
+            kind="password_reset",
+            user_id=str(user_id),
+            to=email,
+            action_token=token,
+        )
 
 
 class RecordingSender:
@@ -42,10 +52,12 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, UUID, str]] = []
 
-    async def send_verification(self, *, tenant_id: UUID, user_id: UUID, email: str | None,
-                                token: str) -> None:
+    async def send_verification(
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+    ) -> None:
         self.sent.append(("verify_email", user_id, token))
 
-    async def send_password_reset(self, *, tenant_id: UUID, user_id: UUID, email: str,
-                                  token: str) -> None:
+    async def send_password_reset(
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+    ) -> None:
         self.sent.append(("password_reset", user_id, token))

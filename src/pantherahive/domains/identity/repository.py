@@ -97,7 +97,7 @@ class IdentityRepository:
         q: str | None,
         after: tuple[datetime, UUID] | None,
         limit: int,
-    ) -> Select[tuple[User]]:
+    ) -> Select[User]:
         stmt = select(User)
         if role:
             stmt = stmt.where(User.role == role)
@@ -114,17 +114,11 @@ class IdentityRepository:
                 )
             )
         if after is not None:
-            stmt = stmt.where(
-                tuple_(User.created_at, User.id) > tuple_(after[0], after[1])
-            )
+            stmt = stmt.where(tuple_(User.created_at, User.id) > tuple_(after[0], after[1]))
         return stmt.order_by(User.created_at, User.id).limit(limit)
 
     async def list_users(self, **kwargs: Any) -> list[User]:
         return list((await self.session.execute(self.list_users_query(**kwargs))).scalars())
-
-    async def bump_token_version(self, user: User) -> None:
-        user.token_version += 1
-        await self.session.flush()
 
     # refresh tokens
     async def refresh_token_by_hash(self, token_hash: bytes) -> RefreshToken | None:

@@ -35,6 +35,7 @@ from pantherahive.infra.security.principal import Role
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 
+
 async def anonymous_rate_limit(request: Request, response: Response) -> None:
     """300/min per IP on the routes that need no token."""
     platform = request.app.state.platform
@@ -146,9 +147,7 @@ async def verify_email(body: TokenRequest, session: Session, auth: Auth) -> None
     tags=["auth"],
     responses=_problems(422, 429),
 )
-async def request_password_reset(
-    body: PasswordResetRequest, session: Session, auth: Auth
-) -> None:
+async def request_password_reset(body: PasswordResetRequest, session: Session, auth: Auth) -> None:
     """Mail a single-use reset token if the account exists. Always 202, so the answer does
     not tell whether an account exists."""
     await auth.request_password_reset(session, tenant_slug=body.tenant, email=str(body.email))
@@ -160,9 +159,7 @@ async def request_password_reset(
     tags=["auth"],
     responses=_problems(400, 422, 429),
 )
-async def confirm_password_reset(
-    body: PasswordResetConfirm, session: Session, auth: Auth
-) -> None:
+async def confirm_password_reset(body: PasswordResetConfirm, session: Session, auth: Auth) -> None:
     """Set a new password with a reset token; every session of the user is revoked."""
     await auth.confirm_password_reset(session, token=body.token, new_password=body.new_password)
 

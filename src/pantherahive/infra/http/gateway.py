@@ -109,7 +109,9 @@ class GatewayMiddleware:
             b"transfer-encoding" in headers
         )
         content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if has_body and not (content_type == b"application/json" or content_type.endswith(b"+json")):
+        if has_body and not (
+            content_type == b"application/json" or content_type.endswith(b"+json")
+        ):
             return 415, "Send the request body as application/json."
         return None
 

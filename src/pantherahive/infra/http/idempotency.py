@@ -21,8 +21,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from pantherahive.infra.db.base import Base
 from pantherahive.infra.db.engine import set_tenant
 
-RETENTION = "24 hours"
-
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
@@ -48,7 +46,9 @@ class StoredResponse:
 class IdempotencyStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], secret: str) -> None:
         self._sessions = sessions
-        self._aead = AESGCM(hashlib.sha256(b"pantherahive-idempotency\0" + secret.encode()).digest())
+        self._aead = AESGCM(
+            hashlib.sha256(b"pantherahive-idempotency\0" + secret.encode()).digest()
+        )
 
     def _seal(self, response: StoredResponse) -> bytes:
         nonce = os.urandom(12)
@@ -73,7 +73,7 @@ class IdempotencyStore:
                     text(
                         "SELECT fingerprint, status, payload FROM platform.idempotency_keys "
                         "WHERE scope = :scope AND key = :key "
-                        f"AND created_at > now() - interval '{RETENTION}'"
+                        "AND created_at > now() - interval '24 hours'"
                     ),
                     {"scope": scope, "key": key},
                 )
@@ -108,7 +108,7 @@ class IdempotencyStore:
                 "ON CONFLICT (scope, key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, "
                 "fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
                 "payload = EXCLUDED.payload, created_at = now() "
-                f"WHERE platform.idempotency_keys.created_at <= now() - interval '{RETENTION}' "
+                "WHERE platform.idempotency_keys.created_at <= now() - interval '24 hours' "
                 "RETURNING 1"
             ),
             {

@@ -58,9 +58,7 @@ def problem_body(
     return orjson.dumps(body)
 
 
-def problem_response(
-    status: int, body: bytes, headers: dict[str, str] | None = None
-) -> Response:
+def problem_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
@@ -123,9 +121,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else _HTTP_SLUGS.get(
-        exc.status_code, ("", "Error")
-    )[1]
+    detail = (
+        exc.detail
+        if isinstance(exc.detail, str)
+        else _HTTP_SLUGS.get(exc.status_code, ("", "Error"))[1]
+    )
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such resource."
     body = problem_body(exc.status_code, detail=detail, instance=request.url.path)
@@ -165,7 +165,10 @@ _PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/sche
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for routes: these codes answer with problem+json."""
     return {
-        code: {"description": _HTTP_SLUGS.get(code, ("", "Problem"))[1], "content": _PROBLEM_CONTENT}
+        code: {
+            "description": _HTTP_SLUGS.get(code, ("", "Problem"))[1],
+            "content": _PROBLEM_CONTENT,
+        }
         for code in codes
     }
 

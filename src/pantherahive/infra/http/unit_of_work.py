@@ -29,8 +29,15 @@ MAX_KEY_LENGTH = 255
 _TRANSIENT = frozenset({401, 429})
 # Headers that describe the moment of the first answer, not the answer itself.
 _NOT_REPLAYED = frozenset(
-    {"content-length", "x-request-id", "date", "server", "ratelimit-limit",
-     "ratelimit-remaining", "ratelimit-reset"}
+    {
+        "content-length",
+        "x-request-id",
+        "date",
+        "server",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+    }
 )
 log = get_logger(__name__)
 
@@ -60,7 +67,9 @@ class _Buffer:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+        return b"".join(
+            m.get("body", b"") for m in self.messages if m["type"] == "http.response.body"
+        )
 
 
 ScopeResolver = Callable[[Scope], tuple[str, str | None] | None]
@@ -168,7 +177,12 @@ class UnitOfWorkMiddleware:
             if session is not None and keep:
                 if stored is not None and idem is not None:
                     won = await store.save(
-                        session, idem.scope_key, idem.key, idem.tenant_id, stored, scope_tenant=False
+                        session,
+                        idem.scope_key,
+                        idem.key,
+                        idem.tenant_id,
+                        stored,
+                        scope_tenant=False,
                     )
                     if not won:
                         await session.rollback()

@@ -55,7 +55,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE INDEX ix_idempotency_keys_created_at ON platform.idempotency_keys (created_at)")
+    op.execute(
+        "CREATE INDEX ix_idempotency_keys_created_at ON platform.idempotency_keys (created_at)"
+    )
     op.execute("ALTER TABLE platform.idempotency_keys ENABLE ROW LEVEL SECURITY")
     op.execute(
         "CREATE POLICY tenant_isolation ON platform.idempotency_keys "
@@ -138,7 +140,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE UNIQUE INDEX uq_users_username ON identity.users (tenant_id, lower(username))")
+    op.execute(
+        "CREATE UNIQUE INDEX uq_users_username ON identity.users (tenant_id, lower(username))"
+    )
     op.execute(
         "CREATE UNIQUE INDEX uq_users_email ON identity.users (tenant_id, lower(email)) "
         "WHERE email IS NOT NULL"
