@@ -1,0 +1,1 @@
+"""Projects: projects, their members and who may do what with them."""

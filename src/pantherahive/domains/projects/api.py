@@ -1,0 +1,65 @@
+"""Projects' public face: the only module other services may import.
+
+Tasks asks here whether a caller may read a project or write its tasks, and which
+projects a caller can see; it never reads projects' tables itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.domains.identity.api import AuthContext
+from pantherahive.domains.projects.errors import ProjectNotFound
+from pantherahive.domains.projects.permissions import ProjectAction, ProjectRole, project_may
+from pantherahive.domains.projects.repository import ProjectRepository
+
+__all__ = [
+    "ProjectAccess",
+    "ProjectRole",
+    "is_project_member",
+    "project_access",
+    "readable_project_ids",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAccess:
+    project_id: UUID
+    role: ProjectRole | None  # the caller's membership role; None for a non-member ADMIN
+    can_read: bool  # member, owner or ADMIN
+    can_write_tasks: bool  # OWNER, EDITOR, or ADMIN
+
+
+async def project_access(
+    session: AsyncSession, auth: AuthContext, project_id: UUID
+) -> ProjectAccess:
+    """The caller's rights on a project, in one query.
+
+    Raises ``NotFound`` (404) when the project does not exist, belongs to another tenant or
+    is invisible to the caller — the three are indistinguishable on purpose.
+    """
+    found, raw_role = await ProjectRepository(session).access_role(project_id, auth.user_id)
+    role = ProjectRole(raw_role) if raw_role else None
+    if not found or not project_may(auth.role, role, ProjectAction.READ):
+        raise ProjectNotFound()
+    return ProjectAccess(
+        project_id=project_id,
+        role=role,
+        can_read=True,
+        can_write_tasks=project_may(auth.role, role, ProjectAction.WRITE_TASKS),
+    )
+
+
+async def is_project_member(session: AsyncSession, project_id: UUID, user_id: UUID) -> bool:
+    """True for the project's owner and any of its members (of the transaction's tenant)."""
+    return await ProjectRepository(session).is_member(project_id, user_id)
+
+
+async def readable_project_ids(session: AsyncSession, auth: AuthContext) -> list[UUID] | None:
+    """None means every project of the tenant (ADMIN); otherwise the ids the caller sees."""
+    if project_may(auth.role, None, ProjectAction.READ):
+        return None
+    return await ProjectRepository(session).member_project_ids(auth.user_id)

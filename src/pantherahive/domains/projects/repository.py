@@ -1,0 +1,135 @@
+"""All of projects' SQL. Every query runs under the transaction's tenant (RLS)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.domains.projects.tables import Member, Project
+
+
+class ProjectRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *rows: Any) -> None:
+        self.session.add_all(rows)
+        await self.session.flush()
+
+    async def access(
+        self, project_id: UUID, user_id: UUID, *, for_update: bool = False
+    ) -> tuple[Project, str | None] | None:
+        """The project and the user's membership role in one round trip.
+
+        ``for_update`` locks the project row (not the membership): every change to a project
+        or its members serializes on it, which makes ``If-Match`` checks and member upserts
+        race-free.
+        """
+        stmt = (
+            select(Project, Member.role)
+            .outerjoin(
+                Member, and_(Member.project_id == Project.id, Member.user_id == user_id)
+            )
+            .where(Project.id == project_id)
+        )
+        if for_update:
+            stmt = stmt.with_for_update(of=Project)
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
+
+    async def access_role(self, project_id: UUID, user_id: UUID) -> tuple[bool, str | None]:
+        """(the project exists, the user's membership role) without loading the project."""
+        stmt = (
+            select(Project.id, Member.role)
+            .outerjoin(
+                Member, and_(Member.project_id == Project.id, Member.user_id == user_id)
+            )
+            .where(Project.id == project_id)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return (row is not None, row[1] if row else None)
+
+    async def is_member(self, project_id: UUID, user_id: UUID) -> bool:
+        member = exists().where(Member.project_id == project_id, Member.user_id == user_id)
+        stmt = select(Project.id).where(
+            Project.id == project_id, or_(Project.owner_id == user_id, member)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def member_project_ids(self, user_id: UUID) -> list[UUID]:
+        stmt = select(Member.project_id).where(Member.user_id == user_id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    def list_query(
+        self,
+        *,
+        visible_to: UUID | None,
+        status: str | None,
+        owner_id: UUID | None,
+        q: str | None,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> Select[Project]:
+        stmt = select(Project)
+        if visible_to is not None:
+            stmt = stmt.where(
+                exists().where(Member.project_id == Project.id, Member.user_id == visible_to)
+            )
+        if status:
+            stmt = stmt.where(Project.status == status)
+        if owner_id:
+            stmt = stmt.where(Project.owner_id == owner_id)
+        if q:
+            stmt = stmt.where(func.lower(Project.name).like(_prefix_pattern(q), escape="\\"))
+        if after is not None:
+            stmt = stmt.where(tuple_(Project.created_at, Project.id) > tuple_(*after))
+        return stmt.order_by(Project.created_at, Project.id).limit(limit)
+
+    async def list_projects(self, **kwargs: Any) -> list[Project]:
+        return list((await self.session.execute(self.list_query(**kwargs))).scalars())
+
+    async def delete_project(self, project: Project) -> list[UUID]:
+        """Delete the project (its members go by cascade); returns the former members."""
+        members = await self.session.execute(
+            delete(Member).where(Member.project_id == project.id).returning(Member.user_id)
+        )
+        member_ids = list(members.scalars())
+        await self.session.delete(project)
+        await self.session.flush()
+        return member_ids
+
+    # members
+    async def get_member(self, project_id: UUID, user_id: UUID) -> Member | None:
+        stmt = select(Member).where(Member.project_id == project_id, Member.user_id == user_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list_members(
+        self, project_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Member]:
+        stmt = select(Member).where(Member.project_id == project_id)
+        if after is not None:
+            stmt = stmt.where(tuple_(Member.added_at, Member.user_id) > tuple_(*after))
+        stmt = stmt.order_by(Member.added_at, Member.user_id).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def remove_member(self, member: Member) -> None:
+        await self.session.delete(member)
+        await self.session.flush()
+
+    async def memberships_of(self, user_id: UUID, *, exclude_role: str) -> list[Member]:
+        stmt = (
+            select(Member)
+            .where(Member.user_id == user_id, Member.role != exclude_role)
+            .order_by(Member.project_id)
+            .with_for_update()
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+
+def _prefix_pattern(q: str) -> str:
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
