@@ -31,9 +31,7 @@ class ProjectRepository:
         """
         stmt = (
             select(Project, Member.role)
-            .outerjoin(
-                Member, and_(Member.project_id == Project.id, Member.user_id == user_id)
-            )
+            .outerjoin(Member, and_(Member.project_id == Project.id, Member.user_id == user_id))
             .where(Project.id == project_id)
         )
         if for_update:
@@ -45,9 +43,7 @@ class ProjectRepository:
         """(the project exists, the user's membership role) without loading the project."""
         stmt = (
             select(Project.id, Member.role)
-            .outerjoin(
-                Member, and_(Member.project_id == Project.id, Member.user_id == user_id)
-            )
+            .outerjoin(Member, and_(Member.project_id == Project.id, Member.user_id == user_id))
             .where(Project.id == project_id)
         )
         row = (await self.session.execute(stmt)).first()

@@ -38,7 +38,8 @@ class Member(Base):
     __table_args__ = SCHEMA
 
     project_id: Mapped[UUID] = mapped_column(
-        PgUUID(as_uuid=True), ForeignKey("projects.projects.id", ondelete="CASCADE"),
+        PgUUID(as_uuid=True),
+        ForeignKey("projects.projects.id", ondelete="CASCADE"),
         primary_key=True,
     )
     user_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)

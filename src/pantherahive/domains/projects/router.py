@@ -1,0 +1,153 @@
+"""Projects' HTTP routes: thin — authenticate, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.schemas import Page
+from pantherahive.domains.identity.api import CurrentAuth
+from pantherahive.domains.projects import service
+from pantherahive.domains.projects.schemas import (
+    MemberPut,
+    MemberRead,
+    ProjectCreate,
+    ProjectRead,
+    ProjectStatus,
+    ProjectUpdate,
+)
+from pantherahive.domains.projects.tables import Project
+from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import request_session
+
+Session = Annotated[AsyncSession, Depends(request_session)]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=512,
+        description='The ETag from a previous read (`"<version>"`); a mismatch is 412.',
+    ),
+]
+Cursor = Annotated[str | None, Query(max_length=512)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+router = APIRouter(prefix="/v1/projects", tags=["projects"])
+
+
+def _read(project: Project, response: Response) -> ProjectRead:
+    response.headers["ETag"] = service.etag(project.version)
+    return ProjectRead.model_validate(project)
+
+
+@router.get("", responses=_problems(401, 422))
+async def list_projects(
+    auth: CurrentAuth,
+    session: Session,
+    status: ProjectStatus | None = None,
+    owner_id: Annotated[UUID | None, Query(alias="ownerId")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[ProjectRead]:
+    """The projects the caller can see (ADMIN: all of the tenant's), oldest first.
+
+    `q` is a case-insensitive prefix of the name.
+    """
+    rows, next_cursor = await service.list_projects(
+        session, auth, status=status, owner_id=owner_id, q=q, cursor=cursor, limit=limit
+    )
+    return Page[ProjectRead](
+        items=[ProjectRead.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_problems(401, 403, 409, 422))
+async def create_project(
+    body: ProjectCreate, auth: CurrentAuth, session: Session, response: Response
+) -> ProjectRead:
+    """Create a project (ADMIN or MANAGER). `ownerId` defaults to the caller and must be an
+    ACTIVE user of the tenant (else 422); the owner is listed among the members as OWNER.
+    Send `Idempotency-Key` to make retries safe."""
+    project = await service.create_project(session, auth, body=body)
+    response.headers["Location"] = f"/v1/projects/{project.id}"
+    return _read(project, response)
+
+
+@router.get("/{project_id}", responses=_problems(401, 404))
+async def get_project(
+    project_id: UUID, auth: CurrentAuth, session: Session, response: Response
+) -> ProjectRead:
+    """One project the caller can see (owner, member, ADMIN); any other id is 404. The
+    `ETag` header carries the version for `If-Match`."""
+    return _read(await service.get_project(session, auth, project_id), response)
+
+
+@router.patch("/{project_id}", responses=_problems(401, 403, 404, 412, 422))
+async def update_project(
+    project_id: UUID,
+    body: ProjectUpdate,
+    auth: CurrentAuth,
+    session: Session,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ProjectRead:
+    """Partial update (owner or ADMIN). With `If-Match`, a stale version is 412; without
+    it the last write wins. Changing `ownerId` keeps the previous owner as an EDITOR."""
+    project = await service.update_project(session, auth, project_id, body=body, if_match=if_match)
+    return _read(project, response)
+
+
+@router.delete(
+    "/{project_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404, 412),
+)
+async def delete_project(
+    project_id: UUID, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+) -> None:
+    """Delete a project and its members (owner or ADMIN); its tasks go with it."""
+    await service.delete_project(session, auth, project_id, if_match=if_match)
+
+
+@router.get("/{project_id}/members", responses=_problems(401, 404, 422))
+async def list_members(
+    project_id: UUID,
+    auth: CurrentAuth,
+    session: Session,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[MemberRead]:
+    """The project's members, the owner (role OWNER) included, in the order they joined."""
+    rows, next_cursor = await service.list_members(
+        session, auth, project_id, cursor=cursor, limit=limit
+    )
+    return Page[MemberRead](
+        items=[MemberRead.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.put("/{project_id}/members/{user_id}", responses=_problems(401, 403, 404, 409, 422))
+async def put_member(
+    project_id: UUID, user_id: UUID, body: MemberPut, auth: CurrentAuth, session: Session
+) -> MemberRead:
+    """Add an ACTIVE user of the tenant as EDITOR or VIEWER, or change their role (owner or
+    ADMIN). The owner's own membership is 409: it follows `ownerId`."""
+    member = await service.put_member(session, auth, project_id, user_id, body=body)
+    return MemberRead.model_validate(member)
+
+
+@router.delete(
+    "/{project_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404, 409),
+)
+async def remove_member(
+    project_id: UUID, user_id: UUID, auth: CurrentAuth, session: Session
+) -> None:
+    """Remove a member (owner or ADMIN). The owner cannot be removed (409)."""
+    await service.remove_member(session, auth, project_id, user_id)

@@ -1,0 +1,460 @@
+"""Projects' rules: visibility, permissions, versions and events. Services never commit;
+the edge does.
+
+Every change to a project or its members first locks the project row, so an ``If-Match``
+check and the write it guards are atomic, and member upserts cannot interleave.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.errors import FieldError, Forbidden, PreconditionFailed, ValidationFailed
+from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.domains.identity.api import AuthContext, active_user_ids
+from pantherahive.domains.projects import events
+from pantherahive.domains.projects.errors import (
+    MemberNotFound,
+    OwnerMembership,
+    ProjectNotFound,
+    UserNotFound,
+)
+from pantherahive.domains.projects.permissions import ProjectAction, ProjectRole, project_may
+from pantherahive.domains.projects.repository import ProjectRepository
+from pantherahive.domains.projects.schemas import (
+    MemberPut,
+    ProjectCreate,
+    ProjectStatus,
+    ProjectUpdate,
+)
+from pantherahive.domains.projects.tables import Member, Project
+from pantherahive.infra.bus.outbox import emit
+
+_UPDATABLE = ("name", "description", "owner_id", "status", "start_date", "end_date")
+_NOT_NULL = frozenset({"name", "owner_id", "status"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_holds(if_match: str | None, version: int) -> bool:
+    """RFC 9110 ``If-Match``: absent or ``*`` always holds; otherwise one of the listed
+    tags must be this version (weak tags compare by value, which is all a version is)."""
+    if if_match is None or if_match.strip() == "*":
+        return True
+    wanted = etag(version)
+    for tag in if_match.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == wanted:
+            return True
+    return False
+
+
+async def deny(
+    session: AsyncSession,
+    auth: AuthContext,
+    action: ProjectAction,
+    subject_type: str,
+    subject_id: object,
+    membership: ProjectRole | None = None,
+) -> Forbidden:
+    """Record an authorization denial (authz.denied) and return the error to raise; the
+    error commits, so the event survives the failed request."""
+    await emit(
+        session,
+        events.AUTHZ_DENIED,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        data={
+            "action": action.value,
+            "role": auth.role.value,
+            "projectRole": membership.value if membership else None,
+        },
+    )
+    return Forbidden(f"You may not perform {action.value} on this project.")
+
+
+async def _authorize(
+    session: AsyncSession,
+    auth: AuthContext,
+    project_id: UUID,
+    action: ProjectAction,
+    *,
+    for_update: bool = False,
+) -> tuple[Project, ProjectRole | None]:
+    """The project if the caller may ``action`` it: invisible is 404, visible but not
+    allowed is 403 (and an ``authz.denied`` event)."""
+    found = await ProjectRepository(session).access(project_id, auth.user_id, for_update=for_update)
+    if found is None:
+        raise ProjectNotFound()
+    project, raw_role = found
+    membership = ProjectRole(raw_role) if raw_role else None
+    if not project_may(auth.role, membership, ProjectAction.READ):
+        raise ProjectNotFound()
+    if not project_may(auth.role, membership, action):
+        raise await deny(session, auth, action, "project", project.id, membership)
+    return project, membership
+
+
+def _check_dates(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise ValidationFailed(
+            "endDate must not be before startDate.",
+            errors=[FieldError("endDate", "must be on or after startDate")],
+        )
+
+
+async def _is_active_user(session: AsyncSession, auth: AuthContext, user_id: UUID) -> bool:
+    if user_id == auth.user_id:
+        return True  # the caller was checked ACTIVE by authentication in this transaction
+    return user_id in await active_user_ids(session, {user_id})
+
+
+def _owner_invalid() -> ValidationFailed:
+    return ValidationFailed(
+        "ownerId must be an ACTIVE user of this tenant.",
+        errors=[FieldError("ownerId", "not an active user of this tenant")],
+    )
+
+
+# ---- projects ---------------------------------------------------------------------------
+async def create_project(
+    session: AsyncSession, auth: AuthContext, *, body: ProjectCreate
+) -> Project:
+    if not project_may(auth.role, None, ProjectAction.CREATE):
+        raise await deny(session, auth, ProjectAction.CREATE, "tenant", auth.tenant_id)
+    owner_id = body.owner_id or auth.user_id
+    if not await _is_active_user(session, auth, owner_id):
+        raise _owner_invalid()
+    _check_dates(body.start_date, body.end_date)
+    at = now()
+    project = Project(
+        id=uuid4(),
+        tenant_id=auth.tenant_id,
+        name=body.name,
+        description=body.description,
+        owner_id=owner_id,
+        status=body.status.value,
+        start_date=body.start_date,
+        end_date=body.end_date,
+        version=1,
+        created_at=at,
+        updated_at=at,
+    )
+    owner = Member(
+        project_id=project.id,
+        user_id=owner_id,
+        tenant_id=auth.tenant_id,
+        role=ProjectRole.OWNER.value,
+        added_at=at,
+    )
+    repo = ProjectRepository(session)
+    await repo.add(project)
+    await repo.add(owner)
+    await emit(
+        session,
+        events.PROJECT_CREATED,
+        subject_type="project",
+        subject_id=project.id,
+        data={
+            "name": project.name,
+            "ownerId": str(owner_id),
+            "status": project.status,
+            "startDate": _json(project.start_date),
+            "endDate": _json(project.end_date),
+        },
+    )
+    return project
+
+
+async def get_project(session: AsyncSession, auth: AuthContext, project_id: UUID) -> Project:
+    project, _ = await _authorize(session, auth, project_id, ProjectAction.READ)
+    return project
+
+
+async def list_projects(
+    session: AsyncSession,
+    auth: AuthContext,
+    *,
+    status: ProjectStatus | None,
+    owner_id: UUID | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Project], str | None]:
+    """The projects the caller can see, oldest first (ties by id), keyset-paginated."""
+    sees_all = project_may(auth.role, None, ProjectAction.READ)
+    rows = await ProjectRepository(session).list_projects(
+        visible_to=None if sees_all else auth.user_id,
+        status=status.value if status else None,
+        owner_id=owner_id,
+        q=q,
+        after=_after(cursor),
+        limit=limit + 1,
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)])
+    return rows, next_cursor
+
+
+async def update_project(
+    session: AsyncSession,
+    auth: AuthContext,
+    project_id: UUID,
+    *,
+    body: ProjectUpdate,
+    if_match: str | None,
+) -> Project:
+    project, _ = await _authorize(session, auth, project_id, ProjectAction.UPDATE, for_update=True)
+    if not if_match_holds(if_match, project.version):
+        raise PreconditionFailed(
+            f"The project is at version {project.version}; If-Match did not match.",
+            headers={"ETag": etag(project.version)},
+        )
+    sent = body.model_fields_set
+    for field in sorted(sent & _NOT_NULL):
+        if getattr(body, field) is None:
+            raise ValidationFailed(
+                f"{_camel(field)} cannot be null.",
+                errors=[FieldError(_camel(field), "may not be null")],
+            )
+    start = body.start_date if "start_date" in sent else project.start_date
+    end = body.end_date if "end_date" in sent else project.end_date
+    _check_dates(start, end)
+
+    changes: dict[str, list[Any]] = {}
+    for field in _UPDATABLE:
+        if field not in sent:
+            continue
+        new = getattr(body, field)
+        new = new.value if isinstance(new, ProjectStatus) else new
+        old = getattr(project, field)
+        if new != old:
+            changes[_camel(field)] = [_json(old), _json(new)]
+    if not changes:
+        return project
+    if "ownerId" in changes:
+        assert body.owner_id is not None
+        if not await _is_active_user(session, auth, body.owner_id):
+            raise _owner_invalid()
+        await _transfer_ownership(session, project, body.owner_id)
+    for field in _UPDATABLE:
+        if _camel(field) in changes:
+            new = getattr(body, field)
+            setattr(project, field, new.value if isinstance(new, ProjectStatus) else new)
+    project.version += 1
+    project.updated_at = now()
+    await session.flush()
+    await emit(
+        session,
+        events.PROJECT_UPDATED,
+        subject_type="project",
+        subject_id=project.id,
+        data={"changes": changes},
+    )
+    return project
+
+
+async def _transfer_ownership(session: AsyncSession, project: Project, new_owner: UUID) -> None:
+    """The old owner stays on the project as an EDITOR; the new owner's membership becomes
+    OWNER (created if they were not a member)."""
+    repo = ProjectRepository(session)
+    old = await repo.get_member(project.id, project.owner_id)
+    if old is not None:
+        old.role = ProjectRole.EDITOR.value
+        await _member_event(session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR)
+    member = await repo.get_member(project.id, new_owner)
+    if member is None:
+        await repo.add(
+            Member(
+                project_id=project.id,
+                user_id=new_owner,
+                tenant_id=project.tenant_id,
+                role=ProjectRole.OWNER.value,
+                added_at=now(),
+            )
+        )
+        await _member_event(session, project, new_owner, None, ProjectRole.OWNER)
+    else:
+        previous = ProjectRole(member.role)
+        member.role = ProjectRole.OWNER.value
+        await _member_event(session, project, new_owner, previous, ProjectRole.OWNER)
+    await session.flush()
+
+
+async def delete_project(
+    session: AsyncSession, auth: AuthContext, project_id: UUID, *, if_match: str | None
+) -> None:
+    """Delete the project and its members; tasks deletes the project's tasks when it
+    consumes ``project.deleted``."""
+    project, _ = await _authorize(session, auth, project_id, ProjectAction.DELETE, for_update=True)
+    if not if_match_holds(if_match, project.version):
+        raise PreconditionFailed(
+            f"The project is at version {project.version}; If-Match did not match.",
+            headers={"ETag": etag(project.version)},
+        )
+    name = project.name
+    member_ids = await ProjectRepository(session).delete_project(project)
+    await emit(
+        session,
+        events.PROJECT_DELETED,
+        subject_type="project",
+        subject_id=project_id,
+        data={"name": name, "memberIds": sorted(str(m) for m in member_ids)},
+    )
+
+
+# ---- members ----------------------------------------------------------------------------
+async def list_members(
+    session: AsyncSession, auth: AuthContext, project_id: UUID, *, cursor: str | None, limit: int
+) -> tuple[list[Member], str | None]:
+    await _authorize(session, auth, project_id, ProjectAction.LIST_MEMBERS)
+    rows = await ProjectRepository(session).list_members(
+        project_id, after=_after(cursor), limit=limit + 1
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].added_at.isoformat(), str(rows[-1].user_id)])
+    return rows, next_cursor
+
+
+async def put_member(
+    session: AsyncSession, auth: AuthContext, project_id: UUID, user_id: UUID, *, body: MemberPut
+) -> Member:
+    """Add a member or change their role (idempotent: the same role twice changes nothing)."""
+    project, _ = await _authorize(
+        session, auth, project_id, ProjectAction.MANAGE_MEMBERS, for_update=True
+    )
+    if user_id == project.owner_id:
+        raise OwnerMembership()
+    if not await _is_active_user(session, auth, user_id):
+        raise UserNotFound()
+    repo = ProjectRepository(session)
+    role = ProjectRole(body.role)
+    member = await repo.get_member(project_id, user_id)
+    if member is None:
+        member = Member(
+            project_id=project_id,
+            user_id=user_id,
+            tenant_id=project.tenant_id,
+            role=role.value,
+            added_at=now(),
+        )
+        await repo.add(member)
+        await _member_event(session, project, user_id, None, role)
+    elif member.role != role.value:
+        previous = ProjectRole(member.role)
+        member.role = role.value
+        await session.flush()
+        await _member_event(session, project, user_id, previous, role)
+    return member
+
+
+async def remove_member(
+    session: AsyncSession, auth: AuthContext, project_id: UUID, user_id: UUID
+) -> None:
+    project, _ = await _authorize(
+        session, auth, project_id, ProjectAction.MANAGE_MEMBERS, for_update=True
+    )
+    if user_id == project.owner_id:
+        raise OwnerMembership()
+    repo = ProjectRepository(session)
+    member = await repo.get_member(project_id, user_id)
+    if member is None:
+        raise MemberNotFound()
+    role = ProjectRole(member.role)
+    await repo.remove_member(member)
+    await _member_event(session, project, user_id, role, None)
+
+
+async def _member_event(
+    session: AsyncSession,
+    project: Project,
+    user_id: UUID,
+    old: ProjectRole | None,
+    new: ProjectRole | None,
+) -> None:
+    if old is None and new is not None:
+        event_type = events.MEMBER_ADDED
+        data: dict[str, Any] = {
+            "userId": str(user_id),
+            "role": new.value,
+            "projectName": project.name,
+        }
+    elif new is None and old is not None:
+        event_type = events.MEMBER_REMOVED
+        data = {"userId": str(user_id), "role": old.value}
+    else:
+        assert old is not None
+        assert new is not None
+        event_type = events.MEMBER_UPDATED
+        data = {"userId": str(user_id), "changes": {"role": [old.value, new.value]}}
+    await emit(
+        session,
+        event_type,
+        subject_type="project",
+        subject_id=project.id,
+        data=data,
+    )
+
+
+# ---- consumed events --------------------------------------------------------------------
+async def drop_memberships_of(
+    session: AsyncSession, *, user_id: UUID, tenant_id: UUID, actor_id: UUID | None
+) -> int:
+    """A deactivated user leaves every project they do not own (owned projects keep their
+    owner until an ADMIN transfers them). Returns how many memberships were removed."""
+    repo = ProjectRepository(session)
+    removed = await repo.memberships_of(user_id, exclude_role=ProjectRole.OWNER.value)
+    for member in removed:
+        await repo.remove_member(member)
+        await emit(
+            session,
+            events.MEMBER_REMOVED,
+            subject_type="project",
+            subject_id=member.project_id,
+            data={"userId": str(user_id), "role": member.role, "reason": "user.deactivated"},
+            tenant_id=tenant_id,
+            actor_id=actor_id,
+        )
+    return len(removed)
+
+
+def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if not cursor:
+        return None
+    stamp, raw_id = decode_cursor(cursor, arity=2)
+    try:
+        return datetime.fromisoformat(stamp), UUID(raw_id)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(
+            "The cursor is not valid for this list.",
+            errors=[FieldError("cursor", "malformed or foreign cursor")],
+        ) from exc
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
