@@ -25,6 +25,7 @@ from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender, LoggingSender
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
 from pantherahive.domains.projects import router as projects_router
+from pantherahive.domains.tasks import router as tasks_router
 from pantherahive.infra.db.embedded import start_embedded_postgres
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.http.gateway import GatewayMiddleware
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(identity_router.public)
     app.include_router(identity_router.users)
     app.include_router(projects_router.router)
+    app.include_router(tasks_router.router)
     _operations_routes(app)
 
     def principal(scope: Scope) -> tuple[str, str | None] | None:

@@ -1,0 +1,1 @@
+"""Tasks: a project's tasks, their dependency graph, and who may change them."""

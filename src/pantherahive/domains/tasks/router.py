@@ -1,0 +1,201 @@
+"""Tasks' HTTP routes: thin — authenticate, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.schemas import Page
+from pantherahive.domains.identity.api import CurrentAuth
+from pantherahive.domains.tasks import service
+from pantherahive.domains.tasks.repository import TaskFilter, TaskRecord
+from pantherahive.domains.tasks.schemas import (
+    Schedule,
+    TaskCreate,
+    TaskPriority,
+    TaskRead,
+    TaskSort,
+    TaskStatus,
+    TaskUpdate,
+)
+from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import request_session
+
+Session = Annotated[AsyncSession, Depends(request_session)]
+
+router = APIRouter(tags=["tasks"])
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    filters: TaskFilter
+    sort: TaskSort
+    cursor: str | None
+    limit: int
+
+
+def list_query(
+    status: Annotated[
+        list[TaskStatus] | None, Query(description="Repeatable: any of these statuses.")
+    ] = None,
+    assignee_id: Annotated[UUID | None, Query(alias="assigneeId")] = None,
+    priority: Annotated[
+        list[TaskPriority] | None, Query(description="Repeatable: any of these priorities.")
+    ] = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
+    due_before: Annotated[date | None, Query(alias="dueBefore", description="Inclusive.")] = None,
+    due_after: Annotated[date | None, Query(alias="dueAfter", description="Inclusive.")] = None,
+    blocked: bool | None = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200,
+              description="Full text over title and description (web search syntax)."),
+    ] = None,
+    sort: TaskSort = TaskSort.CREATED,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> ListQuery:
+    return ListQuery(
+        filters=TaskFilter(
+            statuses=[s.value for s in status or ()],
+            priorities=[p.value for p in priority or ()],
+            assignee_id=assignee_id,
+            label=label,
+            due_before=due_before,
+            due_after=due_after,
+            blocked=blocked,
+            q=q,
+        ),
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+Listing = Annotated[ListQuery, Depends(list_query)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='ETag, e.g. "3"')]
+
+
+def _page(rows: list[TaskRecord], next_cursor: str | None) -> Page[TaskRead]:
+    return Page[TaskRead](
+        items=[TaskRead.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+def _one(task: TaskRecord, response: Response) -> TaskRead:
+    response.headers["ETag"] = f'"{task.version}"'
+    return TaskRead.model_validate(task)
+
+
+@router.get("/v1/projects/{project_id}/tasks", responses=_problems(401, 404, 422))
+async def list_project_tasks(
+    project_id: UUID, query: Listing, auth: CurrentAuth, session: Session
+) -> Page[TaskRead]:
+    """A project's tasks (any reader of the project). Filters combine with AND; `status`
+    and `priority` repeat for "any of". Sorted by `sort`, ties by id; the cursor only
+    continues the sort it came from."""
+    rows, next_cursor = await service.list_project_tasks(
+        session, auth, project_id, filters=query.filters, sort=query.sort,
+        cursor=query.cursor, limit=query.limit,
+    )
+    return _page(rows, next_cursor)
+
+
+@router.post(
+    "/v1/projects/{project_id}/tasks",
+    status_code=status.HTTP_201_CREATED,
+    responses=_problems(401, 403, 404, 409, 422),
+)
+async def create_task(
+    project_id: UUID, body: TaskCreate, auth: CurrentAuth, session: Session, response: Response
+) -> TaskRead:
+    """Create a task (the project's owner, EDITORs, ADMIN). The assignee must be an active
+    member or the owner of the project (422); `dependsOn` names tasks of the same project."""
+    task = await service.create_task(session, auth, project_id, body=body)
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return _one(task, response)
+
+
+@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404))
+async def project_schedule(project_id: UUID, auth: CurrentAuth, session: Session) -> Schedule:
+    """The project's tasks in an order that respects dependencies (every task after the
+    tasks it depends on), each with its depth (longest chain of dependencies below it), and
+    the critical path: the longest chain, first task first."""
+    return await service.project_schedule(session, auth, project_id)
+
+
+@router.get("/v1/users/me/tasks", responses=_problems(401, 422))
+async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> Page[TaskRead]:
+    """Tasks assigned to the caller across the projects the caller can see; the same
+    filters and sorts as a project's list (`assigneeId` is always the caller)."""
+    rows, next_cursor = await service.list_my_tasks(
+        session, auth, filters=query.filters, sort=query.sort, cursor=query.cursor,
+        limit=query.limit,
+    )
+    return _page(rows, next_cursor)
+
+
+@router.get("/v1/tasks/{task_id}", responses=_problems(401, 404))
+async def get_task(
+    task_id: UUID, auth: CurrentAuth, session: Session, response: Response
+) -> TaskRead:
+    """One task (any reader of its project). The `ETag` is its version, for `If-Match`."""
+    return _one(await service.get_task(session, auth, task_id), response)
+
+
+@router.patch("/v1/tasks/{task_id}", responses=_problems(401, 403, 404, 409, 412, 422))
+async def update_task(
+    task_id: UUID,
+    body: TaskUpdate,
+    auth: CurrentAuth,
+    session: Session,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TaskRead:
+    """Partial update (owner, EDITORs, ADMIN); the assignee may change `status` alone.
+    `If-Match` with a stale ETag is 412. Moving to DONE while a dependency is open is 409
+    with `blockers`; leaving DONE clears `completedAt`."""
+    task = await service.update_task(session, auth, task_id, body=body, if_match=if_match)
+    return _one(task, response)
+
+
+@router.delete(
+    "/v1/tasks/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404),
+)
+async def delete_task(task_id: UUID, auth: CurrentAuth, session: Session) -> None:
+    """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it."""
+    await service.delete_task(session, auth, task_id)
+
+
+@router.put(
+    "/v1/tasks/{task_id}/dependencies/{depends_on_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404, 409, 422),
+)
+async def add_dependency(
+    task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
+) -> None:
+    """Make the task depend on another task of the same project (422 otherwise; itself is
+    422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids). Adding an
+    existing edge changes nothing."""
+    await service.add_dependency(session, auth, task_id, depends_on_id)
+
+
+@router.delete(
+    "/v1/tasks/{task_id}/dependencies/{depends_on_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404),
+)
+async def remove_dependency(
+    task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
+) -> None:
+    """Remove a dependency; 404 if the task does not depend on that task."""
+    await service.remove_dependency(session, auth, task_id, depends_on_id)

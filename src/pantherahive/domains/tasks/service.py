@@ -1,0 +1,455 @@
+"""Tasks' rules: permissions, assignment, status, the dependency graph, events.
+
+Services never commit; the edge does. Every change writes its events to the outbox in the
+same transaction. Rights on a project come from projects' api only: a project the caller
+cannot see makes its tasks 404, exactly like a task of another tenant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.domains.identity.api import AuthContext, active_user_ids
+from pantherahive.domains.projects.api import (
+    ProjectAccess,
+    is_project_member,
+    project_access,
+    readable_project_ids,
+)
+from pantherahive.domains.tasks import events
+from pantherahive.domains.tasks.errors import (
+    DependencyCycle,
+    DependencyNotFound,
+    IneligibleAssignee,
+    InvalidDependency,
+    TaskBlocked,
+    TaskNotFound,
+)
+from pantherahive.domains.tasks.permissions import TaskAction, task_may
+from pantherahive.domains.tasks.repository import (
+    SORT_KEYS,
+    GraphNode,
+    TaskFilter,
+    TaskRecord,
+    TaskRepository,
+)
+from pantherahive.domains.tasks.schemas import (
+    CLOSED_STATUSES,
+    Schedule,
+    ScheduleItem,
+    TaskCreate,
+    TaskSort,
+    TaskStatus,
+    TaskUpdate,
+)
+from pantherahive.infra.bus.outbox import emit
+
+DONE = TaskStatus.DONE.value
+_NOT_NULL = ("title", "status", "priority", "labels")
+# API field name of each updatable column, for task.updated's {"changes": ...}.
+_WIRE = {
+    "title": "title", "description": "description", "status": "status",
+    "priority": "priority", "assignee_id": "assigneeId", "due_date": "dueDate",
+    "labels": "labels",
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+async def get_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -> TaskRecord:
+    task, _ = await _visible_task(session, auth, task_id)
+    return task
+
+
+async def list_project_tasks(
+    session: AsyncSession,
+    auth: AuthContext,
+    project_id: UUID,
+    *,
+    filters: TaskFilter,
+    sort: TaskSort,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[TaskRecord], str | None]:
+    await _project(session, auth, project_id)
+    return await _page(
+        TaskRepository(session, auth.tenant_id), sort, cursor, limit,
+        project_id=project_id, filters=filters,
+    )
+
+
+async def list_my_tasks(
+    session: AsyncSession,
+    auth: AuthContext,
+    *,
+    filters: TaskFilter,
+    sort: TaskSort,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[TaskRecord], str | None]:
+    """Tasks assigned to the caller, in the projects the caller can still see."""
+    visible = await readable_project_ids(session, auth)
+    if visible is not None and not visible:
+        return [], None
+    filters = dataclasses.replace(filters, assignee_id=auth.user_id)
+    return await _page(
+        TaskRepository(session, auth.tenant_id), sort, cursor, limit,
+        project_ids=visible, filters=filters,
+    )
+
+
+async def _page(
+    repo: TaskRepository,
+    sort: TaskSort,
+    cursor: str | None,
+    limit: int,
+    *,
+    filters: TaskFilter,
+    project_id: UUID | None = None,
+    project_ids: list[UUID] | None = None,
+) -> tuple[list[TaskRecord], str | None]:
+    after = _decode_cursor(cursor, sort) if cursor else None
+    rows = await repo.list_tasks(
+        project_id=project_id, project_ids=project_ids, filters=filters, sort=sort,
+        after=after, limit=limit + 1,
+    )
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    key = last.sort_key.isoformat() if isinstance(last.sort_key, date) else last.sort_key
+    return rows, encode_cursor([sort.value, key, str(last.id)])
+
+
+def _decode_cursor(cursor: str, sort: TaskSort) -> tuple[Any, UUID]:
+    """The cursor carries its sort, so one minted for another order is refused (422)."""
+    name, key, raw_id = decode_cursor(cursor, arity=3)
+    column, _ = SORT_KEYS[sort]
+    try:
+        if name != sort.value:
+            raise ValueError("cursor of another sort")
+        python_type = column.type.python_type
+        if python_type is datetime:
+            value: Any = datetime.fromisoformat(key)
+        elif python_type is date:
+            value = date.fromisoformat(key)
+        else:
+            value = int(key)
+        return value, UUID(raw_id)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(
+            "The cursor is not valid for this list.",
+            errors=[FieldError("cursor", "malformed or minted for another sort")],
+        ) from exc
+
+
+async def project_schedule(
+    session: AsyncSession, auth: AuthContext, project_id: UUID
+) -> Schedule:
+    await _project(session, auth, project_id)
+    nodes, edges = await TaskRepository(session, auth.tenant_id).graph(project_id)
+    return build_schedule(nodes, edges)
+
+
+def build_schedule(nodes: list[GraphNode], edges: list[tuple[UUID, UUID]]) -> Schedule:
+    """Kahn's algorithm, oldest task first among the ready ones; depth is the longest chain
+    of dependencies below a task, and the critical path follows the deepest dependency of
+    the deepest task down to a task that depends on nothing."""
+    rank = {node.id: index for index, node in enumerate(nodes)}
+    dependents: dict[UUID, list[UUID]] = {node.id: [] for node in nodes}
+    waiting = dict.fromkeys(rank, 0)
+    for task_id, dep_id in edges:
+        if task_id in rank and dep_id in rank:
+            dependents[dep_id].append(task_id)
+            waiting[task_id] += 1
+    depth = dict.fromkeys(rank, 0)
+    via: dict[UUID, UUID] = {}
+    ready = [(rank[task_id], task_id) for task_id, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    while ready:
+        _, dep_id = heapq.heappop(ready)
+        for task_id in dependents[dep_id]:
+            if depth[dep_id] + 1 > depth[task_id]:
+                depth[task_id] = depth[dep_id] + 1
+                via[task_id] = dep_id
+            waiting[task_id] -= 1
+            if waiting[task_id] == 0:
+                heapq.heappush(ready, (rank[task_id], task_id))
+    by_id = {node.id: node for node in nodes}
+    ordered = sorted(rank, key=lambda task_id: (depth[task_id], rank[task_id]))
+    items = [
+        ScheduleItem(task_id=task_id, title=by_id[task_id].title,
+                     status=TaskStatus(by_id[task_id].status), depth=depth[task_id])
+        for task_id in ordered
+    ]
+    path: list[UUID] = []
+    if ordered:
+        end = max(ordered, key=lambda task_id: (depth[task_id], -rank[task_id]))
+        path = [end]
+        while path[-1] in via:
+            path.append(via[path[-1]])
+        path.reverse()
+    return Schedule(items=items, critical_path=path, length=len(path))
+
+
+# ---- writing ---------------------------------------------------------------------------------
+async def create_task(
+    session: AsyncSession, auth: AuthContext, project_id: UUID, *, body: TaskCreate
+) -> TaskRecord:
+    access = await _project(session, auth, project_id)
+    if not task_may(access, TaskAction.CREATE):
+        raise await _deny(session, auth, TaskAction.CREATE, "project", project_id)
+    if body.assignee_id is not None:
+        await _require_eligible(session, project_id, body.assignee_id)
+    repo = TaskRepository(session, auth.tenant_id)
+    task_id = uuid4()
+    blocked = False
+    if body.depends_on:
+        # Shared: no cycle can pass through a task nothing depends on yet, but a
+        # dependency must not be deleted between this check and the insert.
+        await repo.lock_graph(project_id, shared=True)
+        found = await repo.nodes(body.depends_on, share=True)
+        for dep_id in body.depends_on:
+            _check_dependency(found.get(dep_id), dep_id, project_id)
+        open_ids = sorted(d for d in body.depends_on if found[d].status not in CLOSED_STATUSES)
+        if body.status is TaskStatus.DONE and open_ids:
+            raise TaskBlocked(open_ids)
+        blocked = bool(open_ids)
+    stamp = now()
+    task = TaskRecord(
+        id=task_id, project_id=project_id, title=body.title, description=body.description,
+        status=body.status.value, priority=body.priority.value, assignee_id=body.assignee_id,
+        reporter_id=auth.user_id, due_date=body.due_date, labels=list(body.labels),
+        depends_on=sorted(body.depends_on), blocked=blocked, version=1, created_at=stamp,
+        updated_at=stamp, completed_at=stamp if body.status is TaskStatus.DONE else None,
+    )
+    await repo.insert(
+        {
+            "id": task.id, "project_id": project_id, "title": task.title,
+            "description": task.description, "status": task.status,
+            "priority": task.priority, "assignee_id": task.assignee_id,
+            "reporter_id": task.reporter_id, "due_date": task.due_date, "labels": task.labels,
+            "version": 1, "created_at": stamp, "updated_at": stamp,
+            "completed_at": task.completed_at,
+        }
+    )
+    await repo.add_edges(project_id, task_id, body.depends_on)
+    await _emit(session, events.TASK_CREATED, task, {
+        "title": task.title, "status": task.status, "priority": task.priority,
+        "assigneeId": task.assignee_id, "reporterId": task.reporter_id,
+        "dueDate": task.due_date, "labels": task.labels, "dependsOn": task.depends_on,
+    })
+    if task.assignee_id is not None:
+        await _emit(session, events.TASK_ASSIGNED, task,
+                    {"assigneeId": task.assignee_id, "previousAssigneeId": None})
+    return task
+
+
+async def update_task(
+    session: AsyncSession,
+    auth: AuthContext,
+    task_id: UUID,
+    *,
+    body: TaskUpdate,
+    if_match: str | None = None,
+) -> TaskRecord:
+    """The assignee without write rights may change ``status`` and nothing else (403);
+    ``If-Match`` is checked against the locked row, so two writers holding the same
+    version cannot both succeed."""
+    task, access = await _visible_task(session, auth, task_id, for_update=True)
+    sent = body.model_fields_set
+    if not task_may(access, TaskAction.UPDATE):
+        is_assignee = task.assignee_id == auth.user_id
+        status_only = sent <= {"status"}
+        if not (status_only and task_may(access, TaskAction.UPDATE_STATUS,
+                                         is_assignee=is_assignee)):
+            action = TaskAction.UPDATE_STATUS if status_only else TaskAction.UPDATE
+            raise await _deny(session, auth, action, "task", task.id)
+    _check_if_match(if_match, task.version)
+    for name in _NOT_NULL:
+        if name in sent and getattr(body, name) is None:
+            raise ValidationFailed(f"{_WIRE[name]} cannot be null.",
+                                   errors=[FieldError(_WIRE[name], "may not be null")])
+
+    changes: dict[str, list[Any]] = {}
+    values: dict[str, Any] = {}
+    for name in _WIRE:
+        if name not in sent:
+            continue
+        new = getattr(body, name)
+        new = new.value if isinstance(new, Enum) else new
+        old = getattr(task, name)
+        if new != old:
+            changes[_WIRE[name]] = [old, new]
+            values[name] = new
+    if not changes:
+        return task
+
+    repo = TaskRepository(session, auth.tenant_id)
+    if "assignee_id" in values and values["assignee_id"] is not None:
+        await _require_eligible(session, task.project_id, values["assignee_id"])
+    if values.get("status") == DONE:
+        await repo.lock_graph(task.project_id, shared=True)
+        blockers = await repo.open_blockers(task.id)
+        if blockers:
+            raise TaskBlocked(blockers)
+    stamp = now()
+    if "status" in values:
+        if values["status"] == DONE:
+            values["completed_at"] = stamp
+        elif task.status == DONE:
+            values["completed_at"] = None
+    values["version"] = task.version + 1
+    values["updated_at"] = stamp
+    await repo.update(task.id, values)
+    previous = task
+    task = dataclasses.replace(task, **values)
+
+    await _emit(session, events.TASK_UPDATED, task, {"changes": changes})
+    if "assigneeId" in changes:
+        await _emit(session, events.TASK_ASSIGNED, task, {
+            "assigneeId": task.assignee_id, "previousAssigneeId": previous.assignee_id})
+    if "status" in changes:
+        await _emit(session, events.TASK_STATUS_CHANGED, task,
+                    {"from": previous.status, "to": task.status})
+    return task
+
+
+async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -> None:
+    task, access = await _visible_task(session, auth, task_id)
+    if not task_may(access, TaskAction.DELETE):
+        raise await _deny(session, auth, TaskAction.DELETE, "task", task.id)
+    repo = TaskRepository(session, auth.tenant_id)
+    # Exclusive: an edge being added to this task elsewhere must not outlive it.
+    await repo.lock_graph(task.project_id)
+    await repo.delete(task.id)
+    await _emit(session, events.TASK_DELETED, task, {"title": task.title})
+
+
+async def add_dependency(
+    session: AsyncSession, auth: AuthContext, task_id: UUID, depends_on_id: UUID
+) -> None:
+    """Idempotent. The check for a cycle and the insert run under the project's graph lock,
+    so two requests adding A→B and B→A at once are decided one after the other."""
+    task, access = await _visible_task(session, auth, task_id)
+    if not task_may(access, TaskAction.MANAGE_DEPENDENCIES):
+        raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
+    if depends_on_id == task.id:
+        raise InvalidDependency("A task cannot depend on itself.")
+    repo = TaskRepository(session, auth.tenant_id)
+    await repo.lock_graph(task.project_id)
+    found = await repo.nodes([task.id, depends_on_id])
+    if task.id not in found:
+        raise TaskNotFound()
+    _check_dependency(found.get(depends_on_id), depends_on_id, task.project_id)
+    if await repo.edge_exists(task.id, depends_on_id):
+        return
+    path = await repo.path_between(depends_on_id, task.id)
+    if path is not None:
+        raise DependencyCycle([task.id, *path])
+    await repo.add_edges(task.project_id, task.id, [depends_on_id])
+    await _emit(session, events.DEPENDENCY_ADDED, task, {"dependsOnId": depends_on_id})
+
+
+async def remove_dependency(
+    session: AsyncSession, auth: AuthContext, task_id: UUID, depends_on_id: UUID
+) -> None:
+    task, access = await _visible_task(session, auth, task_id)
+    if not task_may(access, TaskAction.MANAGE_DEPENDENCIES):
+        raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
+    if not await TaskRepository(session, auth.tenant_id).remove_edge(task.id, depends_on_id):
+        raise DependencyNotFound()
+    await _emit(session, events.DEPENDENCY_REMOVED, task, {"dependsOnId": depends_on_id})
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+async def _project(session: AsyncSession, auth: AuthContext, project_id: UUID) -> ProjectAccess:
+    return await project_access(session, auth, project_id)
+
+
+async def _visible_task(
+    session: AsyncSession, auth: AuthContext, task_id: UUID, *, for_update: bool = False
+) -> tuple[TaskRecord, ProjectAccess]:
+    """The task and the caller's rights on its project; 404 when either is invisible."""
+    task = await TaskRepository(session, auth.tenant_id).get(task_id, for_update=for_update)
+    if task is None:
+        raise TaskNotFound()
+    try:
+        access = await project_access(session, auth, task.project_id)
+    except NotFound as exc:
+        raise TaskNotFound() from exc
+    return task, access
+
+
+def _check_dependency(found: Any, dep_id: UUID, project_id: UUID) -> None:
+    if found is None:
+        raise TaskNotFound(f"No task {dep_id}.")
+    if found.project_id != project_id:
+        raise InvalidDependency("A task can only depend on tasks of its own project.")
+
+
+async def _require_eligible(session: AsyncSession, project_id: UUID, user_id: UUID) -> None:
+    if not await active_user_ids(session, {user_id}) or not await is_project_member(
+        session, project_id, user_id
+    ):
+        raise IneligibleAssignee()
+
+
+def _check_if_match(if_match: str | None, version: int) -> None:
+    if if_match is None:
+        return
+    tags = [tag.strip() for tag in if_match.split(",")]
+    current = f'"{version}"'
+    if "*" in tags or any(tag.removeprefix("W/") == current for tag in tags):
+        return
+    raise PreconditionFailed(
+        f"The task has changed (its ETag is now {current}); fetch it again and retry."
+    )
+
+
+async def _deny(
+    session: AsyncSession, auth: AuthContext, action: TaskAction, subject_type: str,
+    subject_id: UUID,
+) -> Forbidden:
+    """Record the denial (authz.denied, kept although the request fails) and return the
+    error to raise."""
+    await emit(session, events.AUTHZ_DENIED, subject_type=subject_type, subject_id=subject_id,
+               data={"action": action.value, "role": auth.role.value})
+    return Forbidden(f"You may not perform {action.value} here.")
+
+
+async def _emit(session: AsyncSession, event_type: str, task: TaskRecord,
+                data: dict[str, Any]) -> None:
+    await emit(session, event_type, subject_type="task", subject_id=task.id,
+               data=jsonable({"projectId": task.project_id, **data}))
+
+
+def jsonable(value: Any) -> Any:
+    """UUIDs and dates as strings, recursively: the outbox stores plain JSON."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
