@@ -23,6 +23,7 @@ from pantherahive.domains.identity.delivery import RecordingSender
 from pantherahive.infra.db.migrate import upgrade
 from pantherahive.main import create_app
 from pantherahive.settings import Settings
+from tests.support.db import remember_database
 from tests.support.servers import create_database, drop_database, postgres_server
 
 PASSWORD = "correct-horse-1"
@@ -55,8 +56,15 @@ def pg_server() -> Iterator[str]:
 def database_url(pg_server: str) -> Iterator[str]:
     url = asyncio.run(create_database(pg_server))
     upgrade(url)
+    remember_database(url)
     yield url
     asyncio.run(drop_database(url))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database(database_url: str) -> str:
+    """Every test may reach the session's database (``tests.support.db.database_url()``)."""
+    return database_url
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            early = self._refuse_early(method, headers)
+            early = self._refuse_early(method, headers, scope.get("query_string", b""))
             if early is not None:
                 status, detail = early
                 await send_problem(send_wrapped, status, detail, path)
@@ -99,7 +99,11 @@ class GatewayMiddleware:
             if status >= 500:
                 log.error("request_failed", method=method, route=template, status=status)
 
-    def _refuse_early(self, method: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    def _refuse_early(
+        self, method: str, headers: dict[bytes, bytes], query: bytes
+    ) -> tuple[int, str] | None:
+        if b"%00" in query:
+            return 422, "Query parameters must not contain NUL characters."
         if method not in _BODY_METHODS:
             return None
         length = headers.get(b"content-length")

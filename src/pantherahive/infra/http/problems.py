@@ -121,6 +121,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, AppError):
+        # FastAPI wraps errors raised while reading the body (e.g. the size limit) in a 400.
+        return await _app_error(request, exc.__cause__)
     detail = (
         exc.detail
         if isinstance(exc.detail, str)

@@ -1,0 +1,84 @@
+"""Rate limits: failed logins per login and per IP, per-user budgets, headers, and one shared
+budget across processes when Redis holds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD, create_tenant, make_settings, running_app, unique
+from tests.support.db import database_url
+from tests.support.servers import redis_server
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+async def _fail_login(client: httpx.AsyncClient, slug: str, login: str) -> httpx.Response:
+    return await client.post(
+        "/v1/auth/login", json={"tenant": slug, "login": login, "password": "wrong-password"}
+    )
+
+
+async def test_failed_logins_for_one_login_are_throttled(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="3/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        statuses = [(await _fail_login(client, tenant.slug, "admin")).status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        limited = await _fail_login(client, tenant.slug, "admin")
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.headers["ratelimit-limit"] == "3"
+        assert limited.headers["ratelimit-remaining"] == "0"
+        # even the right password is refused while the login is throttled
+        right = await client.post(
+            "/v1/auth/login", json={"tenant": tenant.slug, "login": "admin", "password": PASSWORD}
+        )
+        assert right.status_code == 429
+
+
+async def test_failed_logins_from_one_ip_are_throttled_across_logins(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="4/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        for i in range(4):
+            assert (await _fail_login(client, tenant.slug, f"user{i}")).status_code == 401
+        assert (await _fail_login(client, tenant.slug, "someone-new")).status_code == 429
+
+
+async def test_per_user_budget_sends_headers_and_429(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_user="5/minute")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        answers = [await client.get("/v1/users/me", headers=tenant.admin.headers) for _ in range(6)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        assert answers[0].headers["ratelimit-limit"] == "5"
+        assert answers[0].headers["ratelimit-remaining"] == "4"
+        assert int(answers[0].headers["ratelimit-reset"]) >= 0
+        assert answers[-1].headers["retry-after"]
+
+
+async def test_anonymous_budget_per_ip(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_anonymous="2/minute")
+    async with running_app(database_url(), settings) as client:
+        body = {"tenant": "none-such", "login": "x", "password": "y"}
+        answers = [await client.post("/v1/auth/login", json=body) for _ in range(3)]
+        assert [a.status_code for a in answers] == [401, 401, 429]
+
+
+async def test_redis_budget_is_shared_between_app_instances(tmp_path: Path, redis_url: str) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="2/5 minutes", redis_url=redis_url)
+    login = unique("shared")
+    async with running_app(database_url(), settings) as first:
+        tenant = await create_tenant(first)
+        for _ in range(2):
+            assert (await _fail_login(first, tenant.slug, login)).status_code == 401
+    async with running_app(database_url(), settings) as second:
+        assert (await _fail_login(second, tenant.slug, login)).status_code == 429
