@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from pantherahive import __version__
+from pantherahive.consumers import all_consumers
 from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
 from pantherahive.domains.identity import router as identity_router
 from pantherahive.domains.identity.auth import Authenticator
@@ -26,6 +27,7 @@ from pantherahive.domains.identity.delivery import AccountMessageSender, Logging
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
 from pantherahive.domains.projects import router as projects_router
 from pantherahive.domains.tasks import router as tasks_router
+from pantherahive.infra.bus.runtime import EmbeddedRuntime, is_embedded
 from pantherahive.infra.db.embedded import start_embedded_postgres
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.http.gateway import GatewayMiddleware
@@ -118,9 +120,16 @@ def create_app(
         platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
         holder["platform"] = platform
         app.state.platform = platform
+        bus = None
+        if is_embedded(settings.bus_url) and settings.bus_run_consumers:
+            bus = EmbeddedRuntime.from_settings(platform.db, settings, all_consumers())
+            await bus.start()
+        app.state.bus = bus
         try:
             yield
         finally:
+            if bus is not None:
+                await bus.stop()
             await platform.db.dispose()
 
     app = FastAPI(

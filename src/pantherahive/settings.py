@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     bus_url: str = Field(
         default="embedded", validation_alias=AliasChoices("BUS_URL", "PANTHERAHIVE_BUS_URL")
     )
+    # Event backbone (docs/events.md)
+    bus_run_consumers: bool = True
+    bus_max_attempts: int = Field(default=5, ge=1, le=100)
+    bus_retry_base_seconds: float = Field(default=0.5, ge=0)
+    bus_retry_max_seconds: float = Field(default=30.0, ge=0)
+    bus_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    bus_batch_size: int = Field(default=200, ge=1, le=10_000)
+    bus_stream: str = Field(default="PANTHERAHIVE_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    bus_ack_wait_seconds: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=15_000, ge=100)

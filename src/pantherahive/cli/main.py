@@ -214,5 +214,14 @@ def demo() -> None:
     )
 
 
+def _register_bus() -> None:
+    from pantherahive.cli.bus import register
+
+    register(app)
+
+
+_register_bus()
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

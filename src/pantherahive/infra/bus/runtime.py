@@ -1,0 +1,194 @@
+"""The embedded consumer runtime: consumers read ``bus.outbox`` directly, in order, woken
+by LISTEN/NOTIFY with a poll fallback; ``drain`` does the same synchronously for tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from pantherahive.infra.bus.consumer import ConsumerSpec
+from pantherahive.infra.bus.control import ControlConnection
+from pantherahive.infra.bus.runner import ConsumerRunner, RetryPolicy
+from pantherahive.infra.db.engine import Database
+from pantherahive.infra.logging import get_logger
+from pantherahive.settings import Settings
+
+log = get_logger(__name__)
+# Rows committed but not yet below the safe horizon are re-checked this often.
+_HORIZON_RECHECK_SECONDS = 0.05
+
+
+def is_embedded(bus_url: str | None) -> bool:
+    return not bus_url or bus_url == "embedded"
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.bus_max_attempts,
+        base_delay=settings.bus_retry_base_seconds,
+        max_delay=settings.bus_retry_max_seconds,
+    )
+
+
+async def drain(
+    db: Database,
+    consumers: Sequence[ConsumerSpec],
+    *,
+    retry: RetryPolicy | None = None,
+    max_wait: float = 10.0,
+    batch_size: int = 500,
+) -> int:
+    """Handle every committed event the given consumers have not handled yet; return how
+    many this call handled or parked. Waits (up to ``max_wait`` seconds) for committed rows
+    that are not yet below the safe horizon because an older transaction is still open."""
+    retry = retry or RetryPolicy(max_attempts=3, base_delay=0.0)
+    runners = [ConsumerRunner(db, spec, retry) for spec in consumers]
+    for runner in runners:
+        await runner.ensure_offset()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait
+    total = 0
+    while True:
+        progressed = waiting = False
+        for runner in runners:
+            while True:
+                result = await runner.process_batch(batch_size)
+                total += result.handled
+                progressed = progressed or result.read > 0
+                if result.read < batch_size:
+                    break
+            waiting = waiting or await runner.pending() > 0
+        if progressed:
+            continue
+        if not waiting or loop.time() >= deadline:
+            return total
+        await asyncio.sleep(_HORIZON_RECHECK_SECONDS)
+
+
+class EmbeddedRuntime:
+    """Runs each consumer whose advisory lock this process wins; retries the others, so a
+    consumer moves to a surviving process when its runner dies."""
+
+    def __init__(
+        self,
+        db: Database,
+        consumers: Sequence[ConsumerSpec],
+        *,
+        retry: RetryPolicy,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        lease_retry: float = 5.0,
+    ) -> None:
+        names = [spec.name for spec in consumers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"consumer names must be unique: {names}")
+        self.db = db
+        self.consumers = list(consumers)
+        self.retry = retry
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease_retry = lease_retry
+        self._stopping = asyncio.Event()
+        self._wake = {name: asyncio.Event() for name in names}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._control: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, db: Database, settings: Settings, consumers: Sequence[ConsumerSpec]
+    ) -> EmbeddedRuntime:
+        return cls(
+            db,
+            consumers,
+            retry=retry_policy(settings),
+            batch_size=settings.bus_batch_size,
+            poll_interval=settings.bus_poll_interval_seconds,
+        )
+
+    @property
+    def running(self) -> frozenset[str]:
+        """Consumers this process runs right now."""
+        return frozenset(name for name, task in self._tasks.items() if not task.done())
+
+    async def start(self) -> None:
+        if self._control is None and self.consumers:
+            self._control = asyncio.create_task(self._lead(), name="bus-embedded-control")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let every consumer finish the event in hand, then return."""
+        self._stopping.set()
+        self._wake_all()
+        if self._control is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._control), grace)
+        except TimeoutError:
+            self._control.cancel()
+            await asyncio.gather(self._control, return_exceptions=True)
+
+    def _wake_all(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    async def _lead(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            generation = asyncio.Event()
+            try:
+                async with ControlConnection(self.db, self._wake_all) as control:
+                    backoff = 0.5
+                    try:
+                        while not self._stopping.is_set() and control.alive():
+                            await self._claim(control, generation)
+                            await self._wait(self._stopping, self.lease_retry)
+                            await control.ping()
+                    finally:
+                        # Consumers finish their event while this process still holds the
+                        # locks; only then does closing the connection release them.
+                        await self._stop_consumers(generation)
+            except Exception as exc:
+                log.warning("event runtime lost its control connection", error=repr(exc))
+            if not self._stopping.is_set():
+                await self._wait(self._stopping, backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _stop_consumers(self, generation: asyncio.Event) -> None:
+        generation.set()
+        self._wake_all()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def _claim(self, control: ControlConnection, generation: asyncio.Event) -> None:
+        for spec in self.consumers:
+            task = self._tasks.get(spec.name)
+            if task is not None and not task.done():
+                continue
+            if task is None and not await control.try_lock(f"consumer:{spec.name}"):
+                continue
+            runner = ConsumerRunner(self.db, spec, self.retry, generation)
+            self._tasks[spec.name] = asyncio.create_task(
+                self._consume(runner), name=f"bus-consumer-{spec.name}"
+            )
+
+    async def _consume(self, runner: ConsumerRunner) -> None:
+        wake = self._wake[runner.name]
+        await runner.ensure_offset()
+        while not runner.stopping.is_set():
+            wake.clear()
+            wait = self.poll_interval
+            try:
+                result = await runner.process_batch(self.batch_size)
+                if result.read >= self.batch_size:
+                    continue
+                if await runner.pending() > 0:
+                    wait = _HORIZON_RECHECK_SECONDS
+            except Exception as exc:
+                log.warning("consumer batch failed", consumer=runner.name, error=repr(exc))
+            await self._wait(wake, wait)
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return

@@ -1,0 +1,252 @@
+"""All SQL of the event backbone: outbox reads (through the SECURITY DEFINER doors of
+migration 0004), consumer offsets, processed markers and dead letters."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.infra.bus.codec import Cursor, event_from_row, from_document, to_document
+from pantherahive.infra.bus.consumer import Event
+
+_COLUMNS = (
+    "position, id, tenant_id, type, version, occurred_at, actor_id, subject_type, subject_id, "
+    "data, request_id, ip, xid::text AS xid"
+)
+MAX_ERROR_CHARS = 8000
+# Statements assembled from the constants above only (no input reaches the SQL text).
+_READ_OUTBOX = (
+    f"SELECT {_COLUMNS} FROM bus.read_outbox(CAST(:xid AS xid8), :position, :limit)"  # noqa: S608
+)
+_READ_UNPUBLISHED = f"SELECT {_COLUMNS} FROM bus.read_unpublished(:limit)"  # noqa: S608
+_READ_OFFSET = (
+    "SELECT last_xid::text AS xid, last_position FROM bus.consumer_offsets "
+    "WHERE consumer = :consumer"
+)
+_READ_OFFSET_LOCKED = _READ_OFFSET + " FOR UPDATE"
+_DL_COLUMNS = "id, consumer, event, error, attempts, parked_at, replayed_at"
+_GET_DEAD_LETTER = f"SELECT {_DL_COLUMNS} FROM bus.dead_letters WHERE id = :id"  # noqa: S608
+_LOCK_DEAD_LETTER = (
+    f"SELECT {_DL_COLUMNS} FROM bus.dead_letters "  # noqa: S608
+    "WHERE id = :id AND replayed_at IS NULL FOR UPDATE"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    event: Event
+    cursor: Cursor
+
+
+async def read_outbox(session: AsyncSession, after: Cursor, limit: int) -> list[OutboxRow]:
+    """Committed events after ``after`` below the safe horizon, in (xid, position) order."""
+    result = await session.execute(
+        text(_READ_OUTBOX),
+        {"xid": after.xid, "position": after.position, "limit": limit},
+    )
+    return [
+        OutboxRow(event_from_row(row), Cursor(int(row.xid), row.position)) for row in result
+    ]
+
+
+async def pending_count(session: AsyncSession, after: Cursor) -> int:
+    """Committed events after ``after``, safe or not yet safe (capped at 100000)."""
+    value = await session.scalar(
+        text("SELECT bus.outbox_pending(CAST(:xid AS xid8), :position)"),
+        {"xid": after.xid, "position": after.position},
+    )
+    return int(value or 0)
+
+
+async def read_unpublished(session: AsyncSession, limit: int) -> list[Event]:
+    result = await session.execute(
+        text(_READ_UNPUBLISHED), {"limit": limit}
+    )
+    return [event_from_row(row) for row in result]
+
+
+async def mark_published(session: AsyncSession, positions: Sequence[int]) -> int:
+    value = await session.scalar(
+        text("SELECT bus.mark_published(CAST(:positions AS bigint[]))"),
+        {"positions": list(positions)},
+    )
+    return int(value or 0)
+
+
+async def ensure_offset(session: AsyncSession, consumer: str) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO bus.consumer_offsets (consumer) VALUES (:consumer) "
+            "ON CONFLICT (consumer) DO NOTHING"
+        ),
+        {"consumer": consumer},
+    )
+
+
+async def read_offset(session: AsyncSession, consumer: str, *, lock: bool = False) -> Cursor:
+    """The consumer's position; ``lock`` serialises every runner of this consumer."""
+    row = (
+        await session.execute(
+            text(_READ_OFFSET_LOCKED if lock else _READ_OFFSET),
+            {"consumer": consumer},
+        )
+    ).one_or_none()
+    if row is None:
+        raise LookupError(f"consumer {consumer!r} has no offset row")
+    return Cursor(int(row.xid), row.last_position)
+
+
+async def write_offset(session: AsyncSession, consumer: str, cursor: Cursor) -> None:
+    await session.execute(
+        text(
+            "UPDATE bus.consumer_offsets SET last_xid = CAST(:xid AS xid8), "
+            "last_position = :position, updated_at = now() WHERE consumer = :consumer"
+        ),
+        {"consumer": consumer, "xid": cursor.xid, "position": cursor.position},
+    )
+
+
+async def claim_marker(session: AsyncSession, consumer: str, event: Event) -> bool:
+    """Record that ``consumer`` handles ``event``; False when it already did (a duplicate).
+
+    A concurrent duplicate blocks on the primary key until this transaction ends.
+    """
+    claimed = await session.scalar(
+        text(
+            "INSERT INTO bus.processed_events (consumer, event_id, tenant_id) "
+            "VALUES (:consumer, :event_id, :tenant_id) "
+            "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING true"
+        ),
+        {"consumer": consumer, "event_id": event.id, "tenant_id": event.tenant_id},
+    )
+    return bool(claimed)
+
+
+def describe_error(exc: BaseException) -> str:
+    text_ = "".join(traceback.format_exception(exc))
+    if len(text_) > MAX_ERROR_CHARS:
+        text_ = text_[: MAX_ERROR_CHARS // 4] + "\n…\n" + text_[-MAX_ERROR_CHARS * 3 // 4 :]
+    return text_
+
+
+async def park(
+    session: AsyncSession, consumer: str, event: Event, error: str, attempts: int
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO bus.dead_letters "
+            "(consumer, event_id, tenant_id, event_type, position, event, error, attempts) "
+            "VALUES (:consumer, :event_id, :tenant_id, :type, :position, "
+            "CAST(:event AS jsonb), :error, :attempts) "
+            "ON CONFLICT (consumer, event_id) DO UPDATE SET error = EXCLUDED.error, "
+            "attempts = bus.dead_letters.attempts + EXCLUDED.attempts, parked_at = now(), "
+            "replayed_at = NULL"
+        ),
+        {
+            "consumer": consumer,
+            "event_id": event.id,
+            "tenant_id": event.tenant_id,
+            "type": event.type,
+            "position": event.position,
+            "event": _json(to_document(event)),
+            "error": error,
+            "attempts": attempts,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    consumer: str
+    event: Event
+    error: str
+    attempts: int
+    parked_at: datetime
+    replayed_at: datetime | None
+
+
+def _dead_letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        consumer=row.consumer,
+        event=from_document(row.event),
+        error=row.error,
+        attempts=row.attempts,
+        parked_at=row.parked_at,
+        replayed_at=row.replayed_at,
+    )
+
+
+
+async def list_dead_letters(
+    session: AsyncSession,
+    *,
+    consumer: str | None = None,
+    include_replayed: bool = False,
+    limit: int = 100,
+) -> list[DeadLetter]:
+    """Parked events, oldest first (as the owner for every tenant, else under RLS)."""
+    clauses = []
+    params: dict[str, Any] = {"limit": limit}
+    if consumer is not None:
+        clauses.append("consumer = :consumer")
+        params["consumer"] = consumer
+    if not include_replayed:
+        clauses.append("replayed_at IS NULL")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    result = await session.execute(
+        text(
+            f"SELECT {_DL_COLUMNS} FROM bus.dead_letters {where} "  # noqa: S608 - constant parts
+            "ORDER BY id LIMIT :limit"
+        ),
+        params,
+    )
+    return [_dead_letter(row) for row in result]
+
+
+async def lock_dead_letter(session: AsyncSession, dead_letter_id: int) -> DeadLetter | None:
+    row = (
+        await session.execute(
+            text(_LOCK_DEAD_LETTER),
+            {"id": dead_letter_id},
+        )
+    ).one_or_none()
+    return None if row is None else _dead_letter(row)
+
+
+async def mark_replayed(session: AsyncSession, dead_letter_id: int) -> None:
+    await session.execute(
+        text("UPDATE bus.dead_letters SET replayed_at = now() WHERE id = :id"),
+        {"id": dead_letter_id},
+    )
+
+
+async def record_replay_failure(
+    session: AsyncSession, dead_letter_id: int, error: str
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE bus.dead_letters SET error = :error, attempts = attempts + 1, "
+            "parked_at = now() WHERE id = :id"
+        ),
+        {"id": dead_letter_id, "error": error},
+    )
+
+
+async def get_dead_letter(session: AsyncSession, dead_letter_id: int) -> DeadLetter | None:
+    row = (
+        await session.execute(text(_GET_DEAD_LETTER), {"id": dead_letter_id})
+    ).one_or_none()
+    return None if row is None else _dead_letter(row)
+
+
+def _json(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc).decode()
