@@ -98,6 +98,14 @@ class GatewayMiddleware:
             HTTP_LATENCY.labels(method, template).observe(elapsed)
             if status >= 500:
                 log.error("request_failed", method=method, route=template, status=status)
+            else:
+                log.info(
+                    "request",
+                    method=method,
+                    route=template,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
 
     def _refuse_early(
         self, method: str, headers: dict[bytes, bytes], query: bytes
