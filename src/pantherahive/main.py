@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from limits import RateLimitItem
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -21,10 +23,14 @@ from starlette.types import Scope
 from pantherahive import __version__
 from pantherahive.consumers import all_consumers
 from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
+from pantherahive.domains.audit import router as audit_router
+from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
 from pantherahive.domains.identity import router as identity_router
 from pantherahive.domains.identity.auth import Authenticator
-from pantherahive.domains.identity.delivery import AccountMessageSender, LoggingSender
+from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
+from pantherahive.domains.notifications import router as notifications_router
+from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.projects import router as projects_router
 from pantherahive.domains.tasks import router as tasks_router
 from pantherahive.infra.bus.runtime import EmbeddedRuntime, is_embedded
@@ -38,6 +44,7 @@ from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.tokens import AccessTokens
+from pantherahive.infra.tracing import instrument_app, instrument_database
 from pantherahive.settings import Settings, get_settings
 
 log = get_logger("pantherahive")
@@ -53,8 +60,10 @@ class Platform:
     user_rate_item: RateLimitItem
     anonymous_rate_item: RateLimitItem
     identity: IdentityService
+    audit: AuditService
     authenticator: Authenticator
     idempotency: IdempotencyStore
+    notifications: NotificationsRuntime
 
 
 def build_platform(
@@ -68,6 +77,7 @@ def build_platform(
     )
     secret = settings.resolved_jwt_secret()
     limits = RateLimits(redis_url=settings.redis_url, enabled=settings.rate_limit_enabled)
+    notifications = NotificationsRuntime(settings, db, key_material=secret)
     identity = IdentityService(
         passwords=Passwords(
             time_cost=settings.argon2_time_cost,
@@ -80,7 +90,7 @@ def build_platform(
             audience=settings.jwt_audience,
             ttl_seconds=settings.access_token_ttl_seconds,
         ),
-        sender=sender or LoggingSender(),
+        sender=sender or notifications.sender,
         config=IdentityConfig(
             signup_open=settings.signup_open,
             require_email_verification=settings.require_email_verification,
@@ -96,8 +106,24 @@ def build_platform(
         user_rate_item=limits.parse(settings.rate_limit_user),
         anonymous_rate_item=limits.parse(settings.rate_limit_anonymous),
         identity=identity,
+        audit=AuditService(ArchiveStore(audit_archive_config(settings))),
         authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
         idempotency=IdempotencyStore(db.sessions, secret),
+        notifications=notifications,
+    )
+
+
+def audit_archive_config(settings: Settings) -> ArchiveConfig:
+    secret = settings.audit_s3_secret_access_key
+    return ArchiveConfig(
+        url=settings.audit_archive_url or str(settings.data_path / "archive"),
+        segment_events=settings.audit_segment_events,
+        retention_days=settings.audit_retention_days,
+        s3_endpoint=settings.audit_s3_endpoint,
+        s3_region=settings.audit_s3_region,
+        s3_access_key_id=settings.audit_s3_access_key_id,
+        s3_secret_access_key=secret.get_secret_value() if secret else None,
+        s3_allow_http=settings.audit_s3_allow_http,
     )
 
 
@@ -110,16 +136,21 @@ def create_app(
     *,
     database_url: str | None = None,
     sender: AccountMessageSender | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     holder: dict[str, Platform] = {}
+    tracer: list[TracerProvider] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
         holder["platform"] = platform
         app.state.platform = platform
+        if tracer:
+            instrument_database(tracer[0])
+        await platform.notifications.start()
         bus = None
         if is_embedded(settings.bus_url) and settings.bus_run_consumers:
             bus = EmbeddedRuntime.from_settings(platform.db, settings, all_consumers())
@@ -130,6 +161,7 @@ def create_app(
         finally:
             if bus is not None:
                 await bus.stop()
+            await platform.notifications.stop()
             await platform.db.dispose()
 
     app = FastAPI(
@@ -144,8 +176,11 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(identity_router.public)
     app.include_router(identity_router.users)
+    app.include_router(audit_router.router)
     app.include_router(projects_router.router)
     app.include_router(tasks_router.router)
+    app.include_router(notifications_router.router)
+    app.include_router(notifications_router.webhooks)
     _operations_routes(app)
 
     def principal(scope: Scope) -> tuple[str, str | None] | None:
@@ -190,6 +225,10 @@ def create_app(
             ],
         )
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    provider = instrument_app(app, service_name="pantherahive", exporter=span_exporter)
+    if provider is not None:
+        tracer.append(provider)
+        app.state.tracer_provider = provider
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
