@@ -80,6 +80,31 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=1024)
     argon2_parallelism: int = Field(default=4, ge=1)
 
+    # Notifications (docs/notifications.md). No SMTP host / SMS URL: messages are logged.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_from: str = "PantheraHive <no-reply@pantherahive.local>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    sms_provider_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
+    sms_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_allow_private_addresses: bool = False
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_disable_after_failures: int = Field(default=5, ge=1)
+    delivery_max_attempts: int = Field(default=5, ge=1, le=50)
+    delivery_backoff_seconds: float = Field(default=2.0, ge=0)
+    delivery_backoff_max_seconds: float = Field(default=600.0, ge=0)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    notifications_worker_enabled: bool = True
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    app_base_url: str = "http://localhost:8000"
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -19,7 +19,15 @@ from pantherahive.domains.identity.tables import User
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.security.principal import AuthContext, Role
 
-__all__ = ["AuthContext", "CurrentAuth", "Role", "active_user_ids", "require_auth"]
+__all__ = [
+    "AuthContext",
+    "CurrentAuth",
+    "Role",
+    "active_admin_ids",
+    "active_user_emails",
+    "active_user_ids",
+    "require_auth",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/login")
 
@@ -48,4 +56,18 @@ async def active_user_ids(session: AsyncSession, user_ids: set[UUID]) -> set[UUI
     if not user_ids:
         return set()
     stmt = select(User.id).where(User.id.in_(user_ids), User.status == "ACTIVE")
+    return set((await session.execute(stmt)).scalars())
+
+
+async def active_user_emails(session: AsyncSession, user_ids: set[UUID]) -> dict[UUID, str | None]:
+    """The email (or None) of each of these users who is ACTIVE in the transaction's tenant."""
+    if not user_ids:
+        return {}
+    stmt = select(User.id, User.email).where(User.id.in_(user_ids), User.status == "ACTIVE")
+    return {row.id: row.email for row in await session.execute(stmt)}
+
+
+async def active_admin_ids(session: AsyncSession) -> set[UUID]:
+    """The ACTIVE ADMINs of the transaction's tenant."""
+    stmt = select(User.id).where(User.role == Role.ADMIN.value, User.status == "ACTIVE")
     return set((await session.execute(stmt)).scalars())

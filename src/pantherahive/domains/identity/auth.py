@@ -190,7 +190,8 @@ class Authenticator:
             data={},
         )
         await self.identity.sender.send_password_reset(
-            tenant_id=tenant_id, user_id=user.id, email=user.email, token=token
+            tenant_id=tenant_id, user_id=user.id, email=user.email, token=token,
+            session=session,
         )
 
     async def confirm_password_reset(

@@ -9,18 +9,25 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from pantherahive.infra.logging import get_logger
 
 log = get_logger("pantherahive.identity.delivery")
 
 
 class AccountMessageSender(Protocol):
+    """Called inside the request's transaction (``session``), so a sender may record what it
+    will send atomically with the token it was given."""
+
     async def send_verification(
-        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str,
+        session: AsyncSession | None = None,
     ) -> None: ...
 
     async def send_password_reset(
-        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
+        session: AsyncSession | None = None,
     ) -> None: ...
 
 
@@ -28,14 +35,16 @@ class LoggingSender:
     """Development sender: writes the single-use token to the log instead of mailing it."""
 
     async def send_verification(
-        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str,
+        session: AsyncSession | None = None,
     ) -> None:
         log.info(
             "account_email", kind="verify_email", user_id=str(user_id), to=email, action_token=token
         )
 
     async def send_password_reset(
-        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
+        session: AsyncSession | None = None,
     ) -> None:
         log.info(
             "account_email",
@@ -53,11 +62,13 @@ class RecordingSender:
         self.sent: list[tuple[str, UUID, str]] = []
 
     async def send_verification(
-        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str,
+        session: AsyncSession | None = None,
     ) -> None:
         self.sent.append(("verify_email", user_id, token))
 
     async def send_password_reset(
-        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str
+        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
+        session: AsyncSession | None = None,
     ) -> None:
         self.sent.append(("password_reset", user_id, token))

@@ -211,7 +211,8 @@ class IdentityService:
             data={"email": user.email},
         )
         await self.sender.send_verification(
-            tenant_id=user.tenant_id, user_id=user.id, email=user.email, token=token
+            tenant_id=user.tenant_id, user_id=user.id, email=user.email, token=token,
+            session=session,
         )
 
     async def deny(

@@ -1,0 +1,178 @@
+"""What notifications does when other services' events arrive.
+
+Rules (API.md, Notifications): a task assigned to you; a task you report or are assigned
+to changes status; you are added to a project; a dependency of your task is done
+(``task.unblocked``, derived here from ``task.status_changed`` and a read model of the
+tasks' dependencies); welcome on ``user.created``. The actor is never notified of their own
+action. Every notification is unique per (event, user, type), so a redelivered event
+creates nothing twice. A second consumer turns every event into webhook deliveries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.domains.notifications import catalog
+from pantherahive.domains.notifications.realtime import Publisher
+from pantherahive.domains.notifications.repository import NotificationRepository
+from pantherahive.domains.notifications.service import Draft, NotificationService
+from pantherahive.domains.notifications.webhooks import enqueue_webhook_deliveries
+from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.settings import get_settings
+
+CLOSED = frozenset({"DONE", "CANCELLED"})
+_service: list[NotificationService] = []
+
+
+def configure(service: NotificationService) -> None:
+    """The process's service (publisher, links); the app sets it when it builds its platform."""
+    _service[:] = [service]
+
+
+def service() -> NotificationService:
+    if not _service:
+        settings = get_settings()
+        _service.append(NotificationService(publisher=Publisher(settings.redis_url),
+                                            base_url=settings.app_base_url))
+    return _service[0]
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _recipients(*users: UUID | None, actor: UUID | None) -> list[UUID]:
+    seen: list[UUID] = []
+    for user in users:
+        if user is not None and user != actor and user not in seen:
+            seen.append(user)
+    return seen
+
+
+async def on_user_created(session: AsyncSession, event: Event) -> None:
+    user_id = _uuid(event.subject_id)
+    if user_id is None:
+        return
+    username = str(event.data.get("username") or "")
+    await service().notify(session, event.tenant_id, [Draft(
+        user_id=user_id, type=catalog.ACCOUNT_WELCOME, title="Welcome to PantheraHive",
+        body=f"Your account {username} is ready.", data={"username": username},
+        email=event.data.get("email") or None,
+    )], event_id=event.id)
+
+
+async def on_member_added(session: AsyncSession, event: Event) -> None:
+    user_id = _uuid(event.data.get("userId"))
+    name = str(event.data.get("projectName") or "a project")
+    role = str(event.data.get("role") or "")
+    drafts = [Draft(
+        user_id=user, type=catalog.PROJECT_MEMBER_ADDED, title=f"You were added to {name}",
+        body=f"You are now {role or 'a member'} of the project {name}.",
+        data={"projectId": event.subject_id, "projectName": name, "role": role},
+    ) for user in _recipients(user_id, actor=event.actor_id)]
+    await service().notify(session, event.tenant_id, drafts, event_id=event.id)
+
+
+async def on_task_event(session: AsyncSession, event: Event) -> None:
+    """Keep the task read model current, then apply the task rules."""
+    repo = NotificationRepository(session)
+    task_id = _uuid(event.subject_id)
+    if task_id is None:
+        return
+    data = event.data
+    if event.type == "task.deleted":
+        await repo.delete_task_view(event.tenant_id, task_id)
+        return
+    view = await repo.get_task_view(event.tenant_id, task_id)
+    values: dict[str, Any] = {
+        "tenant_id": event.tenant_id, "task_id": task_id,
+        "project_id": _uuid(data.get("projectId")) or (view.project_id if view else None),
+        "title": view.title if view else "", "status": view.status if view else "TODO",
+        "assignee_id": view.assignee_id if view else None,
+        "reporter_id": view.reporter_id if view else None,
+        "depends_on": list(view.depends_on) if view else [],
+    }
+    if event.type == "task.created":
+        values.update(
+            title=str(data.get("title") or "")[:200], status=str(data.get("status") or "TODO"),
+            assignee_id=_uuid(data.get("assigneeId")),
+            reporter_id=_uuid(data.get("reporterId")) or event.actor_id,
+            depends_on=[u for u in (_uuid(d) for d in data.get("dependsOn") or []) if u],
+        )
+    elif event.type == "task.updated":
+        title = (data.get("changes") or {}).get("title")
+        if isinstance(title, list) and len(title) == 2:
+            values["title"] = str(title[1])[:200]
+    elif event.type == "task.assigned":
+        values["assignee_id"] = _uuid(data.get("assigneeId"))
+    elif event.type == "task.status_changed":
+        values["status"] = str(data.get("to") or values["status"])
+    elif event.type == "task.dependency_added":
+        dep = _uuid(data.get("dependsOnId"))
+        if dep is not None and dep not in values["depends_on"]:
+            values["depends_on"].append(dep)
+    elif event.type == "task.dependency_removed":
+        dep = _uuid(data.get("dependsOnId"))
+        values["depends_on"] = [d for d in values["depends_on"] if d != dep]
+    view = await repo.upsert_task_view(values)
+    title = view.title or "a task"
+    common = {"taskId": str(task_id), "projectId": str(view.project_id or ""), "title": title}
+    drafts: list[Draft] = []
+    if event.type == "task.assigned":
+        drafts = [Draft(user_id=user, type=catalog.TASK_ASSIGNED,
+                        title=f"Task assigned to you: {title}",
+                        body=f"You are now the assignee of {title}.", data=common)
+                  for user in _recipients(view.assignee_id, actor=event.actor_id)]
+    elif event.type == "task.status_changed":
+        old, new = data.get("from"), data.get("to")
+        drafts = [Draft(user_id=user, type=catalog.TASK_STATUS_CHANGED,
+                        title=f"{title}: {old} → {new}",
+                        body=f"The task {title} moved from {old} to {new}.",
+                        data={**common, "from": old, "to": new})
+                  for user in _recipients(view.reporter_id, view.assignee_id,
+                                          actor=event.actor_id)]
+        if new in CLOSED and old not in CLOSED:
+            drafts += await _unblocked(repo, task_id, title, event.actor_id)
+    await service().notify(session, event.tenant_id, drafts, event_id=event.id)
+
+
+async def _unblocked(repo: NotificationRepository, done_id: UUID, done_title: str,
+                     actor: UUID | None) -> list[Draft]:
+    """Tasks depending on ``done_id`` whose dependencies are now all closed."""
+    drafts: list[Draft] = []
+    for dependent in await repo.dependents_of(done_id):
+        statuses = await repo.statuses(list(dependent.depends_on))
+        if any(statuses.get(dep, "TODO") not in CLOSED for dep in dependent.depends_on):
+            continue
+        title = dependent.title or "a task"
+        drafts += [Draft(
+            user_id=user, type=catalog.TASK_UNBLOCKED, title=f"Unblocked: {title}",
+            body=f"{done_title} is done: nothing blocks {title} any more.",
+            data={"taskId": str(dependent.task_id), "projectId": str(dependent.project_id or ""),
+                  "title": title, "dependencyId": str(done_id)},
+        ) for user in _recipients(dependent.assignee_id, actor=actor)]
+    return drafts
+
+
+async def on_any_event(session: AsyncSession, event: Event) -> None:
+    await enqueue_webhook_deliveries(session, event)
+
+
+TASK_EVENTS = frozenset({
+    "task.created", "task.updated", "task.assigned", "task.status_changed", "task.deleted",
+    "task.dependency_added", "task.dependency_removed",
+})
+
+CONSUMERS = [
+    ConsumerSpec("notifications.accounts", on_user_created, frozenset({"user.created"})),
+    ConsumerSpec("notifications.projects", on_member_added,
+                 frozenset({"project.member_added"})),
+    ConsumerSpec("notifications.tasks", on_task_event, TASK_EVENTS),
+    ConsumerSpec("notifications.webhooks", on_any_event),
+]

@@ -1,0 +1,194 @@
+"""Real-time fan-out: a notification committed in any process reaches the SSE/WebSocket
+connections of its user in every API process.
+
+Publishing happens inside the creating transaction: ``pg_notify`` is transactional, so a
+rolled-back notification is never announced. With ``REDIS_URL`` the processes listen on
+Redis pub/sub instead, and the message is published right after the commit.
+Each process keeps a :class:`Hub` of its own connections, keyed by (tenant, user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pantherahive.infra.logging import get_logger
+
+CHANNEL = "pantherahive_notifications"
+# PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more; bigger ones go as a reference.
+MAX_NOTIFY_BYTES = 7500
+QUEUE_SIZE = 1000
+log = get_logger("pantherahive.notifications.realtime")
+
+
+class Hub:
+    """This process's live connections. A full queue (a stalled client) is closed rather than
+    allowed to grow; the client resumes with Last-Event-ID."""
+
+    def __init__(self) -> None:
+        self._queues: dict[tuple[str, str], set[asyncio.Queue[dict[str, Any] | None]]] = {}
+
+    @contextlib.contextmanager
+    def subscribe(self, tenant_id: UUID, user_id: UUID) -> Iterator[
+            asyncio.Queue[dict[str, Any] | None]]:
+        key = (str(tenant_id), str(user_id))
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        self._queues.setdefault(key, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            queues = self._queues.get(key)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._queues[key]
+
+    @property
+    def connections(self) -> int:
+        return sum(len(queues) for queues in self._queues.values())
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        for queue in list(self._queues.get((message["tenantId"], message["userId"]), ())):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(None)
+
+    def dispatch_raw(self, raw: bytes | str) -> None:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("realtime_bad_message")
+            return
+        if isinstance(message, dict) and "tenantId" in message and "userId" in message:
+            self.dispatch(message)
+
+
+def encode(message: dict[str, Any]) -> str:
+    raw = orjson.dumps(message)
+    if len(raw) > MAX_NOTIFY_BYTES:
+        slim = {k: message[k] for k in ("tenantId", "userId", "id", "seq")}
+        raw = orjson.dumps(slim)
+    return raw.decode()
+
+
+class Publisher:
+    """Announces notifications; one per process (set up by the runtime)."""
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.redis_url = redis_url
+        self._redis: Any = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def publish(self, session: AsyncSession, message: dict[str, Any]) -> None:
+        payload = encode(message)
+        if self.redis_url is None:
+            await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+            return
+        loop = asyncio.get_running_loop()
+
+        def after_commit(_session: Any) -> None:
+            task = loop.create_task(self._redis_publish(payload))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        event.listen(session.sync_session, "after_commit", after_commit, once=True)
+
+    async def _redis_publish(self, payload: str) -> None:
+        try:
+            if self._redis is None:
+                import redis.asyncio as redis
+
+                self._redis = redis.from_url(str(self.redis_url))
+            await self._redis.publish(CHANNEL, payload)
+        except Exception as exc:
+            # Real time is best effort: the notification is committed and clients that
+            # reconnect with Last-Event-ID get it.
+            log.warning("realtime_publish_failed", error=str(exc))
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+class Listener:
+    """Feeds the hub from PostgreSQL LISTEN (embedded) or Redis SUBSCRIBE; reconnects."""
+
+    def __init__(self, hub: Hub, *, engine: AsyncEngine, redis_url: str | None) -> None:
+        self.hub = hub
+        self.engine = engine
+        self.redis_url = redis_url
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="notifications-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                if self.redis_url is None:
+                    await self._listen_postgres()
+                else:
+                    await self._listen_redis()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ready.clear()
+                log.warning("realtime_listener_lost", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _listen_postgres(self) -> None:
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+
+            def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                self.hub.dispatch_raw(payload)
+
+            await driver.add_listener(CHANNEL, on_notify)
+            self.ready.set()
+            try:
+                while True:
+                    await asyncio.sleep(15)
+                    await driver.execute("SELECT 1")
+            finally:
+                with contextlib.suppress(Exception):
+                    await driver.remove_listener(CHANNEL, on_notify)
+
+    async def _listen_redis(self) -> None:
+        import redis.asyncio as redis
+
+        client: Any = redis.from_url(str(self.redis_url))
+        pubsub: Any = client.pubsub()
+        try:
+            await pubsub.subscribe(CHANNEL)
+            self.ready.set()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self.hub.dispatch_raw(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await client.aclose()

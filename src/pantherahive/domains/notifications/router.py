@@ -1,0 +1,336 @@
+"""Notifications' and webhooks' HTTP routes: thin — authenticate, call one service function.
+
+The stream routes (SSE, WebSocket) never touch the request's unit of work: they open short
+sessions of their own, so the gateway passes their responses through unbuffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.websockets import WebSocketDisconnect
+
+from pantherahive.core.errors import Unauthenticated
+from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.schemas import Page
+from pantherahive.domains.identity.api import AuthContext, CurrentAuth
+from pantherahive.domains.notifications.api import NotificationsRuntime
+from pantherahive.domains.notifications.schemas import (
+    DeliveryRead,
+    NotificationRead,
+    PreferencesRead,
+    PreferencesUpdate,
+    StreamTicketRead,
+    UnreadCount,
+    WebhookCreate,
+    WebhookDeliveryRead,
+    WebhookRead,
+    WebhookSecret,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
+from pantherahive.domains.notifications.service import NotificationService, read_model
+from pantherahive.domains.notifications.webhooks import WebhookService
+from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import request_session
+
+Session = Annotated[AsyncSession, Depends(request_session)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+WS_UNAUTHENTICATED = 4401
+WS_AUTH_TIMEOUT = 5.0
+
+
+def _runtime(request: Request) -> NotificationsRuntime:
+    runtime: NotificationsRuntime = request.app.state.platform.notifications
+    return runtime
+
+
+def _service(request: Request) -> NotificationService:
+    return _runtime(request).service
+
+
+def _webhooks(request: Request) -> WebhookService:
+    return _runtime(request).webhooks
+
+
+Notifications = Annotated[NotificationService, Depends(_service)]
+Webhooks = Annotated[WebhookService, Depends(_webhooks)]
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+webhooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.get("", responses=_problems(401, 422))
+async def list_notifications(
+    auth: CurrentAuth, session: Session, service: Notifications,
+    unread: bool = False, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+) -> Page[NotificationRead]:
+    """The caller's notifications, newest first; `unread=true` keeps the unread ones."""
+    return await service.list_page(session, auth, unread=unread, cursor=cursor, limit=limit)
+
+
+@router.get("/unread-count", responses=_problems(401))
+async def unread_count(auth: CurrentAuth, session: Session,
+                       service: Notifications) -> UnreadCount:
+    """How many of the caller's notifications are unread."""
+    return UnreadCount(count=await service.unread_count(session, auth))
+
+
+@router.post("/read-all", status_code=status.HTTP_204_NO_CONTENT, responses=_problems(401))
+async def read_all(auth: CurrentAuth, session: Session, service: Notifications) -> Response:
+    """Mark every notification of the caller read."""
+    await service.mark_all_read(session, auth)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/stream-ticket", status_code=status.HTTP_201_CREATED, responses=_problems(401))
+async def stream_ticket(auth: CurrentAuth, session: Session,
+                        service: Notifications) -> StreamTicketRead:
+    """A single-use, 60-second ticket for `GET /v1/notifications/stream?ticket=` (browsers'
+    EventSource cannot send an Authorization header, and tokens never go in URLs)."""
+    return await service.issue_ticket(session, auth)
+
+
+@router.get("/preferences", responses=_problems(401))
+async def get_preferences(auth: CurrentAuth, session: Session,
+                          service: Notifications) -> PreferencesRead:
+    """Per notification type, which channels (inApp, email, sms) are on; defaults included."""
+    return await service.preferences(session, auth)
+
+
+@router.put("/preferences", responses=_problems(401, 422))
+async def put_preferences(body: PreferencesUpdate, auth: CurrentAuth, session: Session,
+                          service: Notifications) -> PreferencesRead:
+    """Change channels per type (partial) and the SMS phone number. Switching off in-app or
+    email for an account-security type (verify email, password reset) is a 422."""
+    return await service.update_preferences(session, auth, body)
+
+
+@router.get("/deliveries", responses=_problems(401, 403, 422))
+async def list_deliveries(
+    auth: CurrentAuth, session: Session, service: Notifications,
+    limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
+    delivery_status: Annotated[Literal["pending", "sent", "failed"] | None,
+                               Query(alias="status")] = None,
+) -> Page[DeliveryRead]:
+    """(ADMIN) Every channel delivery of the tenant, newest first."""
+    return await service.deliveries(session, auth, cursor=cursor, limit=limit,
+                                    status=delivery_status)
+
+
+@router.post("/{notification_id}/read", status_code=status.HTTP_204_NO_CONTENT,
+             responses=_problems(401, 404))
+async def read_one(notification_id: UUID, auth: CurrentAuth, session: Session,
+                   service: Notifications) -> Response:
+    """Mark one of the caller's notifications read (idempotent)."""
+    await service.mark_read(session, auth, notification_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ---- real time ----------------------------------------------------------------------------
+async def _authenticate(runtime: NotificationsRuntime, request_platform: Any,
+                        token: str | None, ticket: str | None) -> tuple[UUID, UUID]:
+    async with runtime.db.sessions() as session:
+        if ticket:
+            tenant_id, user_id = await runtime.service.redeem_ticket(session, ticket)
+        elif token:
+            auth: AuthContext = await request_platform.authenticator.principal(session, token)
+            tenant_id, user_id = auth.tenant_id, auth.user_id
+        else:
+            raise Unauthenticated("Send an access token or a stream ticket.")
+        await session.commit()
+    return tenant_id, user_id
+
+
+def _frame(seq: int | str, notification: dict[str, Any]) -> bytes:
+    return b"event: notification\nid: %s\ndata: %s\n\n" % (
+        str(seq).encode(), orjson.dumps(notification))
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "Server-Sent Events"}, **_problems(401)},
+)
+async def stream(
+    request: Request,
+    ticket: str | None = None,
+    authorization: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: `event: notification`, `id: <opaque>`, `data: <Notification>`,
+    comment heartbeats. Reconnect with `Last-Event-ID` to receive what was missed.
+    Auth: `Authorization: Bearer` or a single-use `?ticket=` from `POST stream-ticket`."""
+    runtime = _runtime(request)
+    token = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    tenant_id, user_id = await _authenticate(runtime, request.app.state.platform, token, ticket)
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    return StreamingResponse(
+        _events(runtime, tenant_id, user_id, resume),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(runtime: NotificationsRuntime, tenant_id: UUID, user_id: UUID,
+                  resume: int | None) -> AsyncIterator[bytes]:
+    with runtime.hub.subscribe(tenant_id, user_id) as queue:
+        yield b"retry: 3000\n: connected\n\n"
+        replayed: set[str] = set()
+        if resume is not None:
+            async with runtime.db.sessions() as session:
+                rows = await runtime.service.since(session, tenant_id, user_id, resume)
+            for row in rows:
+                replayed.add(str(row.id))
+                yield _frame(row.seq, read_model(row).model_dump(mode="json", by_alias=True))
+        while True:
+            try:
+                message = await asyncio.wait_for(queue.get(), runtime.heartbeat_seconds)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if message is None:
+                return  # too far behind: the client reconnects with Last-Event-ID
+            if message["id"] in replayed:
+                continue
+            notification = await _materialize(runtime, tenant_id, message)
+            if notification is not None:
+                yield _frame(message["seq"], notification)
+
+
+async def _materialize(runtime: NotificationsRuntime, tenant_id: UUID,
+                       message: dict[str, Any]) -> dict[str, Any] | None:
+    if "notification" in message:
+        body: dict[str, Any] = message["notification"]
+        return body
+    async with runtime.db.sessions() as session:
+        row = await runtime.service.get(session, tenant_id, UUID(message["id"]))
+    return read_model(row).model_dump(mode="json", by_alias=True) if row else None
+
+
+@router.websocket("/ws")
+async def websocket(websocket: WebSocket) -> None:
+    """WebSocket: the first client message is `{"token": "<accessToken>"}`; then the server
+    sends `{"event": "ready"}` and `{"event": "notification", "id", "data"}` messages.
+    A bad or missing token closes the socket with code 4401 within 5 s."""
+    runtime: NotificationsRuntime = websocket.app.state.platform.notifications
+    await websocket.accept()
+    try:
+        first = await asyncio.wait_for(websocket.receive_json(), WS_AUTH_TIMEOUT)
+        token = first.get("token") if isinstance(first, dict) else None
+        if not isinstance(token, str):
+            raise Unauthenticated("missing token")
+        tenant_id, user_id = await _authenticate(runtime, websocket.app.state.platform,
+                                                 token, None)
+    except WebSocketDisconnect:
+        return
+    except Exception:
+        await websocket.close(code=WS_UNAUTHENTICATED, reason="unauthenticated")
+        return
+    with runtime.hub.subscribe(tenant_id, user_id) as queue:
+        await websocket.send_json({"event": "ready"})
+        receiver = asyncio.create_task(_until_closed(websocket))
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, receiver},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    return
+                message = getter.result()
+                if message is None:
+                    await websocket.close(code=1013, reason="too far behind; reconnect")
+                    return
+                notification = await _materialize(runtime, tenant_id, message)
+                if notification is not None:
+                    await websocket.send_json({"event": "notification",
+                                               "id": str(message["seq"]),
+                                               "data": notification})
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive()
+            if websocket.client_state.name == "DISCONNECTED":
+                return
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+@webhooks.get("", responses=_problems(401, 403, 422))
+async def list_webhooks(auth: CurrentAuth, session: Session, service: Webhooks,
+                        limit: Limit = DEFAULT_LIMIT,
+                        cursor: str | None = None) -> Page[WebhookRead]:
+    """(ADMIN) The tenant's webhook subscriptions (secrets are never shown again)."""
+    return await service.list_page(session, auth, cursor=cursor, limit=limit)
+
+
+@webhooks.post("", status_code=status.HTTP_201_CREATED, responses=_problems(401, 403, 422))
+async def create_webhook(body: WebhookCreate, auth: CurrentAuth, session: Session,
+                         service: Webhooks) -> WebhookWithSecret:
+    """(ADMIN) Subscribe an https URL to event types (`*` = all). The secret — yours or a
+    generated one — is in this response only. Loopback/private targets are refused."""
+    return await service.create(session, auth, body)
+
+
+@webhooks.get("/{webhook_id}", responses=_problems(401, 403, 404))
+async def get_webhook(webhook_id: UUID, auth: CurrentAuth, session: Session,
+                      service: Webhooks) -> WebhookRead:
+    """(ADMIN) One subscription."""
+    return await service.get(session, auth, webhook_id)
+
+
+@webhooks.patch("/{webhook_id}", responses=_problems(401, 403, 404, 422))
+async def update_webhook(webhook_id: UUID, body: WebhookUpdate, auth: CurrentAuth,
+                         session: Session, service: Webhooks) -> WebhookRead:
+    """(ADMIN) Change URL, events, or re-enable (which resets the failure count)."""
+    return await service.update(session, auth, webhook_id, body)
+
+
+@webhooks.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT,
+                 responses=_problems(401, 403, 404))
+async def delete_webhook(webhook_id: UUID, auth: CurrentAuth, session: Session,
+                         service: Webhooks) -> Response:
+    """(ADMIN) Remove the subscription and its delivery log."""
+    await service.delete(session, auth, webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@webhooks.get("/{webhook_id}/deliveries", responses=_problems(401, 403, 404, 422))
+async def webhook_deliveries(webhook_id: UUID, auth: CurrentAuth, session: Session,
+                             service: Webhooks, limit: Limit = DEFAULT_LIMIT,
+                             cursor: str | None = None) -> Page[WebhookDeliveryRead]:
+    """(ADMIN) The delivery log: status, attempts, the receiver's status code, timing."""
+    return await service.deliveries(session, auth, webhook_id, cursor=cursor, limit=limit)
+
+
+@webhooks.post("/{webhook_id}/deliveries/{delivery_id}/redeliver",
+               status_code=status.HTTP_202_ACCEPTED, responses=_problems(401, 403, 404))
+async def redeliver(webhook_id: UUID, delivery_id: UUID, auth: CurrentAuth, session: Session,
+                    service: Webhooks) -> WebhookDeliveryRead:
+    """(ADMIN) Send that event again (a new delivery, same event id)."""
+    return await service.redeliver(session, auth, webhook_id, delivery_id)
+
+
+@webhooks.post("/{webhook_id}/rotate-secret", responses=_problems(401, 403, 404))
+async def rotate_secret(webhook_id: UUID, auth: CurrentAuth, session: Session,
+                        service: Webhooks) -> WebhookSecret:
+    """(ADMIN) A new secret, shown once; the old one keeps signing (a second `v1=`) for 24 h."""
+    return await service.rotate_secret(session, auth, webhook_id)

@@ -1,0 +1,259 @@
+"""Webhook subscriptions (ADMIN): signed, retried, auto-disabled, SSRF-guarded.
+
+A delivery is a POST of the event envelope with ``X-PantheraHive-Event-Id`` and
+``X-PantheraHive-Signature: t=<unix>,v1=<hex>`` where the hex is HMAC-SHA256 of
+``"<t>.<body>"`` under the subscription's secret; during the 24 h after a rotation a second
+``v1=`` carries the signature under the previous secret. Secrets are stored encrypted
+(Fernet, key derived from the platform's JWT secret), since signing needs them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+import orjson
+from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.schemas import Page
+from pantherahive.domains.identity.api import AuthContext
+from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
+from pantherahive.domains.notifications.permissions import NotificationAction, may
+from pantherahive.domains.notifications.repository import NotificationRepository
+from pantherahive.domains.notifications.schemas import (
+    WebhookCreate,
+    WebhookDeliveryRead,
+    WebhookRead,
+    WebhookSecret,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
+from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
+from pantherahive.infra.bus.consumer import Event
+
+SIGNATURE_HEADER = "X-PantheraHive-Signature"
+EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
+ROTATION_GRACE = timedelta(hours=24)
+_EVENT_PATTERN = "abcdefghijklmnopqrstuvwxyz0123456789_."
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(secrets_: list[str], timestamp: int, body: bytes) -> str:
+    return ",".join([f"t={timestamp}", *(f"v1={sign(s, timestamp, body)}" for s in secrets_)])
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+async def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse what could reach inside the network: non-https, loopback/private/link-local
+    targets (every address the host resolves to), credentials in the URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UnsafeWebhookUrl("must be an absolute https URL")
+    if parts.scheme != "https" and not allow_private:
+        raise UnsafeWebhookUrl("must use https")
+    if parts.username or parts.password:
+        raise UnsafeWebhookUrl("must not carry credentials")
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, parts.port or 443, proto=6)
+    except OSError as exc:
+        raise UnsafeWebhookUrl("the host does not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if _refused(address):
+            raise UnsafeWebhookUrl("resolves to a loopback, private or reserved address")
+
+
+def _validate_events(events: list[str]) -> list[str]:
+    bad = [e for e in events if e != "*" and (
+        not e or len(e) > 100 or "." not in e or any(c not in _EVENT_PATTERN for c in e))]
+    if bad:
+        raise ValidationFailed("Unknown event type format.",
+                               errors=[FieldError("events", f"invalid event type {b!r}")
+                                       for b in bad])
+    return sorted(set(events))
+
+
+async def enqueue_webhook_deliveries(session: AsyncSession, event: Event) -> None:
+    """One pending delivery per enabled subscription naming this event type (or ``*``)."""
+    repo = NotificationRepository(session)
+    for hook in await repo.subscribed_webhooks(event.type):
+        await repo.insert_webhook_delivery({
+            "id": uuid4(), "tenant_id": event.tenant_id, "webhook_id": hook.id,
+            "event_id": event.id, "event_type": event.type, "payload": event.envelope(),
+            "status": "pending", "attempts": 0, "next_attempt_at": now(), "created_at": now(),
+        })
+
+
+def _page_key(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    created, ident = decode_cursor(cursor, arity=2)
+    try:
+        return datetime.fromisoformat(created), UUID(ident)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed("The cursor is not valid for this list.",
+                               errors=[FieldError("cursor", "malformed")]) from exc
+
+
+class WebhookService:
+    def __init__(self, *, key_material: str, allow_private: bool) -> None:
+        digest = hashlib.sha256(b"pantherahive-webhook-secrets:" + key_material.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self.allow_private = allow_private
+
+    def encrypt(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode()).decode()
+
+    def signing_secrets(self, hook: Webhook, at: datetime) -> list[str]:
+        result = [self.decrypt(hook.secret_enc)]
+        if (hook.previous_secret_enc and hook.previous_secret_expires_at
+                and hook.previous_secret_expires_at > at):
+            result.append(self.decrypt(hook.previous_secret_enc))
+        return result
+
+    @staticmethod
+    def _require(auth: AuthContext) -> None:
+        if not may(auth, NotificationAction.MANAGE_WEBHOOKS):
+            raise Forbidden("Only ADMINs may manage webhooks.")
+
+    async def _get(self, session: AsyncSession, webhook_id: UUID, *,
+                   for_update: bool = False) -> Webhook:
+        hook = await NotificationRepository(session).get_webhook(webhook_id,
+                                                                 for_update=for_update)
+        if hook is None:
+            raise WebhookNotFound("No such webhook.")
+        return hook
+
+    async def create(self, session: AsyncSession, auth: AuthContext,
+                     body: WebhookCreate) -> WebhookWithSecret:
+        self._require(auth)
+        url = str(body.url)
+        await check_url(url, allow_private=self.allow_private)
+        secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
+        at = now()
+        hook = Webhook(
+            id=uuid4(), tenant_id=auth.tenant_id, url=url, events=_validate_events(body.events),
+            secret_enc=self.encrypt(secret), previous_secret_enc=None,
+            previous_secret_expires_at=None, enabled=True, consecutive_failures=0,
+            disabled_reason=None, created_at=at, updated_at=at,
+        )
+        await NotificationRepository(session).add(hook)
+        return WebhookWithSecret(**WebhookRead.model_validate(hook).model_dump(), secret=secret)
+
+    async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
+                   limit: int) -> Page[WebhookRead]:
+        self._require(auth)
+        rows = await NotificationRepository(session).list_webhooks(after=_page_key(cursor),
+                                                                   limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
+        return Page[WebhookRead](items=[WebhookRead.model_validate(r) for r in rows],
+                                 next_cursor=nxt)
+
+    async def get(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> WebhookRead:
+        self._require(auth)
+        return WebhookRead.model_validate(await self._get(session, webhook_id))
+
+    async def update(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
+                     body: WebhookUpdate) -> WebhookRead:
+        self._require(auth)
+        hook = await self._get(session, webhook_id, for_update=True)
+        if body.url is not None:
+            await check_url(str(body.url), allow_private=self.allow_private)
+            hook.url = str(body.url)
+        if body.events is not None:
+            hook.events = _validate_events(body.events)
+        if body.enabled is not None:
+            hook.enabled = body.enabled
+            if body.enabled:
+                hook.consecutive_failures = 0
+                hook.disabled_reason = None
+        hook.updated_at = now()
+        await session.flush()
+        return WebhookRead.model_validate(hook)
+
+    async def delete(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> None:
+        self._require(auth)
+        hook = await self._get(session, webhook_id)
+        await session.delete(hook)
+        await session.flush()
+
+    async def rotate_secret(self, session: AsyncSession, auth: AuthContext,
+                            webhook_id: UUID) -> WebhookSecret:
+        self._require(auth)
+        hook = await self._get(session, webhook_id, for_update=True)
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        at = now()
+        hook.previous_secret_enc = hook.secret_enc
+        hook.previous_secret_expires_at = at + ROTATION_GRACE
+        hook.secret_enc = self.encrypt(secret)
+        hook.updated_at = at
+        await session.flush()
+        return WebhookSecret(secret=secret,
+                             previous_secret_expires_at=hook.previous_secret_expires_at)
+
+    async def deliveries(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID, *,
+                         cursor: str | None, limit: int) -> Page[WebhookDeliveryRead]:
+        self._require(auth)
+        await self._get(session, webhook_id)
+        rows = await NotificationRepository(session).webhook_deliveries(
+            webhook_id, after=_page_key(cursor), limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
+        return Page[WebhookDeliveryRead](
+            items=[WebhookDeliveryRead.model_validate(r) for r in rows], next_cursor=nxt)
+
+    async def redeliver(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
+                        delivery_id: UUID) -> WebhookDeliveryRead:
+        self._require(auth)
+        await self._get(session, webhook_id)
+        repo = NotificationRepository(session)
+        original = await repo.webhook_delivery(delivery_id)
+        if original is None or original.webhook_id != webhook_id:
+            raise WebhookNotFound("No such delivery of this webhook.")
+        at = now()
+        copy = WebhookDelivery(
+            id=uuid4(), tenant_id=original.tenant_id, webhook_id=webhook_id,
+            event_id=original.event_id, event_type=original.event_type,
+            payload=original.payload, status="pending", attempts=0, response_status=None,
+            duration_ms=None, last_error=None, next_attempt_at=at, created_at=at, sent_at=None,
+            redelivery_of=original.id,
+        )
+        await repo.add(copy)
+        return WebhookDeliveryRead.model_validate(copy)
+
+
+def body_of(payload: dict[str, Any]) -> bytes:
+    return orjson.dumps(payload)
