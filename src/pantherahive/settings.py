@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     app_base_url: str = "http://localhost:8000"
 
+    # audit archive: a local directory (default <data_dir>/archive) or s3://bucket/prefix
+    audit_archive_url: str | None = None
+    audit_retention_days: int = Field(default=365, ge=1)
+    audit_segment_events: int = Field(default=50_000, ge=1, le=1_000_000)
+    audit_s3_endpoint: str | None = None
+    audit_s3_region: str = "us-east-1"
+    audit_s3_access_key_id: str | None = None
+    audit_s3_secret_access_key: SecretStr | None = None
+    audit_s3_allow_http: bool = False
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

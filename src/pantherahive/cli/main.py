@@ -214,6 +214,15 @@ def demo() -> None:
     )
 
 
+def _register_subcommands() -> None:
+    from pantherahive.cli.audit import app as audit_app
+
+    app.add_typer(audit_app, name="audit")
+
+
+_register_subcommands()
+
+
 def _register_bus() -> None:
     from pantherahive.cli.bus import register
 

@@ -52,6 +52,22 @@ async def request_session(request: Request) -> AsyncSession:
     return state.session
 
 
+async def end_request_session(request: Request) -> None:
+    """Commit and close the request's session now, before the response starts.
+
+    For streamed responses (NDJSON exports, event streams) that read through a session of
+    their own: with no request session left open, the middleware sends the response as it
+    is produced instead of buffering it for the commit.
+    """
+    state = request.scope.get(UOW_KEY)
+    if isinstance(state, UnitOfWorkState) and state.session is not None:
+        session, state.session = state.session, None
+        try:
+            await session.commit()
+        finally:
+            await session.close()
+
+
 @dataclass
 class _Idempotent:
     scope_key: str

@@ -1,0 +1,16 @@
+"""Audit consumes every event: each becomes one chained audit record of its tenant."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.domains.audit.service import record_event
+from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+
+
+async def on_any_event(session: AsyncSession, event: Event) -> None:
+    """Idempotent on ``event.id``: a redelivered event is recorded once."""
+    await record_event(session, event)
+
+
+CONSUMERS: list[ConsumerSpec] = [ConsumerSpec("audit", on_any_event)]

@@ -1,0 +1,130 @@
+"""Audit's HTTP routes (ADMIN only): search, one event, NDJSON export, chain verification.
+
+``/export`` and ``/verify`` are declared before ``/{event_id}`` so they are not taken for ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.schemas import Page
+from pantherahive.domains.audit.repository import EventFilters
+from pantherahive.domains.audit.schemas import AuditEventRead, ChainVerification
+from pantherahive.domains.audit.service import AuditService
+from pantherahive.domains.identity.api import CurrentAuth
+from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import end_request_session, request_session
+
+Session = Annotated[AsyncSession, Depends(request_session)]
+NDJSON = "application/x-ndjson"
+
+
+def _audit(request: Request) -> AuditService:
+    service: AuditService = request.app.state.platform.audit
+    return service
+
+
+Audit = Annotated[AuditService, Depends(_audit)]
+
+
+def _filters(
+    actor_id: Annotated[UUID | None, Query(alias="actorId")] = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    resource_type: Annotated[
+        str | None, Query(alias="resourceType", min_length=1, max_length=50)
+    ] = None,
+    resource_id: Annotated[
+        str | None, Query(alias="resourceId", min_length=1, max_length=100)
+    ] = None,
+    occurred_from: Annotated[
+        datetime | None, Query(alias="from", description="Inclusive lower bound of occurredAt.")
+    ] = None,
+    occurred_to: Annotated[
+        datetime | None, Query(alias="to", description="Inclusive upper bound of occurredAt.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200,
+              description="Full text (websearch syntax) over action, resource and changes."),
+    ] = None,
+) -> EventFilters:
+    return EventFilters(
+        actor_id=actor_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        occurred_from=occurred_from,
+        occurred_to=occurred_to,
+        q=q,
+    )
+
+
+Filters = Annotated[EventFilters, Depends(_filters)]
+router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+
+
+@router.get("", responses=_problems(401, 403, 422))
+async def list_audit_events(
+    auth: CurrentAuth,
+    session: Session,
+    audit: Audit,
+    filters: Filters,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[AuditEventRead]:
+    """The tenant's audit trail, newest first (by `seq`). Filters combine with AND."""
+    items, next_cursor = await audit.list_events(
+        session, auth, filters=filters, cursor=cursor, limit=limit
+    )
+    return Page[AuditEventRead](
+        items=[AuditEventRead.model_validate(item) for item in items], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/export",
+    responses={
+        200: {"description": "One AuditEvent JSON per line, oldest first.",
+              "content": {NDJSON: {}}},
+        **_problems(401, 403, 422),
+    },
+    response_class=StreamingResponse,
+)
+async def export_audit_events(
+    request: Request, auth: CurrentAuth, session: Session, audit: Audit, filters: Filters
+) -> StreamingResponse:
+    """Stream the events matching the filters as NDJSON, oldest first, from one consistent
+    snapshot; each line is exactly what `GET /v1/audit-events/{id}` returns, so the chain
+    can be re-computed from an unfiltered export."""
+    await audit.authorize_export(session, auth)
+    await end_request_session(request)
+    sessions = request.app.state.platform.db.sessions
+    return StreamingResponse(
+        audit.export(sessions, auth.tenant_id, filters),
+        media_type=NDJSON,
+        headers={"Content-Disposition": 'attachment; filename="audit-events.ndjson"'},
+    )
+
+
+@router.get("/verify", responses=_problems(401, 403))
+async def verify_audit_chain(
+    auth: CurrentAuth, session: Session, audit: Audit
+) -> ChainVerification:
+    """Re-compute the tenant's hash chain over archived segments and live events;
+    `firstBrokenSeq` is the first event whose hash, link or position is wrong."""
+    return await audit.verify(session, auth)
+
+
+@router.get("/{event_id}", responses=_problems(401, 403, 404))
+async def get_audit_event(
+    event_id: UUID, auth: CurrentAuth, session: Session, audit: Audit
+) -> AuditEventRead:
+    """One audit event of the caller's tenant; any other id is 404."""
+    return AuditEventRead.model_validate(await audit.get_event(session, auth, event_id))

@@ -1,0 +1,222 @@
+"""Audit's rules: how an event becomes a chained audit record, who may read the trail,
+and how the chain is verified across archived segments and live rows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from hashlib import sha256
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.domains.audit import events
+from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
+from pantherahive.domains.audit.chain import (
+    ChainCheck,
+    compute_hash,
+    document,
+    dumps,
+    format_timestamp,
+)
+from pantherahive.domains.audit.errors import AuditEventNotFound
+from pantherahive.domains.audit.permissions import AuditAction, audit_may
+from pantherahive.domains.audit.repository import AuditRepository, EventFilters
+from pantherahive.domains.audit.schemas import ActorType, ChainVerification
+from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.principal import AuthContext
+
+VERIFY_BATCH = 5_000
+_READ_ONLY = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(changes, rest)`` of an event's data.
+
+    Updates carry ``data["changes"] = {field: [old, new]}``; a creation's payload is its
+    initial state, recorded as ``{field: [null, value]}``; anything else stays in ``data``.
+    """
+    rest = dict(data)
+    raw = rest.pop("changes", None)
+    if isinstance(raw, dict):
+        changes = {
+            str(name): list(pair) if isinstance(pair, list | tuple) and len(pair) == 2
+            else [None, pair]
+            for name, pair in raw.items()
+        }
+        return changes, rest
+    if event_type.endswith(".created"):
+        return {str(name): [None, value] for name, value in rest.items()}, {}
+    return {}, rest
+
+
+async def record_event(session: AsyncSession, event: Event) -> bool:
+    """Append ``event`` to its tenant's chain; False when it was already recorded.
+
+    The chain head row is locked for the rest of the transaction, so concurrent appends
+    for one tenant queue up and ``seq`` has no gaps; the runtime commits this together
+    with the consumer's position.
+    """
+    changes, rest = split_payload(event.type, event.data)
+    repo = AuditRepository(session)
+    head = await repo.lock_chain(event.tenant_id, changes, rest)
+    values: dict[str, Any] = {
+        "id": event.id,
+        "tenant_id": event.tenant_id,
+        "seq": head.last_seq + 1,
+        "occurred_at": event.occurred_at,
+        "actor_id": event.actor_id,
+        "actor_type": (ActorType.USER if event.actor_id else ActorType.SYSTEM).value,
+        "action": event.type[:100],
+        "resource_type": event.subject_type[:50],
+        "resource_id": event.subject_id[:100],
+        "request_id": event.request_id[:128] if event.request_id else None,
+        "ip": event.ip,
+        "changes": head.changes,
+        "data": head.data,
+        "prev_hash": head.last_hash,
+    }
+    values["hash"] = compute_hash(head.last_hash, _values_document(values))
+    return await repo.append(values)
+
+
+def _values_document(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(values["id"]),
+        "seq": values["seq"],
+        "occurredAt": format_timestamp(values["occurred_at"]),
+        "actorId": str(values["actor_id"]) if values["actor_id"] else None,
+        "actorType": values["actor_type"],
+        "action": values["action"],
+        "resourceType": values["resource_type"],
+        "resourceId": values["resource_id"],
+        "tenantId": str(values["tenant_id"]),
+        "requestId": values["request_id"],
+        "ip": values["ip"],
+        "changes": values["changes"],
+        "data": values["data"],
+    }
+
+
+class AuditService:
+    def __init__(self, archive: ArchiveStore) -> None:
+        self.archive = archive
+
+    async def _require(self, session: AsyncSession, auth: AuthContext, action: AuditAction) -> None:
+        if not audit_may(auth, action):
+            await emit(
+                session,
+                events.AUTHZ_DENIED,
+                subject_type="audit",
+                subject_id=auth.tenant_id,
+                data={"action": action.value, "role": auth.role.value},
+            )
+            raise Forbidden(f"Your role may not perform {action.value}.")
+
+    async def list_events(
+        self,
+        session: AsyncSession,
+        auth: AuthContext,
+        *,
+        filters: EventFilters,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        await self._require(session, auth, AuditAction.LIST)
+        before = None
+        if cursor is not None:
+            (value,) = decode_cursor(cursor, arity=1)
+            before = _cursor_seq(value)
+        rows = await AuditRepository(session).page(
+            auth.tenant_id, filters, before_seq=before, limit=limit + 1
+        )
+        items = [document(row) for row in rows[:limit]]
+        next_cursor = encode_cursor([items[-1]["seq"]]) if len(rows) > limit else None
+        return items, next_cursor
+
+    async def get_event(
+        self, session: AsyncSession, auth: AuthContext, event_id: UUID
+    ) -> dict[str, Any]:
+        await self._require(session, auth, AuditAction.READ)
+        row = await AuditRepository(session).get(auth.tenant_id, event_id)
+        if row is None:
+            raise AuditEventNotFound()
+        return document(row)
+
+    async def authorize_export(self, session: AsyncSession, auth: AuthContext) -> None:
+        await self._require(session, auth, AuditAction.EXPORT)
+
+    async def export(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tenant_id: UUID,
+        filters: EventFilters,
+    ) -> AsyncIterator[bytes]:
+        """NDJSON lines, oldest first, from a session of its own (the response outlives
+        the request's unit of work); one snapshot, constant memory."""
+        async with sessions() as session, session.begin():
+            await session.execute(_READ_ONLY)
+            await set_tenant(session, tenant_id)
+            chunk: list[bytes] = []
+            async for row in AuditRepository(session).stream(tenant_id, filters):
+                chunk.append(dumps(document(row)) + b"\n")
+                if len(chunk) >= 200:
+                    yield b"".join(chunk)
+                    chunk.clear()
+            if chunk:
+                yield b"".join(chunk)
+
+    async def verify(self, session: AsyncSession, auth: AuthContext) -> ChainVerification:
+        await self._require(session, auth, AuditAction.VERIFY)
+        return await self.verify_tenant(session, auth.tenant_id)
+
+    async def verify_tenant(self, session: AsyncSession, tenant_id: UUID) -> ChainVerification:
+        """Re-compute the whole chain: archived segments first, then the live rows."""
+        repo = AuditRepository(session)
+        check = ChainCheck()
+        for segment in await repo.segments(tenant_id):
+            if segment.first_seq != check.expected_seq:
+                check.broken_at(check.expected_seq)
+                break
+            try:
+                blob = await self.archive.get(segment.path)
+            except Exception:  # a missing or unreadable object breaks the chain there
+                check.broken_at(segment.first_seq)
+                break
+            if sha256(blob).hexdigest() != segment.sha256:
+                check.broken_at(segment.first_seq)
+                break
+            if not check.feed_all(decode_segment(blob)):
+                break
+            if check.expected_seq != segment.last_seq + 1:
+                check.broken_at(check.expected_seq)
+                break
+        while check.ok:
+            rows = await repo.live_batch(
+                tenant_id, after_seq=check.expected_seq - 1, limit=VERIFY_BATCH
+            )
+            if not rows or not check.feed_all(document(row) for row in rows):
+                break
+        head = await repo.chain_head(tenant_id)
+        if check.ok and head is not None and (
+            head[0] != check.expected_seq - 1 or head[1] != check.prev_hash
+        ):
+            # The newest events were removed: the head still remembers them.
+            check.broken_at(check.expected_seq)
+        return ChainVerification(
+            ok=check.ok, checked=check.checked, first_broken_seq=check.first_broken_seq
+        )
+
+
+def _cursor_seq(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValidationFailed(
+        "The cursor is not valid for this list.",
+        errors=[FieldError("cursor", "malformed or foreign cursor")],
+    )

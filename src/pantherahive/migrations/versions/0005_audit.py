@@ -1,0 +1,180 @@
+"""Audit: append-only, hash-chained audit events per tenant, archive manifests, restores.
+
+Revision ID: 0005
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
+
+
+def _tenant_policy(table: str) -> None:
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON {table} "
+        f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
+    )
+
+
+def upgrade() -> None:
+    op.execute("CREATE SCHEMA IF NOT EXISTS audit")
+    op.execute("GRANT USAGE ON SCHEMA audit TO pantherahive_app")
+
+    # One row per tenant: the head of its chain. The consumer locks it (upsert) for every
+    # event, which serialises appends per tenant and makes seq gap-free.
+    op.execute(
+        """
+        CREATE TABLE audit.chains (
+          tenant_id uuid NOT NULL,
+          last_seq bigint NOT NULL,
+          last_hash char(64) NOT NULL,
+          CONSTRAINT pk_chains PRIMARY KEY (tenant_id)
+        )
+        """
+    )
+    _tenant_policy("audit.chains")
+    op.execute("GRANT SELECT, INSERT, UPDATE ON audit.chains TO pantherahive_app")
+
+    op.execute(
+        """
+        CREATE TABLE audit.audit_events (
+          id uuid NOT NULL,
+          tenant_id uuid NOT NULL,
+          seq bigint NOT NULL,
+          occurred_at timestamptz NOT NULL,
+          actor_id uuid,
+          actor_type varchar(10) NOT NULL,
+          action varchar(100) NOT NULL,
+          resource_type varchar(50) NOT NULL,
+          resource_id varchar(100) NOT NULL,
+          request_id varchar(128),
+          ip text,
+          changes jsonb NOT NULL DEFAULT '{}'::jsonb,
+          data jsonb NOT NULL DEFAULT '{}'::jsonb,
+          hash char(64) NOT NULL,
+          prev_hash char(64) NOT NULL,
+          recorded_at timestamptz NOT NULL DEFAULT now(),
+          search tsvector GENERATED ALWAYS AS (
+            to_tsvector('simple'::regconfig,
+              action || ' ' || translate(action, '._', '  ') || ' ' ||
+              resource_type || ' ' || resource_id)
+            || jsonb_to_tsvector('simple'::regconfig, changes, '["string", "numeric", "key"]')
+            || jsonb_to_tsvector('simple'::regconfig, data, '["string", "numeric"]')
+          ) STORED,
+          CONSTRAINT pk_audit_events PRIMARY KEY (id),
+          CONSTRAINT uq_audit_events_seq UNIQUE (tenant_id, seq),
+          CONSTRAINT ck_audit_events_actor_type CHECK (actor_type IN ('user', 'system')),
+          CONSTRAINT ck_audit_events_seq CHECK (seq > 0)
+        )
+        """
+    )
+    # Every filter of GET /v1/audit-events is "tenant + one column, newest seq first".
+    op.execute(
+        "CREATE INDEX ix_audit_events_actor ON audit.audit_events (tenant_id, actor_id, seq)"
+    )
+    op.execute(
+        "CREATE INDEX ix_audit_events_resource "
+        "ON audit.audit_events (tenant_id, resource_type, resource_id, seq)"
+    )
+    op.execute(
+        "CREATE INDEX ix_audit_events_action ON audit.audit_events (tenant_id, action, seq)"
+    )
+    op.execute(
+        "CREATE INDEX ix_audit_events_occurred ON audit.audit_events (tenant_id, occurred_at)"
+    )
+    op.execute("CREATE INDEX ix_audit_events_search ON audit.audit_events USING gin (search)")
+    _tenant_policy("audit.audit_events")
+    op.execute("GRANT SELECT, INSERT ON audit.audit_events TO pantherahive_app")
+
+    # Append-only for everyone, the owner included, except the archive command, which
+    # sets audit.archiving in its own transaction before deleting what it has archived.
+    op.execute(
+        """
+        CREATE FUNCTION audit.refuse_change() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'DELETE' AND current_setting('audit.archiving', true) = 'on'
+             AND current_user <> 'pantherahive_app' THEN
+            RETURN OLD;
+          END IF;
+          RAISE EXCEPTION 'audit events are append-only (% refused)', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE "
+        "ON audit.audit_events FOR EACH ROW EXECUTE FUNCTION audit.refuse_change()"
+    )
+    op.execute(
+        "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE "
+        "ON audit.audit_events FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change()"
+    )
+
+    op.execute(
+        """
+        CREATE TABLE audit.archive_segments (
+          id uuid NOT NULL,
+          tenant_id uuid NOT NULL,
+          first_seq bigint NOT NULL,
+          last_seq bigint NOT NULL,
+          first_prev_hash char(64) NOT NULL,
+          first_hash char(64) NOT NULL,
+          last_hash char(64) NOT NULL,
+          count integer NOT NULL,
+          first_occurred_at timestamptz NOT NULL,
+          last_occurred_at timestamptz NOT NULL,
+          sha256 char(64) NOT NULL,
+          bytes bigint NOT NULL,
+          path text NOT NULL,
+          manifest_path text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          CONSTRAINT pk_archive_segments PRIMARY KEY (id),
+          CONSTRAINT uq_archive_segments_first_seq UNIQUE (tenant_id, first_seq),
+          CONSTRAINT ck_archive_segments_range CHECK (last_seq >= first_seq)
+        )
+        """
+    )
+    _tenant_policy("audit.archive_segments")
+    op.execute("GRANT SELECT ON audit.archive_segments TO pantherahive_app")
+
+    # Archived ranges brought back for an investigation; the live chain is never touched.
+    op.execute(
+        """
+        CREATE TABLE audit.restored_events (
+          id uuid NOT NULL,
+          tenant_id uuid NOT NULL,
+          seq bigint NOT NULL,
+          occurred_at timestamptz NOT NULL,
+          actor_id uuid,
+          actor_type varchar(10) NOT NULL,
+          action varchar(100) NOT NULL,
+          resource_type varchar(50) NOT NULL,
+          resource_id varchar(100) NOT NULL,
+          request_id varchar(128),
+          ip text,
+          changes jsonb NOT NULL,
+          data jsonb NOT NULL,
+          hash char(64) NOT NULL,
+          prev_hash char(64) NOT NULL,
+          segment_id uuid NOT NULL,
+          restored_at timestamptz NOT NULL DEFAULT now(),
+          CONSTRAINT pk_restored_events PRIMARY KEY (tenant_id, seq)
+        )
+        """
+    )
+    _tenant_policy("audit.restored_events")
+    op.execute("GRANT SELECT ON audit.restored_events TO pantherahive_app")
+
+
+def downgrade() -> None:
+    op.execute("DROP SCHEMA IF EXISTS audit CASCADE")
