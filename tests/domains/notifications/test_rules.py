@@ -45,7 +45,8 @@ async def test_welcome_on_user_created_and_reading(napp: httpx.AsyncClient) -> N
     welcome = await notifications_of(napp, member.headers, "account.welcome")
     assert len(welcome) == 1
     assert welcome[0]["title"] == "Welcome to PantheraHive"
-    assert welcome[0]["readAt"] is None and welcome[0]["data"]["username"] == member.username
+    assert welcome[0]["readAt"] is None
+    assert welcome[0]["data"]["username"] == member.username
 
     count = await napp.get("/v1/notifications/unread-count", headers=member.headers)
     assert count.json() == {"count": 1}
@@ -87,7 +88,7 @@ async def test_task_assigned_status_changed_and_actor_excluded(napp: httpx.Async
 
     changed = await notifications_of(napp, manager.headers, "task.status_changed")
     assert len(changed) == 1
-    assert changed[0]["data"]["from"] == "TODO" and changed[0]["data"]["to"] == "IN_PROGRESS"
+    assert (changed[0]["data"]["from"], changed[0]["data"]["to"]) == ("TODO", "IN_PROGRESS")
     assert await notifications_of(napp, member.headers, "task.status_changed") == []
 
     # a status change by a third person reaches both reporter and assignee
@@ -181,6 +182,7 @@ async def test_read_all_and_cursor_pagination(napp: httpx.AsyncClient) -> None:
     assert len(seen) == len(set(seen)) == 6  # five projects + welcome
     bad = await napp.get("/v1/notifications?cursor=%%%", headers=member.headers)
     assert bad.status_code == 422
-    assert (await napp.post("/v1/notifications/read-all", headers=member.headers)).status_code == 204
+    read_all = await napp.post("/v1/notifications/read-all", headers=member.headers)
+    assert read_all.status_code == 204
     count = await napp.get("/v1/notifications/unread-count", headers=member.headers)
     assert count.json()["count"] == 0

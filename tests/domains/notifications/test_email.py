@@ -1,0 +1,217 @@
+"""Preferences, deliveries and email over SMTP against a real aiosmtpd server: the
+password-reset email carries a token that really resets the password; failures retry with
+backoff and end ``failed`` with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from pantherahive.domains.notifications.transports import SmtpTransport
+from pantherahive.domains.notifications.worker import DeliveryWorker
+from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant
+from tests.domains.notifications.conftest import (
+    emit_event,
+    notifications_of,
+    platform,
+    process_events,
+    settings_for,
+)
+from tests.support.servers import free_port
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+def _auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and data.login == b"mailer" and data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def smtp() -> Any:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(),
+                            authenticator=_auth, auth_require_tls=False)
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def _worker(napp: httpx.AsyncClient, tmp: Path, **settings: Any) -> DeliveryWorker:
+    values = settings_for(tmp, **settings)
+    p = platform(napp)
+    return DeliveryWorker(db=p.db, settings=values, transports={"email": SmtpTransport(values)},
+                          service=p.notifications.service, webhooks=p.notifications.webhooks,
+                          send_webhooks=False)
+
+
+async def _deliveries(napp: httpx.AsyncClient, admin_headers: dict[str, str],
+                      recipient: str, template: str | None = "account.password_reset",
+                      ) -> list[dict[str, Any]]:
+    response = await napp.get("/v1/notifications/deliveries?limit=200", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    return [d for d in response.json()["items"] if d["recipient"] == recipient
+            and (template is None or d["templateName"] == template)]
+
+
+async def test_password_reset_email_over_smtp_with_auth(
+    napp: httpx.AsyncClient, smtp: Any, tmp_path: Path
+) -> None:
+    controller, inbox = smtp
+    tenant = await create_tenant(napp)
+    member = await add_user(napp, tenant, "MEMBER")
+    assert member.email is not None
+    reset = await napp.post("/v1/auth/password-reset",
+                            json={"tenant": tenant.slug, "email": member.email})
+    assert reset.status_code == 202
+    # the notification and its pending email exist as soon as the request committed
+    pending = await _deliveries(napp, tenant.admin.headers, member.email)
+    assert [(d["channel"], d["status"], d["templateName"]) for d in pending] == [
+        ("email", "pending", "account.password_reset")]
+    reset_notes = await notifications_of(napp, member.headers, "account.password_reset")
+    assert len(reset_notes) == 1
+    assert "token" not in str(reset_notes[0]["data"])
+
+    worker = _worker(napp, tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
+                     smtp_starttls=False, smtp_username="mailer", smtp_password="s3cret",
+                     smtp_from="PantheraHive <no-reply@ph.example>")
+    try:
+        await worker.run_once()
+    finally:
+        await worker.close()
+    mine = [m for m in inbox.messages
+            if member.email in m[1] and m[2]["Subject"] == "Reset your password"]
+    assert len(mine) == 1
+    mail_from, _, message = mine[0]
+    assert mail_from == "no-reply@ph.example"
+    assert message["To"] == member.email
+    assert message["Subject"] == "Reset your password"
+    assert message["Message-ID"]
+    assert message["Date"]
+    assert message["X-PantheraHive-Notification-Id"] == reset_notes[0]["id"]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    token = re.search(r"(prt_\S+|\S{40,})", text.split("token:")[1]).group(1)  # type: ignore[union-attr]
+    assert token in html
+    assert "<a href=" in html
+    # the emailed token really works
+    confirm = await napp.post("/v1/auth/password-reset/confirm",
+                              json={"token": token, "newPassword": "brand-new-pass-9"})
+    assert confirm.status_code == 204, confirm.text
+    sent = await _deliveries(napp, tenant.admin.headers, member.email)
+    assert (sent[0]["status"], sent[0]["attempts"]) == ("sent", 1)
+    assert sent[0]["sentAt"]
+    assert sent[0]["lastError"] is None
+
+
+async def test_smtp_down_retries_then_failed_with_reason(
+    napp: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    tenant = await create_tenant(napp)
+    member = await add_user(napp, tenant, "MEMBER")
+    assert member.email is not None
+    await napp.post("/v1/auth/password-reset", json={"tenant": tenant.slug, "email": member.email})
+    worker = _worker(napp, tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(),
+                     smtp_starttls=False, smtp_timeout_seconds=2.0)
+    try:
+        statuses = []
+        for _ in range(3):  # delivery_max_attempts = 3, backoff 0 in these tests
+            await worker.run_once()
+            statuses.append((await _deliveries(napp, tenant.admin.headers, member.email))[0])
+    finally:
+        await worker.close()
+    assert [s["status"] for s in statuses] == ["pending", "pending", "failed"]
+    assert [s["attempts"] for s in statuses] == [1, 2, 3]
+    assert "SMTP" in statuses[-1]["lastError"]
+    assert worker.delay(1).total_seconds() == 0.0
+    assert _worker(napp, tmp_path, delivery_backoff_seconds=2.0, smtp_host="x").delay(3)\
+        .total_seconds() == 8.0
+
+
+async def _team(napp: httpx.AsyncClient) -> TenantHandle:
+    tenant = await create_tenant(napp)
+    tenant.users["MANAGER"] = await add_user(napp, tenant, "MANAGER")
+    tenant.users["MEMBER"] = await add_user(napp, tenant, "MEMBER")
+    return tenant
+
+
+async def test_preferences_defaults_locked_types_and_effect(napp: httpx.AsyncClient) -> None:
+    tenant = await _team(napp)
+    manager, member = tenant.users["MANAGER"], tenant.users["MEMBER"]
+    prefs = (await napp.get("/v1/notifications/preferences", headers=member.headers)).json()
+    assert prefs["phone"] is None
+    assert prefs["types"]["task.assigned"] == {"inApp": True, "email": True, "sms": False,
+                                               "locked": False}
+    assert prefs["types"]["account.password_reset"]["locked"] is True
+
+    refused = await napp.put("/v1/notifications/preferences", headers=member.headers,
+                             json={"types": {"account.password_reset": {"email": False}}})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "types.account.password_reset.email"
+    unknown = await napp.put("/v1/notifications/preferences", headers=member.headers,
+                             json={"types": {"nope.never": {"email": False}}})
+    assert unknown.status_code == 422
+    extra = await napp.put("/v1/notifications/preferences", headers=member.headers,
+                           json={"types": {}, "colour": "red"})
+    assert extra.status_code == 422
+
+    saved = await napp.put("/v1/notifications/preferences", headers=member.headers, json={
+        "types": {"task.assigned": {"email": False}, "project.member_added": {"inApp": False}}})
+    assert saved.status_code == 200
+    assert saved.json()["types"]["task.assigned"]["email"] is False
+    assert saved.json()["types"]["task.assigned"]["inApp"] is True
+    again = (await napp.get("/v1/notifications/preferences", headers=member.headers)).json()
+    assert again == saved.json()
+
+    await emit_event(napp, tenant.id, "task.created", subject_type="task",
+                     subject_id="9f0e0a52-0000-4000-8000-000000000001",
+                     data={"title": "Prefs", "reporterId": manager.id}, actor_id=manager.id)
+    await emit_event(napp, tenant.id, "task.assigned", subject_type="task",
+                     subject_id="9f0e0a52-0000-4000-8000-000000000001",
+                     data={"assigneeId": member.id, "previousAssigneeId": None},
+                     actor_id=manager.id)
+    await emit_event(napp, tenant.id, "project.member_added", subject_type="project",
+                     subject_id="9f0e0a52-0000-4000-8000-000000000002",
+                     data={"userId": member.id, "role": "VIEWER", "projectName": "Quiet"},
+                     actor_id=manager.id)
+    await process_events(napp)
+    assert len(await notifications_of(napp, member.headers, "task.assigned")) == 1
+    # in-app off: not listed; email still on by default: one email delivery
+    assert await notifications_of(napp, member.headers, "project.member_added") == []
+    assert member.email is not None
+    deliveries = await _deliveries(napp, tenant.admin.headers, member.email, None)
+    templates = sorted(d["templateName"] for d in deliveries)
+    assert templates == ["account.welcome", "notification"]  # no email for task.assigned
+
+
+async def test_deliveries_are_admin_only(napp: httpx.AsyncClient) -> None:
+    tenant = await _team(napp)
+    forbidden = await napp.get("/v1/notifications/deliveries",
+                               headers=tenant.users["MEMBER"].headers)
+    assert forbidden.status_code == 403
+    assert (await napp.get("/v1/notifications/deliveries")).status_code == 401
+    other = await create_tenant(napp)
+    await asyncio.sleep(0)
+    mine = await napp.get("/v1/notifications/deliveries?limit=200", headers=other.admin.headers)
+    assert all(d["recipient"].endswith(f"{other.slug}.example") for d in mine.json()["items"])
+    login = await napp.post("/v1/auth/login", json={"tenant": tenant.slug, "login": "admin",
+                                                    "password": PASSWORD})
+    assert login.status_code == 200
