@@ -9,11 +9,12 @@ from __future__ import annotations
 from pantherahive.domains.audit.handlers import CONSUMERS as AUDIT
 from pantherahive.domains.notifications.handlers import CONSUMERS as NOTIFICATIONS
 from pantherahive.domains.projects.handlers import CONSUMERS as PROJECTS
+from pantherahive.domains.tasks.handlers import CONSUMERS as TASKS
 from pantherahive.infra.bus.consumer import ConsumerSpec
 
 
 def all_consumers() -> list[ConsumerSpec]:
-    consumers = [*AUDIT, *NOTIFICATIONS, *PROJECTS]
+    consumers = [*AUDIT, *NOTIFICATIONS, *PROJECTS, *TASKS]
     names = [spec.name for spec in consumers]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

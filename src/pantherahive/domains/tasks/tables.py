@@ -37,7 +37,7 @@ class Task(Base):
     # Generated: sort keys that make every offered order a plain ascending row comparison,
     # and the full-text document.
     due_key: Mapped[date] = mapped_column(
-        Date, Computed("COALESCE(due_date, DATE '9999-12-31')")
+        Date, Computed("COALESCE(due_date, DATE 'infinity')")
     )
     priority_order: Mapped[int] = mapped_column(
         SmallInteger,

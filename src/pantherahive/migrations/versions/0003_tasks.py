@@ -8,7 +8,8 @@ Listing a project's tasks must cost the same at 10k and 1M tasks, so every sort 
 offers has a composite index that starts with (tenant_id, project_id) and ends with id
 (the tie breaker the keyset cursor uses). Sort keys that need a transformation to be a
 plain ascending row comparison are generated columns: ``due_key`` puts "no due date"
-last, ``priority_order`` puts URGENT first.
+last (as infinity, which asyncpg reads and writes as ``date.max``, so a cursor holding it
+round-trips exactly), ``priority_order`` puts URGENT first.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def upgrade() -> None:
           created_at timestamptz NOT NULL DEFAULT now(),
           updated_at timestamptz NOT NULL DEFAULT now(),
           completed_at timestamptz,
-          due_key date GENERATED ALWAYS AS (COALESCE(due_date, DATE '9999-12-31')) STORED,
+          due_key date GENERATED ALWAYS AS (COALESCE(due_date, DATE 'infinity')) STORED,
           priority_order smallint GENERATED ALWAYS AS (
             CASE priority WHEN 'URGENT' THEN 0 WHEN 'HIGH' THEN 1 WHEN 'MEDIUM' THEN 2 ELSE 3 END
           ) STORED,

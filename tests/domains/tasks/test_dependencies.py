@@ -1,0 +1,122 @@
+"""The dependency graph: same-project edges only, no cycles (also under concurrency), and
+the schedule computed from it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from tests.domains.tasks.helpers import World, create_project, create_task, depend, outbox
+
+
+async def test_edge_rules(client: httpx.AsyncClient, world: World) -> None:
+    a = await create_task(client, world.owner, world.project_id)
+    b = await create_task(client, world.owner, world.project_id)
+    elsewhere = await create_task(client, world.owner, await create_project(client, world.owner))
+
+    assert (await depend(client, world.editor, a["id"], a["id"])).status_code == 422
+    assert (await depend(client, world.editor, a["id"], elsewhere["id"])).status_code == 422
+    assert (await depend(client, world.editor, a["id"], str(uuid.uuid4()))).status_code == 404
+    assert (await depend(client, world.editor, a["id"], b["id"])).status_code == 204
+    assert (await depend(client, world.editor, a["id"], b["id"])).status_code == 204  # idempotent
+
+    fetched = (await client.get(f"/v1/tasks/{a['id']}", headers=world.viewer.headers)).json()
+    assert (fetched["dependsOn"], fetched["blocked"]) == ([b["id"]], True)
+    added = [e for e in await outbox(client, world.tenant.id, subject_id=a["id"])
+             if e["type"] == "task.dependency_added"]
+    assert [e["data"]["dependsOnId"] for e in added] == [b["id"]]
+
+    path = f"/v1/tasks/{a['id']}/dependencies/{b['id']}"
+    assert (await client.delete(path, headers=world.editor.headers)).status_code == 204
+    assert (await client.delete(path, headers=world.editor.headers)).status_code == 404
+    fetched = (await client.get(f"/v1/tasks/{a['id']}", headers=world.viewer.headers)).json()
+    assert (fetched["dependsOn"], fetched["blocked"]) == ([], False)
+    types = [e["type"] for e in await outbox(client, world.tenant.id, subject_id=a["id"])]
+    assert types[-1] == "task.dependency_removed"
+
+
+async def test_two_cycle_is_refused_and_named(client: httpx.AsyncClient, world: World) -> None:
+    a = await create_task(client, world.owner, world.project_id)
+    b = await create_task(client, world.owner, world.project_id)
+    assert (await depend(client, world.owner, a["id"], b["id"])).status_code == 204
+    refused = await depend(client, world.owner, b["id"], a["id"])
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["cycle"] == [b["id"], a["id"], b["id"]]
+    assert f"{b['id']} → {a['id']} → {b['id']}" in body["detail"]
+
+
+async def test_three_cycle_is_refused_and_named(client: httpx.AsyncClient, world: World) -> None:
+    a, b, c = [await create_task(client, world.owner, world.project_id) for _ in range(3)]
+    assert (await depend(client, world.owner, a["id"], b["id"])).status_code == 204
+    assert (await depend(client, world.owner, b["id"], c["id"])).status_code == 204
+    refused = await depend(client, world.owner, c["id"], a["id"])
+    assert refused.status_code == 409
+    assert refused.json()["cycle"] == [c["id"], a["id"], b["id"], c["id"]]
+    # A diamond is not a cycle: a → c directly as well as through b.
+    assert (await depend(client, world.owner, a["id"], c["id"])).status_code == 204
+
+
+async def test_concurrent_opposite_edges_never_both_succeed(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    for _ in range(10):
+        a = await create_task(client, world.owner, world.project_id)
+        b = await create_task(client, world.owner, world.project_id)
+        forward, backward = await asyncio.gather(
+            depend(client, world.owner, a["id"], b["id"]),
+            depend(client, world.editor, b["id"], a["id"]),
+        )
+        assert sorted([forward.status_code, backward.status_code]) == [204, 409]
+        edges = [
+            (await client.get(f"/v1/tasks/{t['id']}", headers=world.owner.headers)).json()[
+                "dependsOn"]
+            for t in (a, b)
+        ]
+        assert sorted(map(len, edges)) == [0, 1]
+
+
+async def test_concurrent_three_cycle(client: httpx.AsyncClient, world: World) -> None:
+    for _ in range(3):
+        a, b, c = [await create_task(client, world.owner, world.project_id) for _ in range(3)]
+        results = await asyncio.gather(
+            depend(client, world.owner, a["id"], b["id"]),
+            depend(client, world.owner, b["id"], c["id"]),
+            depend(client, world.editor, c["id"], a["id"]),
+        )
+        assert sorted(r.status_code for r in results) == [204, 204, 409]
+
+
+async def test_schedule(client: httpx.AsyncClient, world: World) -> None:
+    """design ← build ← test ← release, and docs ← release; review stands alone.
+
+    Expected depths: design 0, review 0, docs 0, build 1, test 2, release 3."""
+    project_id = await create_project(client, world.owner)
+    names = ["design", "review", "build", "docs", "test", "release"]
+    ids = {name: (await create_task(client, world.owner, project_id, title=name))["id"]
+           for name in names}
+    for task, dep in (("build", "design"), ("test", "build"), ("release", "test"),
+                      ("release", "docs")):
+        assert (await depend(client, world.owner, ids[task], ids[dep])).status_code == 204
+
+    response = await client.get(f"/v1/projects/{project_id}/schedule",
+                                headers=world.owner.headers)
+    assert response.status_code == 200
+    body = response.json()
+    order = [item["taskId"] for item in body["items"]]
+    position = {task_id: index for index, task_id in enumerate(order)}
+    for task, dep in (("build", "design"), ("test", "build"), ("release", "test"),
+                      ("release", "docs")):
+        assert position[ids[dep]] < position[ids[task]]
+    depths = {item["title"]: item["depth"] for item in body["items"]}
+    assert depths == {"design": 0, "review": 0, "docs": 0, "build": 1, "test": 2, "release": 3}
+    assert body["criticalPath"] == [ids["design"], ids["build"], ids["test"], ids["release"]]
+    assert body["length"] == 4
+    assert body["items"][0] == {"taskId": ids["design"], "title": "design", "status": "TODO",
+                                "depth": 0}
+
+    empty = await client.get(f"/v1/projects/{await create_project(client, world.owner)}/schedule",
+                             headers=world.owner.headers)
+    assert empty.json() == {"items": [], "criticalPath": [], "length": 0}
