@@ -101,9 +101,12 @@ def _validate_events(events: list[str]) -> list[str]:
 
 
 async def enqueue_webhook_deliveries(session: AsyncSession, event: Event) -> None:
-    """One pending delivery per enabled subscription naming this event type (or ``*``)."""
+    """One pending delivery per enabled subscription naming this event type (or ``*``) that
+    existed when the event happened (consumers may run behind)."""
     repo = NotificationRepository(session)
     for hook in await repo.subscribed_webhooks(event.type):
+        if hook.created_at > event.occurred_at:
+            continue
         await repo.insert_webhook_delivery({
             "id": uuid4(), "tenant_id": event.tenant_id, "webhook_id": hook.id,
             "event_id": event.id, "event_type": event.type, "payload": event.envelope(),
