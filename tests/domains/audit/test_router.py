@@ -133,6 +133,12 @@ async def test_full_text_search(client: httpx.AsyncClient, tenant: TenantHandle)
     assert [e["resourceId"] for e in await widgets(client, tenant, q='"quarterly budget"')] == [
         "w1", "w1"]
     assert await widgets(client, tenant, q="retention") != []
+    # The search door keeps to the caller's tenant.
+    stranger = await create_tenant(client)
+    foreign = await client.get("/v1/audit-events", headers=stranger.admin.headers,
+                               params={"q": "budget"})
+    assert foreign.status_code == 200
+    assert foreign.json()["items"] == []
 
 
 async def test_keyset_pages_are_newest_first_and_complete(

@@ -18,9 +18,9 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    literal_column,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -115,18 +115,24 @@ class AuditRepository:
         if filters.occurred_to is not None:
             stmt = stmt.where(AuditEvent.occurred_at <= filters.occurred_to)
         if filters.q is not None:
-            query = func.websearch_to_tsquery(literal_column("'simple'"), filters.q)
-            stmt = stmt.where(AuditEvent.search.op("@@")(query))
+            # Through the GIN index, which RLS would otherwise keep out (see migration 0005).
+            matches = select(func.audit.search_seqs(filters.q)).scalar_subquery()
+            stmt = stmt.where(AuditEvent.seq.in_(matches))
         return stmt
 
     async def page(
-        self, tenant_id: UUID, filters: EventFilters, *, before_seq: int | None, limit: int
+        self,
+        tenant_id: UUID,
+        filters: EventFilters,
+        *,
+        before: tuple[datetime, int] | None,
+        limit: int,
     ) -> Sequence[Row[Any]]:
-        """Newest first; ``before_seq`` is the keyset cursor (seq is unique per tenant)."""
+        """Newest first by ``(occurred_at, seq)``; ``before`` is the keyset cursor."""
         stmt = self._filtered(tenant_id, filters)
-        if before_seq is not None:
-            stmt = stmt.where(AuditEvent.seq < before_seq)
-        stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit)
+        if before is not None:
+            stmt = stmt.where(tuple_(AuditEvent.occurred_at, AuditEvent.seq) < tuple_(*before))
+        stmt = stmt.order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(limit)
         rows: Sequence[Row[Any]] = (await self.session.execute(stmt)).all()
         return rows
 

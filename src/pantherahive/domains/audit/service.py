@@ -4,6 +4,7 @@ and how the chain is verified across archived segments and live rows."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
@@ -128,15 +129,15 @@ class AuditService:
         limit: int,
     ) -> tuple[list[dict[str, Any]], str | None]:
         await self._require(session, auth, AuditAction.LIST)
-        before = None
-        if cursor is not None:
-            (value,) = decode_cursor(cursor, arity=1)
-            before = _cursor_seq(value)
+        before = _decode(cursor) if cursor is not None else None
         rows = await AuditRepository(session).page(
-            auth.tenant_id, filters, before_seq=before, limit=limit + 1
+            auth.tenant_id, filters, before=before, limit=limit + 1
         )
         items = [document(row) for row in rows[:limit]]
-        next_cursor = encode_cursor([items[-1]["seq"]]) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([last.occurred_at.isoformat(), last.seq])
         return items, next_cursor
 
     async def get_event(
@@ -213,10 +214,15 @@ class AuditService:
         )
 
 
-def _cursor_seq(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise ValidationFailed(
-        "The cursor is not valid for this list.",
-        errors=[FieldError("cursor", "malformed or foreign cursor")],
-    )
+def _decode(cursor: str) -> tuple[datetime, int]:
+    at, seq = decode_cursor(cursor, arity=2)
+    try:
+        moment = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not isinstance(seq, int) or seq < 1:
+        raise ValidationFailed(
+            "The cursor is not valid for this list.",
+            errors=[FieldError("cursor", "malformed or foreign cursor")],
+        )
+    return moment, seq
