@@ -6,7 +6,8 @@ import pytest
 from tests.domains.tasks.helpers import World, build_world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def world(client: httpx.AsyncClient) -> World:
-    """One tenant and project per test module; tests make their own tasks in it."""
+    """One tenant and project for the tasks tests (users cost an argon2 hash each); tests
+    make their own tasks in it, and their own projects where they need a clean slate."""
     return await build_world(client)

@@ -122,9 +122,9 @@ TASK_FIELDS = st.fixed_dictionaries({
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     sort=st.sampled_from(["createdAt", "-createdAt", "dueDate", "-priority", "updatedAt"]),
-    initial=st.lists(TASK_FIELDS, min_size=1, max_size=14),
+    initial=st.lists(TASK_FIELDS, min_size=1, max_size=12),
     limit=st.integers(min_value=1, max_value=5),
-    inserts=st.lists(st.lists(TASK_FIELDS, max_size=3), max_size=8),
+    inserts=st.lists(st.lists(TASK_FIELDS, max_size=2), max_size=6),
 )
 async def test_pagination_under_concurrent_inserts(
     client: httpx.AsyncClient,
@@ -138,8 +138,9 @@ async def test_pagination_under_concurrent_inserts(
     although new tasks (with the same sort keys as old ones) arrive between and during
     page fetches."""
     project_id = await create_project(client, world.owner)
-    existing = [await create_task(client, world.owner, project_id, **fields)
-                for fields in initial]
+    existing = await asyncio.gather(
+        *(create_task(client, world.owner, project_id, **fields) for fields in initial)
+    )
     seen: list[dict[str, Any]] = []
     cursor: str | None = None
     batches = iter(inserts)

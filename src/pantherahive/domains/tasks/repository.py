@@ -141,7 +141,10 @@ class TaskRepository:
     async def get(self, task_id: UUID, *, for_update: bool = False) -> TaskRecord | None:
         stmt = _read().where(Task.tenant_id == self.tenant_id, Task.id == task_id)
         if for_update:
-            stmt = stmt.with_for_update(of=Task)
+            # NO KEY UPDATE: it does not conflict with the KEY SHARE lock that inserting a
+            # dependency edge takes on both tasks (foreign keys), so an ordinary PATCH never
+            # waits for, or holds up, an edge insert.
+            stmt = stmt.with_for_update(of=Task, key_share=True)
         row = (await self.session.execute(stmt)).first()
         return TaskRecord.from_row(row) if row else None
 

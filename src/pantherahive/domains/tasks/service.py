@@ -274,6 +274,13 @@ async def update_task(
     """The assignee without write rights may change ``status`` and nothing else (403);
     ``If-Match`` is checked against the locked row, so two writers holding the same
     version cannot both succeed."""
+    repo = TaskRepository(session, auth.tenant_id)
+    if body.status is TaskStatus.DONE:
+        # Lock order is always graph lock, then task rows (as adding an edge does), so a
+        # PATCH to DONE and an edge insert on the same task cannot deadlock.
+        found = (await repo.nodes([task_id])).get(task_id)
+        if found is not None:
+            await repo.lock_graph(found.project_id, shared=True)
     task, access = await _visible_task(session, auth, task_id, for_update=True)
     sent = body.model_fields_set
     if not task_may(access, TaskAction.UPDATE):
@@ -303,11 +310,9 @@ async def update_task(
     if not changes:
         return task
 
-    repo = TaskRepository(session, auth.tenant_id)
     if "assignee_id" in values and values["assignee_id"] is not None:
         await _require_eligible(session, task.project_id, values["assignee_id"])
     if values.get("status") == DONE:
-        await repo.lock_graph(task.project_id, shared=True)
         blockers = await repo.open_blockers(task.id)
         if blockers:
             raise TaskBlocked(blockers)
@@ -338,7 +343,8 @@ async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -
     if not task_may(access, TaskAction.DELETE):
         raise await _deny(session, auth, TaskAction.DELETE, "task", task.id)
     repo = TaskRepository(session, auth.tenant_id)
-    # Exclusive: an edge being added to this task elsewhere must not outlive it.
+    # Exclusive: an edge being added to this task elsewhere must not outlive it. Taken
+    # before the DELETE locks the row, the same order every writer of the graph uses.
     await repo.lock_graph(task.project_id)
     await repo.delete(task.id)
     await _emit(session, events.TASK_DELETED, task, {"title": task.title})
