@@ -150,9 +150,10 @@ async def measure(owner_url: str, tenant: UUID, rows: int, repeats: int) -> dict
 
 
 def _cursor(seq: int) -> str:
+    """The cursor the API would hand out after the event ``seq`` (seeded 1 s apart)."""
     from pantherahive.core.pagination import encode_cursor
 
-    return encode_cursor([seq])
+    return encode_cursor([(START + timedelta(seconds=seq)).isoformat(), seq])
 
 
 def main(argv: list[str] | None = None) -> int:

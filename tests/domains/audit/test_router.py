@@ -133,6 +133,18 @@ async def test_full_text_search(client: httpx.AsyncClient, tenant: TenantHandle)
     assert [e["resourceId"] for e in await widgets(client, tenant, q='"quarterly budget"')] == [
         "w1", "w1"]
     assert await widgets(client, tenant, q="retention") != []
+    combined = await widgets(client, tenant, q="budget", action="widget.updated",
+                             actorId=tenant.users["MEMBER"].id)
+    assert [e["changes"]["name"] for e in combined] == [["Quarterly budget", "Gamma"]]
+    first = await client.get("/v1/audit-events", headers=tenant.admin.headers,
+                             params={"q": "budget", "limit": "1"})
+    second = await client.get("/v1/audit-events", headers=tenant.admin.headers,
+                              params={"q": "budget", "limit": "1",
+                                      "cursor": first.json()["nextCursor"]})
+    assert [e["resourceId"] for e in first.json()["items"] + second.json()["items"]] == [
+        "w1", "w1"]
+    assert first.json()["items"][0]["seq"] > second.json()["items"][0]["seq"]
+    assert second.json()["nextCursor"] is None
     # The search door keeps to the caller's tenant.
     stranger = await create_tenant(client)
     foreign = await client.get("/v1/audit-events", headers=stranger.admin.headers,

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.domains.audit.chain import GENESIS_HASH, dumps
 from pantherahive.domains.audit.tables import ArchiveSegment, AuditEvent, Chain, RestoredEvent
 
-# Every column but the generated search vector.
+# Every column but the generated search vector and the bookkeeping recorded_at.
 EVENT_COLUMNS = tuple(c for c in AuditEvent.__table__.c if c.name not in {"search", "recorded_at"})
 
 
@@ -114,11 +114,32 @@ class AuditRepository:
             stmt = stmt.where(AuditEvent.occurred_at >= filters.occurred_from)
         if filters.occurred_to is not None:
             stmt = stmt.where(AuditEvent.occurred_at <= filters.occurred_to)
-        if filters.q is not None:
-            # Through the GIN index, which RLS would otherwise keep out (see migration 0005).
-            matches = select(func.audit.search_seqs(filters.q)).scalar_subquery()
-            stmt = stmt.where(AuditEvent.seq.in_(matches))
         return stmt
+
+    def _searched(
+        self,
+        stmt: Select[Any],
+        filters: EventFilters,
+        before: tuple[datetime, int] | None,
+        limit: int | None,
+    ) -> Select[Any]:
+        """Full text goes through ``audit.search_seqs``, which RLS cannot slow down
+        (migration 0005 says why); the rows are still read under RLS."""
+        if filters.q is None:
+            return stmt
+        seqs = func.audit.search_seqs(
+            filters.q,
+            filters.actor_id,
+            filters.action,
+            filters.resource_type,
+            filters.resource_id,
+            filters.occurred_from,
+            filters.occurred_to,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        )
+        return stmt.where(AuditEvent.seq.in_(select(seqs).scalar_subquery()))
 
     async def page(
         self,
@@ -129,7 +150,7 @@ class AuditRepository:
         limit: int,
     ) -> Sequence[Row[Any]]:
         """Newest first by ``(occurred_at, seq)``; ``before`` is the keyset cursor."""
-        stmt = self._filtered(tenant_id, filters)
+        stmt = self._searched(self._filtered(tenant_id, filters), filters, before, limit)
         if before is not None:
             stmt = stmt.where(tuple_(AuditEvent.occurred_at, AuditEvent.seq) < tuple_(*before))
         stmt = stmt.order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(limit)
@@ -146,17 +167,22 @@ class AuditRepository:
         self, tenant_id: UUID, filters: EventFilters, *, batch: int = 1000
     ) -> AsyncIterator[Row[Any]]:
         """Oldest first, through a server-side cursor (constant memory)."""
-        stmt = self._filtered(tenant_id, filters).order_by(AuditEvent.seq)
+        stmt = self._searched(self._filtered(tenant_id, filters), filters, None, None)
+        stmt = stmt.order_by(AuditEvent.seq)
         result = await self.session.stream(stmt.execution_options(yield_per=batch))
         async for row in result:
             yield row
 
     async def live_batch(
-        self, tenant_id: UUID, *, after_seq: int, limit: int
+        self, tenant_id: UUID, *, after_seq: int, up_to: int, limit: int
     ) -> Sequence[Row[Any]]:
         stmt = (
             select(*EVENT_COLUMNS)
-            .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > after_seq)
+            .where(
+                AuditEvent.tenant_id == tenant_id,
+                AuditEvent.seq > after_seq,
+                AuditEvent.seq <= up_to,
+            )
             .order_by(AuditEvent.seq)
             .limit(limit)
         )

@@ -99,22 +99,52 @@ def upgrade() -> None:
     _tenant_policy("audit.audit_events")
     op.execute("GRANT SELECT, INSERT ON audit.audit_events TO pantherahive_app")
 
-    # Full text under RLS: `@@` is not leakproof, so PostgreSQL will not use the GIN index
-    # for it behind a row-level policy and falls back to scanning the table. This narrow
-    # door (owner's rights, the caller's tenant from the same setting RLS uses) returns
-    # the matching seqs through the index; the caller reads the rows under RLS as usual.
+    # Full text under RLS: `@@` is not leakproof, so behind a row-level policy PostgreSQL
+    # will not use the GIN index for it, nor filter with it while walking an ordered
+    # index, and scans the whole table. This narrow door (owner's rights; the caller's
+    # tenant from the same setting RLS uses) runs a full-text page without RLS, where the
+    # planner may choose between the GIN index and the ordered indexes, and returns the
+    # page's seqs; the caller reads those rows under RLS as usual.
     op.execute(
-        f"""
-        CREATE FUNCTION audit.search_seqs(p_query text) RETURNS SETOF bigint
-        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, audit ROWS 1000 AS $$
-          SELECT seq FROM audit.audit_events
-          WHERE tenant_id = {TENANT}
-            AND search @@ websearch_to_tsquery('simple'::regconfig, p_query)
-        $$
+        """
+        CREATE FUNCTION audit.search_seqs(
+          p_query text, p_actor uuid, p_action text, p_resource_type text,
+          p_resource_id text, p_from timestamptz, p_to timestamptz,
+          p_before_at timestamptz, p_before_seq bigint, p_limit integer
+        ) RETURNS SETOF bigint
+        LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
+        DECLARE
+          tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
+          stmt text := 'SELECT seq FROM audit.audit_events WHERE tenant_id = $1 '
+                       'AND search @@ websearch_to_tsquery(''simple''::regconfig, $2)';
+        BEGIN
+          IF tenant IS NULL THEN
+            RETURN;
+          END IF;
+          IF p_actor IS NOT NULL THEN stmt := stmt || ' AND actor_id = $3'; END IF;
+          IF p_action IS NOT NULL THEN stmt := stmt || ' AND action = $4'; END IF;
+          IF p_resource_type IS NOT NULL THEN
+            stmt := stmt || ' AND resource_type = $5';
+          END IF;
+          IF p_resource_id IS NOT NULL THEN stmt := stmt || ' AND resource_id = $6'; END IF;
+          IF p_from IS NOT NULL THEN stmt := stmt || ' AND occurred_at >= $7'; END IF;
+          IF p_to IS NOT NULL THEN stmt := stmt || ' AND occurred_at <= $8'; END IF;
+          IF p_before_at IS NOT NULL THEN
+            stmt := stmt || ' AND (occurred_at, seq) < ($9, $10)';
+          END IF;
+          stmt := stmt || ' ORDER BY occurred_at DESC, seq DESC';
+          IF p_limit IS NOT NULL THEN stmt := stmt || ' LIMIT $11'; END IF;
+          RETURN QUERY EXECUTE stmt USING tenant, p_query, p_actor, p_action, p_resource_type,
+            p_resource_id, p_from, p_to, p_before_at, p_before_seq, p_limit;
+        END $$
         """
     )
-    op.execute("REVOKE ALL ON FUNCTION audit.search_seqs(text) FROM PUBLIC")
-    op.execute("GRANT EXECUTE ON FUNCTION audit.search_seqs(text) TO pantherahive_app")
+    signature = (
+        "audit.search_seqs(text, uuid, text, text, text, timestamptz, timestamptz, "
+        "timestamptz, bigint, integer)"
+    )
+    op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO pantherahive_app")
 
     # Append-only for everyone, the owner included, except the archive command, which
     # sets audit.archiving in its own transaction before deleting what it has archived.
