@@ -160,7 +160,7 @@ async def create_project(
         added_at=at,
     )
     repo = ProjectRepository(session)
-    await repo.add(project)
+    await repo.add(project)  # its own flush: the members row references it
     await repo.add(owner)
     await emit(
         session,
