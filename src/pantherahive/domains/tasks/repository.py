@@ -14,12 +14,13 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
-    exists,
+    false,
     func,
     insert,
     literal_column,
     select,
     text,
+    true,
     tuple_,
     update,
 )
@@ -99,12 +100,20 @@ def _depends_on() -> ColumnElement[Any]:
 
 
 def _blocked() -> ColumnElement[bool]:
-    return exists(
-        select(literal_column("1"))
+    """Whether any dependency is open, evaluated per row through the primary keys.
+
+    A scalar ``LIMIT 1`` subquery rather than ``EXISTS``: the planner may turn an EXISTS
+    into a hashed subplan that reads every open task of the tenant to answer a page of 50.
+    """
+    first_open = (
+        select(true())
         .select_from(TaskDependency)
         .join(_Blocker, _Blocker.id == TaskDependency.depends_on_id)
         .where(TaskDependency.task_id == Task.id, _Blocker.status.not_in(_CLOSED))
+        .limit(1)
+        .scalar_subquery()
     )
+    return func.coalesce(first_open, false())
 
 
 def _read(sort_key: ColumnElement[Any] | InstrumentedAttribute[Any] | None = None) -> Select[Any]:
