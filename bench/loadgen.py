@@ -100,6 +100,7 @@ class Client:
     port: int
     conn: _Connection | None = None
     host_header: bytes = b""
+    completed: int = 0
 
     def __post_init__(self) -> None:
         self.host_header = f"{self.host}:{self.port}".encode()
@@ -132,6 +133,7 @@ class Client:
         if not conn.keep_alive:
             conn.close()
             self.conn = None
+        self.completed += 1
         return response
 
     def close(self) -> None:
@@ -251,6 +253,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             "max": round(latencies[-1] / 1e6, 3) if count else 0.0,
         },
         "loadgen_cpu_s": round(cpu, 2),
+        # Everything answered during the process's life (probe, preparation, warm-up and
+        # window): the denominator of the servers' CPU per request.
+        "requests_total": sum(c.completed for c in clients),
     }
 
 

@@ -73,11 +73,13 @@ def git() -> dict[str, Any]:
 
 def one_line(result: dict[str, Any]) -> str:
     lat = result["latency_ms"]
-    cpu = result.get("cpu_cores") or {}
+    cores = result.get("cpu_cores") or {}
+    per = result.get("cpu_ms_per_request") or {}
     return (
         f"{result['rps']:>9,.1f} req/s  p50 {lat['p50']:7.2f} ms  p99 {lat['p99']:7.2f} ms  "
-        f"errors {result['errors']}  (cpu: server {cpu.get('server')}, "
-        f"postgres {cpu.get('postgres')} cores)"
+        f"errors {result['errors']}  (server {cores.get('server')} cores, "
+        f"{per.get('server')} ms CPU/req; postgres {cores.get('postgres')} cores, "
+        f"{per.get('postgres')} ms CPU/req)"
     )
 
 
@@ -171,7 +173,7 @@ def document(
                 "PANTHERAHIVE_LOG_LEVEL": "warning",
                 "PANTHERAHIVE_RATE_LIMIT_ENABLED": "false",
                 "PANTHERAHIVE_WORKERS": str(args.workers),
-                "db_pool": "10 + 10 overflow (defaults)",
+                **args.platform_env,
             },
             "ceiling_pool": "asyncpg 10..20",
             "argon2id": argon2,
@@ -188,6 +190,18 @@ def document(
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _extra_env(cfg: dict[str, Any]) -> str:
+    standard = {"PANTHERAHIVE_ENV", "PANTHERAHIVE_LOG_LEVEL", "PANTHERAHIVE_RATE_LIMIT_ENABLED",
+                "PANTHERAHIVE_WORKERS"}
+    extra = {k: v for k, v in cfg["platform_settings"].items() if k not in standard}
+    return "".join(f", {k}={v}" for k, v in extra.items())
+
+
+def _cpu(result: dict[str, Any] | None) -> str:
+    value = ((result or {}).get("cpu_ms_per_request") or {}).get("server")
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _pct(value: float | None) -> str:
@@ -211,14 +225,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"{cfg['connections']} keep-alive connections from a separate process, "
         f"{cfg['warmup_s']:g} s warm-up + {cfg['duration_s']:g} s measured per row; "
-        f"{cfg['uvicorn_workers']} uvicorn worker; production settings (rate limits off); "
+        f"{cfg['uvicorn_workers']} uvicorn worker; production settings (rate limits off"
+        f"{_extra_env(cfg)}); "
         f"tenant seeded with {cfg['seeded']['tasks']:,} tasks in "
         f"{cfg['seeded']['projects']} projects. Ceiling = raw ASGI + asyncpg, same SQL, "
         "no auth/validation/RLS/middleware.",
         "",
         "| workload | kind | req/s | p50 ms | p99 ms | errors | ceiling req/s | ceiling p50 "
-        "| ceiling p99 | ratio | target | met |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| ceiling p99 | ratio | CPU ms/req (ours / ceiling) | target | met |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in doc["results"]:
         p, c = row["platform"], row["ceiling"]
@@ -235,7 +250,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {_ms(p['latency_ms']['p99'] if p else None)} | {p['errors'] if p else '—'} "
             f"| {_rps(c)} | {_ms(c['latency_ms']['p50'] if c else None)} "
             f"| {_ms(c['latency_ms']['p99'] if c else None)} "
-            f"| {_pct(row['ratio'])} "
+            f"| {_pct(row['ratio'])} | {_cpu(p)} / {_cpu(c)} "
             f"| {', '.join(target)} | {met} |"
         )
     if doc["scaling"]:
@@ -245,8 +260,8 @@ def markdown(doc: dict[str, Any]) -> str:
             "N tasks; the tenant holds all seeded tasks):",
             "",
             "| tasks in project | tasks in tenant | req/s | p50 ms | p99 ms | errors "
-            "| ceiling req/s | ratio |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| ceiling req/s | ratio | CPU ms/req (ours / ceiling) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in doc["scaling"]:
             p, c = row.get("platform"), row.get("ceiling")
@@ -254,7 +269,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"| {row['project_tasks']:,} | {row['tenant_tasks']:,} | {_rps(p)} "
                 f"| {_ms(p['latency_ms']['p50'] if p else None)} "
                 f"| {_ms(p['latency_ms']['p99'] if p else None)} | {p['errors'] if p else '—'} "
-                f"| {_rps(c)} | {_pct(row.get('ratio'))} |"
+                f"| {_rps(c)} | {_pct(row.get('ratio'))} | {_cpu(p)} / {_cpu(c)} |"
             )
         if doc["scaling_p50_growth"] is not None:
             lines += ["", f"p50 growth smallest → largest project: "

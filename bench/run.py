@@ -28,6 +28,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKLOADS = (*TASK_WORKLOADS, *IDENTITY_WORKLOADS)
 # Argon2id parameters of the platform (production defaults; the ceiling uses the same).
+TOKEN_RENEWAL_S = 8 * 60
 ARGON2 = {"time_cost": 3, "memory_kib": 65536, "parallelism": 4}
 
 
@@ -57,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add 1,000,000 tasks in one project to the scaling check")
     parser.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
                         help=f"comma separated subset of {','.join(DEFAULT_WORKLOADS)}")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="at most this many seconds to wait, before each run, for the "
+                        "servers' background work (event consumers) to drain (default 15)")
+    parser.add_argument("--platform-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the platform process, for what-if runs "
+                        "(e.g. PANTHERAHIVE_DB_POOL_SIZE=20); repeatable, recorded in the report")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling app")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
     parser.add_argument("--profile", metavar="WORKLOAD", default=None,
@@ -77,6 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.full and 1_000_000 not in sizes:
         sizes.append(1_000_000)
     args.scale_sizes = sorted(sizes)
+    try:
+        args.platform_env = dict(item.split("=", 1) for item in args.platform_env)
+    except ValueError:
+        parser.error("--platform-env takes NAME=VALUE")
     return args
 
 
@@ -92,6 +103,13 @@ class Runner:
         self.profile: dict[str, Any] | None = None
         self.counter = seed.Counter()
         self.load_before: list[float] = []
+        self._token: tuple[float, str] | None = None
+
+    def token(self, base_url: str, tenant: seed.Tenant) -> str:
+        """An access token of the benchmark's caller, renewed well before its 15 minutes."""
+        if self._token is None or time.monotonic() - self._token[0] > TOKEN_RENEWAL_S:
+            self._token = (time.monotonic(), seed.login(base_url, tenant))
+        return self._token[1]
 
     def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -113,7 +131,9 @@ class Runner:
         }
         spec_path = self.work_dir / f"spec-{workload}-{server.name}.json"
         spec_path.write_text(json.dumps(spec))
-        processes.wait_idle(watch)
+        settle = time.monotonic()
+        processes.wait_idle(watch, timeout=self.args.settle)
+        settled = time.monotonic() - settle
         cpu_before = [processes.tree_cpu_seconds(pid) for pid in watch]
         started = time.monotonic()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -130,16 +150,30 @@ class Runner:
             )
         result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
         cpu_after = [processes.tree_cpu_seconds(pid) for pid in watch]
-        cpu = [
-            round((b - a) / wall, 2) if a is not None and b is not None else None
+        # A process tree loses the CPU time of children that exited meanwhile (a pool
+        # closing PostgreSQL backends), so a negative difference means "unknown".
+        used = [
+            b - a if a is not None and b is not None and b >= a else None
             for a, b in zip(cpu_before, cpu_after, strict=True)
         ]
+        total = max(int(result.get("requests_total", 0)), 1)
         result["server"] = server.name
+        result["cpu_cores"] = {
+            "server": None if used[0] is None else round(used[0] / wall, 2),
+            "postgres": None if used[-1] is None else round(used[-1] / wall, 2),
+        }
+        # CPU time per answered request: the cost that does not depend on how busy the
+        # machine is (a neighbour steals wall time, not CPU time).
+        result["cpu_ms_per_request"] = {
+            "server": None if used[0] is None else round(used[0] * 1000 / total, 3),
+            "postgres": None if used[-1] is None else round(used[-1] * 1000 / total, 3),
+        }
+        result["settle_s"] = round(settled, 2)
+        result["wall_s"] = round(wall, 2)
         if result["errors"]:
             tail = server.log_tail(12)
             if tail:
                 self.notes.append(f"{server.name} log after {workload}:\n```\n{tail}\n```")
-        result["cpu_cores"] = {"server": cpu[0], "postgres": cpu[-1] if len(cpu) > 1 else None}
         return result
 
     # ---- the run --------------------------------------------------------------------------
@@ -171,7 +205,7 @@ class Runner:
             jwt_secret = secrets.token_urlsafe(36)
             platform = processes.start_platform(
                 database_url=url, jwt_secret=jwt_secret, work_dir=self.work_dir,
-                workers=args.workers, extra_env={},
+                workers=args.workers, extra_env=args.platform_env,
             )
             ceiling: processes.Server | None = None
             try:
@@ -210,7 +244,7 @@ class Runner:
                 servers = [platform] + ([ceiling] if ceiling else [])
                 for workload in workloads:
                     for server in servers:
-                        context["token"] = seed.login(platform.base_url, tenant)
+                        context["token"] = self.token(platform.base_url, tenant)
                         watch = [server.pid, pg_pid]
                         log(f"==> {workload} on {server.name}: {args.connections} connections, "
                             f"{args.warmup:g}s warm-up + {args.duration:g}s")
@@ -300,7 +334,7 @@ class Runner:
             total = self.counter.next - 1
             for server in servers:
                 scoped = {**context, "project_ids": [project],
-                          "token": seed.login(servers[0].base_url, tenant)}
+                          "token": self.token(servers[0].base_url, tenant)}
                 log(f"==> list_tasks on {server.name}, project of {size:,} tasks "
                     f"(tenant: {total:,} seeded)")
                 result = self.drive(server, "list_tasks", scoped, [server.pid, pg_pid])
@@ -325,7 +359,7 @@ class Runner:
              "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        context = {**context, "token": seed.login(platform.base_url, tenant)}
+        context = {**context, "token": self.token(platform.base_url, tenant)}
         result = self.drive(platform, workload, context, [platform.pid, pg_pid])
         _, err = spy.communicate(timeout=120)
         if spy.returncode != 0 or not out.exists():
