@@ -95,6 +95,8 @@ async def test_full_text_search(client: httpx.AsyncClient, world: World) -> None
     assert await search("cluster -billing") == []
     assert await search("cluster -servers") == [migrate["id"]]
     assert await search("nothing-like-this") == []
+    for odd in ('"unterminated', "-", "!!! & | :*", "or or", "'; DROP TABLE tasks; --"):
+        assert await search(odd) == [], odd  # any text is a valid web search, never a 500
     await client.patch(f"/v1/tasks/{other['id']}", headers=world.owner.headers,
                        json={"description": "deploy checklist"})
     assert await search("deploy") == [deploy["id"], other["id"]]
