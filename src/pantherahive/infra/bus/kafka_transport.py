@@ -11,14 +11,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from pantherahive.infra.bus.codec import encode
+from pantherahive.infra.bus.codec import encode, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import BrokerWorker
 from pantherahive.infra.db.engine import Database
+from pantherahive.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def bootstrap_servers(url: str) -> str:
@@ -26,13 +29,18 @@ def bootstrap_servers(url: str) -> str:
     return url.split("://", 1)[1].split("/", 1)[0]
 
 
+CONNECT_TIMEOUT = 10.0
+
+
 async def ensure_topic(servers: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
+    """Create the topic unless it exists (bounded: aiokafka would wait for a broker forever)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5_000)
     try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
-        )
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await admin.start()
+            await admin.create_topics(
+                [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+            )
     except TopicAlreadyExistsError:
         return
     finally:
@@ -43,9 +51,11 @@ class KafkaPublisher:
     name = "kafka"
 
     def __init__(
-        self, url: str, *, topic: str, partitions: int = 3, idempotent: bool = True
+        self, url: str, *, topic: str, partitions: int = 3, idempotent: bool = True,
+        timeout: float = 10.0,
     ) -> None:
         self.servers = bootstrap_servers(url)
+        self.timeout = timeout
         self.topic = topic
         self.partitions = partitions
         self.idempotent = idempotent
@@ -54,38 +64,73 @@ class KafkaPublisher:
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             await ensure_topic(self.servers, self.topic, self.partitions)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.servers, acks="all",
-                enable_idempotence=self.idempotent, request_timeout_ms=10_000,
-            )
             try:
-                await producer.start()
-            except Exception:
-                await producer.stop()
-                raise
-            self._producer = producer
+                self._producer = await asyncio.wait_for(
+                    self._start(idempotent=self.idempotent), CONNECT_TIMEOUT
+                )
+            except KafkaError as exc:
+                if not self.idempotent:
+                    raise
+                # Brokers without InitProducerId (Tansu, for one) refuse the idempotent
+                # producer; duplicates are then dropped by the consumers' processed markers.
+                log.warning("kafka broker refused the idempotent producer", error=repr(exc))
+                self.idempotent = False
+                self._producer = await asyncio.wait_for(
+                    self._start(idempotent=False), CONNECT_TIMEOUT
+                )
         return self._producer
+
+    async def _start(self, *, idempotent: bool) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.servers, acks="all", enable_idempotence=idempotent,
+            request_timeout_ms=10_000,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
 
     async def publish(self, events: Sequence[Event]) -> None:
         producer = await self._started()
         try:
-            futures = [
-                await producer.send(
-                    self.topic, encode(event), key=str(event.tenant_id).encode(),
-                    headers=[("event-id", str(event.id).encode())],
-                )
-                for event in events
-            ]
-            await asyncio.gather(*futures)
-        except Exception:
-            # A broken producer is rebuilt on the next batch (the broker may have restarted).
+            # aiokafka waits for a missing broker (or topic) on its own; bound the wait so
+            # the relay backs off and rebuilds the producer, re-creating the topic if the
+            # broker came back without it.
+            await asyncio.wait_for(self._send_all(producer, events), self.timeout)
+        except BaseException:
             await self.close()
             raise
+
+    async def _send_all(self, producer: AIOKafkaProducer, events: Sequence[Event]) -> None:
+        if self.idempotent:
+            # The idempotent producer keeps a partition's order across its own retries.
+            await asyncio.gather(*[await self._send(producer, event) for event in events])
+            return
+
+        async def one_tenant(batch: list[Event]) -> None:
+            # Without it, a tenant's next event leaves only once the previous one is
+            # acknowledged, so a retried or abandoned send can only duplicate, not reorder.
+            for event in batch:
+                await (await self._send(producer, event))
+
+        await asyncio.gather(*(one_tenant(batch) for batch in group_by_tenant(events)))
+
+    async def _send(self, producer: AIOKafkaProducer, event: Event) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await producer.send(
+            self.topic, encode(event), key=str(event.tenant_id).encode(),
+            headers=[("event-id", str(event.id).encode())],
+        )
+        return future
 
     async def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            try:
+                await asyncio.wait_for(producer.stop(), self.timeout)
+            except TimeoutError:
+                log.warning("kafka producer did not stop in time; abandoned")
 
 
 @dataclass
@@ -106,9 +151,11 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         batch_size: int = 100,
         poll_interval: float = 1.0,
         partitions: int = 3,
+        commit_timeout: float = 10.0,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
                          poll_interval=poll_interval)
+        self.commit_timeout = commit_timeout
         self.servers = bootstrap_servers(url)
         self.topic = topic
         self.partitions = partitions
@@ -120,8 +167,8 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
             enable_auto_commit=False, auto_offset_reset="earliest",
         )
         try:
-            await consumer.start()
-        except Exception:
+            await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT)
+        except BaseException:
             await consumer.stop()
             raise
         return KafkaSubscription(consumer)
@@ -142,7 +189,12 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         self, subscription: KafkaSubscription, message: ConsumerRecord[bytes, bytes]
     ) -> None:
         partition = TopicPartition(message.topic, message.partition)
-        await subscription.consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "")})
+        # aiokafka retries a failing commit on its own; bound it so a broker that lost the
+        # group (or the topic) makes us resubscribe instead of waiting forever.
+        await asyncio.wait_for(
+            subscription.consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "")}),
+            self.commit_timeout,
+        )
 
     async def close_subscription(self, subscription: KafkaSubscription) -> None:
         await subscription.consumer.stop()

@@ -94,13 +94,13 @@ class Relay:
                         except Exception as exc:
                             log.warning("relay could not publish", error=repr(exc))
                             await wait_any(backoff, stopping)
-                            backoff = min(backoff * 2, 10.0)
+                            backoff = min(backoff * 2, 5.0)
                             continue
                         await wait_any(self.poll_interval, wake, stopping)
             except Exception as exc:
                 log.warning("relay lost its database connection", error=repr(exc))
                 await wait_any(backoff, stopping)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
 
 
 class BrokerWorker(abc.ABC, Generic[S, M]):
@@ -157,23 +157,36 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         runner = ConsumerRunner(self.db, spec, self.retry, stopping)
         backoff = 0.2
         subscription: S | None = None
-        while not stopping.is_set():
-            try:
-                if subscription is None:
-                    subscription = await self.subscribe(spec)
-                messages = await self.fetch(subscription)
-                for message in messages:
-                    if stopping.is_set():
-                        break
-                    if not await self.handle(runner, subscription, message):
-                        break
-                backoff = 0.2
-            except Exception as exc:
-                log.warning("broker consumer failed", consumer=spec.name, error=repr(exc))
-                await wait_any(backoff, stopping)
-                backoff = min(backoff * 2, 10.0)
-        if subscription is not None:
-            await self.close_subscription(subscription)
+        try:
+            while not stopping.is_set():
+                try:
+                    if subscription is None:
+                        subscription = await self.subscribe(spec)
+                    messages = await self.fetch(subscription)
+                    for message in messages:
+                        if stopping.is_set():
+                            break
+                        if not await self.handle(runner, subscription, message):
+                            break
+                    backoff = 0.2
+                except Exception as exc:
+                    # Start over with a fresh subscription: unacknowledged messages come
+                    # again, and the processed markers make that harmless.
+                    log.warning("broker consumer failed", consumer=spec.name, error=repr(exc))
+                    await self._close_quietly(subscription)
+                    subscription = None
+                    await wait_any(backoff, stopping)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._close_quietly(subscription)
+
+    async def _close_quietly(self, subscription: S | None) -> None:
+        if subscription is None:
+            return
+        try:
+            await asyncio.wait_for(self.close_subscription(subscription), 10)
+        except Exception as exc:
+            log.warning("closing a subscription failed", error=repr(exc))
 
     async def handle(self, runner: ConsumerRunner, subscription: S, message: M) -> bool:
         """Deliver one message; False when stopping left it unacknowledged (redelivered)."""
@@ -193,11 +206,15 @@ def open_publisher(settings: Settings) -> Publisher:
     if scheme in {"nats", "tls"}:
         from pantherahive.infra.bus.nats_transport import NatsPublisher
 
-        return NatsPublisher(settings.bus_url, stream=settings.bus_stream)
+        return NatsPublisher(
+            settings.bus_url, stream=settings.bus_stream, timeout=settings.bus_ack_wait_seconds
+        )
     if scheme == "kafka":
         from pantherahive.infra.bus.kafka_transport import KafkaPublisher
 
-        return KafkaPublisher(settings.bus_url, topic=settings.bus_stream)
+        return KafkaPublisher(
+            settings.bus_url, topic=settings.bus_stream, timeout=settings.bus_ack_wait_seconds
+        )
     raise ValueError(f"BUS_URL must be embedded, nats://… or kafka://…, not {settings.bus_url}")
 
 
@@ -215,6 +232,7 @@ def open_worker(
         worker = NatsWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, stream=settings.bus_stream, retry=retry,
             ack_wait=settings.bus_ack_wait_seconds, batch_size=settings.bus_batch_size,
+            poll_interval=settings.bus_poll_interval_seconds,
         )
         return worker
     if scheme == "kafka":
@@ -222,7 +240,8 @@ def open_worker(
 
         worker = KafkaWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, topic=settings.bus_stream, retry=retry,
-            batch_size=settings.bus_batch_size,
+            batch_size=settings.bus_batch_size, poll_interval=settings.bus_poll_interval_seconds,
+            commit_timeout=settings.bus_ack_wait_seconds,
         )
         return worker
     raise ValueError(f"BUS_URL must be nats://… or kafka://… for a worker, not {settings.bus_url}")
