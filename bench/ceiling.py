@@ -36,14 +36,15 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_CLOSED = ("CANCELLED", "DONE")
 READ_COLUMNS = """
   t.id, t.project_id, t.title, t.description, t.status, t.priority, t.assignee_id,
   t.reporter_id, t.due_date, t.labels,
   ARRAY(SELECT d.depends_on_id FROM tasks.task_dependencies d
         WHERE d.task_id = t.id ORDER BY d.depends_on_id) AS depends_on,
-  EXISTS (SELECT 1 FROM tasks.task_dependencies d JOIN tasks.tasks b ON b.id = d.depends_on_id
-          WHERE d.task_id = t.id AND b.status NOT IN ('CANCELLED', 'DONE')) AS blocked,
+  COALESCE((SELECT true FROM tasks.task_dependencies d JOIN tasks.tasks b
+             ON b.id = d.depends_on_id
+             WHERE d.task_id = t.id AND b.status NOT IN ('CANCELLED', 'DONE') LIMIT 1),
+           false) AS blocked,
   t.version, t.created_at, t.updated_at, t.completed_at
 """
 GET_TASK = "SELECT {READ} FROM tasks.tasks t WHERE t.tenant_id = $1 AND t.id = $2"
@@ -89,9 +90,9 @@ SELECT w.id, w.project_id, w.title, w.description, w.status, w.priority, w.assig
        w.reporter_id, w.due_date, w.labels,
        ARRAY(SELECT d.depends_on_id FROM tasks.task_dependencies d
              WHERE d.task_id = w.id ORDER BY d.depends_on_id) AS depends_on,
-       EXISTS (SELECT 1 FROM tasks.task_dependencies d JOIN tasks.tasks b
-               ON b.id = d.depends_on_id WHERE d.task_id = w.id
-               AND b.status NOT IN ('CANCELLED', 'DONE')) AS blocked,
+       COALESCE((SELECT true FROM tasks.task_dependencies d JOIN tasks.tasks b
+                 ON b.id = d.depends_on_id WHERE d.task_id = w.id
+                 AND b.status NOT IN ('CANCELLED', 'DONE') LIMIT 1), false) AS blocked,
        w.version, w.created_at, w.updated_at, w.completed_at
 FROM w
 """
