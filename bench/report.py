@@ -283,11 +283,14 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if doc.get("profile"):
         prof = doc["profile"]
+        packages = ", ".join(f"{name} {share:.0%}" for name, share in prof["by_package"][:8])
         lines += ["", f"Profile of the platform during `{prof['workload']}` "
-                      f"(py-spy, {prof['samples']:,} samples; share of samples):", "",
-                  "| self (leaf) | % | | inclusive | % |", "|---|---:|---|---|---:|"]
-        for leaf, incl in zip(prof["self"][:15], prof["inclusive"][:15], strict=False):
-            lines.append(f"| `{leaf[0]}` | {leaf[1]:.1%} | | `{incl[0]}` | {incl[1]:.1%} |")
+                      f"(py-spy, {prof['samples']:,} samples). Own time by package: "
+                      f"{packages}.", "",
+                  "| own time (leaf frame) | % | our code, including callees | % |",
+                  "|---|---:|---|---:|"]
+        for leaf, incl in zip(prof["self"][:12], prof["inclusive"][:12], strict=False):
+            lines.append(f"| `{leaf[0]}` | {leaf[1]:.1%} | `{incl[0]}` | {incl[1]:.1%} |")
     summary = doc["summary"]
     lines += ["", f"Errors: {summary['errors']}. Targets met: "
                   f"{'all' if summary['targets_met'] else 'no — ' + '; '.join(summary['failed'])}."]
@@ -339,7 +342,9 @@ def summarize_profile(raw: str, workload: str, result: dict[str, Any]) -> dict[s
         total += count
         leaf[frames[-1]] += count
         for name in set(frames):
-            inclusive[name] += count
+            # Our own code, including what it calls (the entry points say nothing).
+            if "(pantherahive/" in name and "(pantherahive/cli/" not in name:
+                inclusive[name] += count
         package = frames[-1].rsplit("(", 1)[-1].split("/", 1)[0].rstrip(")")
         modules[package] += count
     share = (lambda c: [(name, n / total) for name, n in c.most_common(25)]) if total else (
