@@ -107,7 +107,7 @@ def list_dead_letters(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
 ) -> None:
     """Parked events, oldest first: id, consumer, event, attempts and the last error."""
-    from pantherahive.infra.bus.dead_letters import list_parked
+    from pantherahive.infra.bus.dead_letters import error_summary, list_parked
     from pantherahive.infra.db.engine import Database
 
     url = _database_url()
@@ -125,11 +125,10 @@ def list_dead_letters(
         for letter in parked:
             state = f"replayed {letter.replayed_at:%Y-%m-%d %H:%M:%S}" if letter.replayed_at \
                 else "parked"
-            last_line = letter.error.strip().splitlines()[-1] if letter.error.strip() else ""
             typer.echo(
                 f"{letter.id}\t{letter.consumer}\t{letter.event.type}\t{letter.event.id}\t"
                 f"tenant={letter.event.tenant_id}\tattempts={letter.attempts}\t{state}\t"
-                f"{last_line}"
+                f"{error_summary(letter.error)}"
             )
 
     asyncio.run(work())

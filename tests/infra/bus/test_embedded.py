@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 from sqlalchemy import text
 
+from pantherahive.consumers import all_consumers
 from pantherahive.infra.bus import dead_letters, store
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.metrics import HANDLER_ERRORS
@@ -235,3 +237,16 @@ async def test_outbox_notifies_at_commit_only(app_db: Database, owner_db: Databa
 
 async def _truthy(items: list[str]) -> bool:
     return bool(items)
+
+
+async def test_the_api_process_runs_the_consumers_in_embedded_mode(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime = client.app.state.bus  # type: ignore[attr-defined]
+    assert isinstance(runtime, EmbeddedRuntime)
+    names = {spec.name for spec in all_consumers()}
+
+    async def all_running() -> bool:
+        return runtime.running == names
+
+    await wait_until(all_running)

@@ -25,6 +25,13 @@ class ReplayResult(enum.StrEnum):
     UNKNOWN_CONSUMER = "unknown consumer"
 
 
+def error_summary(error: str) -> str:
+    """The ``Type: message`` line of a stored traceback (its last unindented line)."""
+    lines = [line for line in error.strip().splitlines() if line and not line[0].isspace()]
+    candidates = [line for line in lines if not line.startswith(("(", "Traceback"))]
+    return (candidates or lines or [""])[-1][:300]
+
+
 async def list_parked(
     owner: Database,
     *,
