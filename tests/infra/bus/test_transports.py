@@ -71,7 +71,8 @@ def worker_for(
     if broker.kind == "nats":
         return cls(db, consumers, url=broker.url, stream=STREAM, ack_wait=1.0,  # type: ignore[call-arg]
                    **options)
-    return cls(db, consumers, url=broker.url, topic=STREAM, **options)  # type: ignore[call-arg]
+    return cls(db, consumers, url=broker.url, topic=STREAM,  # type: ignore[call-arg]
+               commit_timeout=2.0, **options)
 
 
 async def relay_all(relay: Relay) -> None:

@@ -32,11 +32,13 @@ def bootstrap_servers(url: str) -> str:
 CONNECT_TIMEOUT = 10.0
 
 
-async def ensure_topic(servers: str, topic: str, partitions: int) -> None:
+async def ensure_topic(
+    servers: str, topic: str, partitions: int, within: float = CONNECT_TIMEOUT
+) -> None:
     """Create the topic unless it exists (bounded: aiokafka would wait for a broker forever)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5_000)
     try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
+        async with asyncio.timeout(within):
             await admin.start()
             await admin.create_topics(
                 [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
@@ -152,22 +154,26 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         poll_interval: float = 1.0,
         partitions: int = 3,
         commit_timeout: float = 10.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
                          poll_interval=poll_interval)
         self.commit_timeout = commit_timeout
+        self.connect_timeout = connect_timeout
         self.servers = bootstrap_servers(url)
         self.topic = topic
         self.partitions = partitions
 
     async def subscribe(self, spec: ConsumerSpec) -> KafkaSubscription:
-        await ensure_topic(self.servers, self.topic, self.partitions)
+        await ensure_topic(self.servers, self.topic, self.partitions, self.connect_timeout)
         consumer = AIOKafkaConsumer(
             self.topic, bootstrap_servers=self.servers, group_id=spec.name,
             enable_auto_commit=False, auto_offset_reset="earliest",
         )
         try:
-            await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT)
+            # A group join can stall while the broker still counts a dead member; giving
+            # up and joining again is faster than waiting out its session.
+            await asyncio.wait_for(consumer.start(), self.connect_timeout)
         except BaseException:
             await consumer.stop()
             raise
