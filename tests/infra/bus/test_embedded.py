@@ -12,7 +12,7 @@ from sqlalchemy import text
 from pantherahive.consumers import all_consumers
 from pantherahive.infra.bus import dead_letters, store
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-from pantherahive.infra.bus.metrics import HANDLER_ERRORS
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, HANDLER_ERRORS
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
@@ -37,7 +37,10 @@ async def test_drain_handles_each_event_once_in_tenant_order_under_rls(
     more_a = await emit_events(a, 2, recorder.happened)
     await emit_events(a, 1, f"{recorder.prefix}.unwanted")
 
+    lag = CONSUMER_LAG.labels(recorder.name)
+    lag.set(-1)
     assert await drain(app_db, [recorder.spec]) == 8 - 1
+    assert lag._value.get() == 0
     rows = await effects.rows(recorder.name)
     assert [r.event_id for r in rows if r.tenant_id == a] == ids_a + more_a
     assert [r.event_id for r in rows if r.tenant_id == b] == ids_b

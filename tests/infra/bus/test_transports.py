@@ -18,7 +18,7 @@ from sqlalchemy import text
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.kafka_transport import KafkaPublisher, KafkaWorker
-from pantherahive.infra.bus.metrics import EVENTS_CONSUMED
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from pantherahive.infra.bus.nats_transport import NatsPublisher, NatsWorker, connect
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import (
@@ -157,9 +157,16 @@ async def test_relay_killed_between_publish_and_mark_loses_nothing_and_doubles_n
         await publisher.close()
     assert publisher.published.count(ids[0]) == 2
 
+    lag = CONSUMER_LAG.labels(recorder.name)
+    lag.set(-1)
     worker = worker_for(broker, app_db, [recorder.spec])
     running(worker.run)
     await wait_until(lambda: all_handled_once(effects, recorder.name, ids))
+
+    async def caught_up() -> bool:
+        return bool(lag._value.get() == 0)
+
+    await wait_until(caught_up)  # the lag gauge follows the broker's backlog
     order = [row.event_id for row in await effects.rows(recorder.name)]
     assert order == ids  # one tenant: its order survives the re-publish
     if broker.kind == "nats":

@@ -202,5 +202,14 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
             self.commit_timeout,
         )
 
+    async def pending(self, subscription: KafkaSubscription) -> int:
+        consumer = subscription.consumer
+        behind = 0
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                behind += max(0, highwater - await consumer.position(partition))
+        return behind
+
     async def close_subscription(self, subscription: KafkaSubscription) -> None:
         await subscription.consumer.stop()

@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge
 
 CONSUMER_LAG = Gauge(
     "outbox_consumer_lag_events",
-    "Committed events a consumer has not handled yet (capped at 100000)",
+    "Events a consumer has not handled yet: outbox rows (embedded, capped at 100000) or "
+    "unacknowledged broker messages (NATS, Kafka)",
     ["consumer"],
     multiprocess_mode="livemax",
 )

@@ -141,6 +141,10 @@ class NatsWorker(BrokerWorker[NatsSubscription, Msg]):
     async def ack(self, subscription: NatsSubscription, message: Msg) -> None:
         await message.ack()
 
+    async def pending(self, subscription: NatsSubscription) -> int:
+        info = await subscription.sub.consumer_info()
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     async def close_subscription(self, subscription: NatsSubscription) -> None:
         await _quietly(subscription.sub.unsubscribe())
 

@@ -17,7 +17,7 @@ from pantherahive.infra.bus import store
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.control import ControlConnection
-from pantherahive.infra.bus.metrics import EVENTS_PUBLISHED
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_PUBLISHED
 from pantherahive.infra.bus.runner import ConsumerRunner, Outcome, RetryPolicy
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -137,6 +137,10 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
     @abc.abstractmethod
     async def close_subscription(self, subscription: S) -> None: ...
 
+    @abc.abstractmethod
+    async def pending(self, subscription: S) -> int:
+        """Messages of the subscription not acknowledged yet (for the lag gauge)."""
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Run every consumer whose lock this process wins until ``stopping`` is set."""
         async with ControlConnection(self.db) as control:
@@ -168,6 +172,8 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
                             break
                         if not await self.handle(runner, subscription, message):
                             break
+                    if len(messages) < self.batch_size:
+                        CONSUMER_LAG.labels(spec.name).set(await self.pending(subscription))
                     backoff = 0.2
                 except Exception as exc:
                     # Start over with a fresh subscription: unacknowledged messages come
