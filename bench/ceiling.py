@@ -5,8 +5,10 @@ as the platform, that answers the same URLs with the same SQL the platform's rep
 run (same columns, same dependency subqueries, same indexes, the outbox event in the same
 transaction for writes, argon2id with the same parameters for login) — and nothing else:
 no authentication, authorization, tenant scoping (RLS), validation, middleware,
-idempotency, metrics or logging. The platform's throughput as a share of this one is the
-price of everything the platform adds.
+idempotency, metrics or logging. Its events go to ``bench.outbox``, a copy of
+``bus.outbox`` (same columns, defaults and indexes) that no consumer reads, so the
+platform's event consumers never work for the ceiling. The platform's throughput as a
+share of this one is the price of everything the platform adds.
 
 Run as ``python -m bench.ceiling``; configured by ``BENCH_CEILING_*`` variables.
 """
@@ -66,7 +68,7 @@ WITH w AS (
   VALUES ($2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11)
   RETURNING *
 ), e AS (
-  INSERT INTO bus.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type,
+  INSERT INTO bench.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type,
                           subject_id, data)
   SELECT $12, $1, 'task.created', now(), $9, 'task', w.id::text, $13::jsonb FROM w
 )
@@ -82,7 +84,7 @@ WITH w AS (
   WHERE t.tenant_id = $1 AND t.id = $2 AND t.version = $4
   RETURNING t.*
 ), e AS (
-  INSERT INTO bus.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type,
+  INSERT INTO bench.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type,
                           subject_id, data)
   SELECT $5, $1, 'task.status_changed', now(), $6, 'task', w.id::text, $7::jsonb FROM w
 )
@@ -114,7 +116,7 @@ WITH r AS (
                                        expires_at)
   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
 )
-INSERT INTO bus.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type, subject_id,
+INSERT INTO bench.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type, subject_id,
                         data)
 VALUES ($7, $2, 'auth.login_succeeded', now(), $3, 'user', $3::text, '{}'::jsonb)
 """

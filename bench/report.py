@@ -274,6 +274,19 @@ def markdown(doc: dict[str, Any]) -> str:
         if doc["scaling_p50_growth"] is not None:
             lines += ["", f"p50 growth smallest → largest project: "
                           f"{doc['scaling_p50_growth']}x (flat if ≤ {SCALING_MAX_GROWTH}x)."]
+    drains = [
+        f"{row['workload']} {row['ceiling']['backlog_drain_before_s']:.0f} s"
+        for row in doc["results"]
+        if row["kind"] == "write" and row.get("ceiling")
+        and row["ceiling"].get("backlog_drain_before_s") is not None
+    ]
+    if drains:
+        lines += [
+            "",
+            "The platform's event consumers (audit, notifications) run in the API process "
+            "(embedded bus); after each write workload the benchmark waited for them to "
+            f"work off the events before measuring again: {', '.join(drains)}.",
+        ]
     a = cfg["argon2id"]
     lines += [
         "",

@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=15.0,
                         help="at most this many seconds to wait, before each run, for the "
                         "servers' background work (event consumers) to drain (default 15)")
+    parser.add_argument("--drain-timeout", type=float, default=300.0,
+                        help="at most this many seconds to wait for the platform's event "
+                        "consumers to work off the previous run's events (default 300)")
     parser.add_argument("--platform-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the platform process, for what-if runs "
                         "(e.g. PANTHERAHIVE_DB_POOL_SIZE=20); repeatable, recorded in the report")
@@ -104,6 +107,42 @@ class Runner:
         self.counter = seed.Counter()
         self.load_before: list[float] = []
         self._token: tuple[float, str] | None = None
+        self.url = ""
+
+    def drain_events(self) -> float | None:
+        """Wait until the platform's event consumers have caught up with the outbox.
+
+        With the embedded bus the consumers (audit, notifications…) run inside the API
+        process; a write workload leaves them a backlog that would otherwise steal the CPU
+        from the next measurement. Returns the seconds waited (None: no bus tables)."""
+        if not self.url:
+            return None
+
+        async def lag() -> int | None:
+            conn = await bench_db.connect(self.url)
+            try:
+                head = await conn.fetchval("SELECT COALESCE(max(position), 0) FROM bus.outbox")
+                tail = await conn.fetchval(
+                    "SELECT min(last_position) FROM bus.consumer_offsets")
+            except Exception:  # an older schema without consumer offsets
+                return None
+            finally:
+                await conn.close()
+            return None if tail is None else max(int(head) - int(tail), 0)
+
+        started = time.monotonic()
+        while time.monotonic() - started < self.args.drain_timeout:
+            behind = self.run_async(lag())
+            if behind is None:
+                return None
+            if behind == 0:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        self.notes.append(
+            f"The event consumers had not caught up after {self.args.drain_timeout:g}s; the "
+            "next measurement shared the CPU with them."
+        )
+        return time.monotonic() - started
 
     def token(self, base_url: str, tenant: seed.Tenant) -> str:
         """An access token of the benchmark's caller, renewed well before its 15 minutes."""
@@ -132,8 +171,11 @@ class Runner:
         spec_path = self.work_dir / f"spec-{workload}-{server.name}.json"
         spec_path.write_text(json.dumps(spec))
         settle = time.monotonic()
+        drained = self.drain_events()
         processes.wait_idle(watch, timeout=self.args.settle)
         settled = time.monotonic() - settle
+        if drained is not None and drained > 1 and self.results:
+            log(f"    (event backlog of the previous run drained in {drained:.0f}s)")
         cpu_before = [processes.tree_cpu_seconds(pid) for pid in watch]
         started = time.monotonic()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -169,6 +211,7 @@ class Runner:
             "postgres": None if used[-1] is None else round(used[-1] * 1000 / total, 3),
         }
         result["settle_s"] = round(settled, 2)
+        result["backlog_drain_before_s"] = None if drained is None else round(drained, 1)
         result["wall_s"] = round(wall, 2)
         if result["errors"]:
             tail = server.log_tail(12)
@@ -194,6 +237,7 @@ class Runner:
             os.environ.get("DATABASE_URL"), self.work_dir, keep=args.keep, run=self.run_async
         ) as (url, where):
             log(f"==> PostgreSQL: {where}")
+            self.url = url
             from pantherahive.infra.db.migrate import upgrade
 
             upgrade(url)
@@ -286,6 +330,15 @@ class Runner:
             "assignee_id": tenant.editor_id, "search_words": list(seed.SEARCH_WORDS),
             "list_status": "TODO",
         }
+
+        async def ceiling_outbox() -> None:
+            conn = await bench_db.connect(url)
+            try:
+                await seed.create_ceiling_outbox(conn)
+            finally:
+                await conn.close()
+
+        self.run_async(ceiling_outbox())
         if not with_tasks:
             return context
 

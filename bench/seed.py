@@ -207,6 +207,14 @@ async def seed_tasks(
         progress(f"  tasks: {done:,}/{count:,} ({rate:,.0f} rows/s)")
 
 
+async def create_ceiling_outbox(conn: asyncpg.Connection) -> None:
+    """The ceiling's outbox: ``bus.outbox``'s twin that nobody consumes."""
+    await conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench.outbox (LIKE bus.outbox INCLUDING ALL)"
+    )
+
+
 async def analyze(conn: asyncpg.Connection) -> None:
     for table in ("tasks.tasks", "projects.projects", "projects.members", "identity.users"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")

@@ -22,7 +22,7 @@ def test_benchmark_runs_end_to_end_with_zero_errors(tmp_path: Path) -> None:
             sys.executable, "-m", "bench",
             "--tasks", "300", "--projects", "3",
             "--duration", "0.5", "--warmup", "0.1", "--connections", "4",
-            "--scale", "300", "--settle", "1",
+            "--scale", "300", "--settle", "1", "--drain-timeout", "60",
             "--workloads", ",".join(WORKLOADS),
             "--output-dir", str(out),
         ],
