@@ -59,11 +59,13 @@ class ConsumerRunner:
         spec: ConsumerSpec,
         retry: RetryPolicy,
         stopping: asyncio.Event | None = None,
+        chunk_size: int = 50,
     ) -> None:
         self.db = db
         self.spec = spec
         self.retry = retry
         self.stopping = stopping or asyncio.Event()
+        self.chunk_size = chunk_size
 
     @property
     def name(self) -> str:
@@ -95,7 +97,7 @@ class ConsumerRunner:
                 return Outcome.HANDLED
 
     async def advance(self, cursor: Cursor) -> None:
-        """Move past events this consumer does not want."""
+        """Move past the end of a batch (events this consumer does not want included)."""
         async with self.db.sessions() as session, session.begin():
             if await store.read_offset(session, self.name, lock=True) < cursor:
                 await store.write_offset(session, self.name, cursor)
@@ -123,23 +125,54 @@ class ConsumerRunner:
         async with self.db.sessions() as session:
             after = await store.read_offset(session, self.name)
             rows = await store.read_outbox(session, after, limit)
+        wanted = [row for row in rows if self.spec.wants(row.event.type)]
         handled = 0
-        skipped_to: Cursor | None = None
-        for row in rows:
+        for start in range(0, len(wanted), self.chunk_size):
             if self.stopping.is_set():
-                break
-            if not self.spec.wants(row.event.type):
-                skipped_to = row.cursor
+                return BatchResult(read=len(rows), handled=handled)
+            chunk = wanted[start : start + self.chunk_size]
+            done = await self._deliver_chunk(chunk)
+            if done is not None:
+                handled += done
                 continue
-            outcome = await self.deliver(row.event, row.cursor)
-            skipped_to = None
-            if outcome is Outcome.STOPPED:
-                break
-            if outcome is not Outcome.DUPLICATE:
-                handled += 1
-        if skipped_to is not None:
-            await self.advance(skipped_to)
+            if self.stopping.is_set():
+                return BatchResult(read=len(rows), handled=handled)
+            # Something in the chunk failed: go event by event (retries, dead letters).
+            for row in chunk:
+                outcome = await self.deliver(row.event, row.cursor)
+                if outcome is Outcome.STOPPED:
+                    return BatchResult(read=len(rows), handled=handled)
+                if outcome is not Outcome.DUPLICATE:
+                    handled += 1
+        if rows and not self.stopping.is_set():
+            await self.advance(rows[-1].cursor)
         return BatchResult(read=len(rows), handled=handled)
+
+    async def _deliver_chunk(self, chunk: list[store.OutboxRow]) -> int | None:
+        """Handle consecutive events in one transaction (one commit, one offset write);
+        None when a handler raised, and nothing of the chunk was kept."""
+        try:
+            async with self.db.sessions() as session, session.begin():
+                offset = await store.read_offset(session, self.name, lock=True)
+                done: list[store.OutboxRow] = []
+                for row in chunk:
+                    if row.cursor <= offset:
+                        continue
+                    if done and self.stopping.is_set():
+                        break  # graceful stop: commit what is done, leave the rest
+                    await set_tenant(session, row.event.tenant_id)
+                    await self.spec.handler(session, row.event)
+                    done.append(row)
+                if done:
+                    await store.write_offset(session, self.name, done[-1].cursor)
+        except Exception as exc:
+            HANDLER_ERRORS.labels(self.name).inc()
+            log.info("event chunk failed; retrying its events one by one",
+                     consumer=self.name, error=repr(exc))
+            return None
+        if done:
+            EVENTS_CONSUMED.labels(self.name, Outcome.HANDLED).inc(len(done))
+        return len(done)
 
     async def _claim(self, session: AsyncSession, event: Event, cursor: Cursor | None) -> bool:
         if cursor is None:
