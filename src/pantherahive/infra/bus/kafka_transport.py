@@ -138,7 +138,8 @@ class KafkaPublisher:
 @dataclass
 class KafkaSubscription:
     consumer: AIOKafkaConsumer
-    buffered: list[Any] = field(default_factory=list)
+    # Next offset to commit per partition, for messages handled since the last flush.
+    handled: dict[Any, int] = field(default_factory=dict)
 
 
 class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]]):
@@ -194,13 +195,19 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
     async def ack(
         self, subscription: KafkaSubscription, message: ConsumerRecord[bytes, bytes]
     ) -> None:
+        # Committed once per fetched batch (flush): a crash before that redelivers the
+        # batch, and the processed markers turn the repeats into no-ops.
         partition = TopicPartition(message.topic, message.partition)
+        subscription.handled[partition] = message.offset + 1
+
+    async def flush(self, subscription: KafkaSubscription) -> None:
+        if not subscription.handled:
+            return
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in subscription.handled.items()}
         # aiokafka retries a failing commit on its own; bound it so a broker that lost the
         # group (or the topic) makes us resubscribe instead of waiting forever.
-        await asyncio.wait_for(
-            subscription.consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "")}),
-            self.commit_timeout,
-        )
+        await asyncio.wait_for(subscription.consumer.commit(offsets), self.commit_timeout)
+        subscription.handled.clear()
 
     async def pending(self, subscription: KafkaSubscription) -> int:
         consumer = subscription.consumer

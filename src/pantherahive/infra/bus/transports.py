@@ -137,6 +137,10 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
     @abc.abstractmethod
     async def close_subscription(self, subscription: S) -> None: ...
 
+    async def flush(self, subscription: S) -> None:
+        """Make the acknowledgements of a fetched batch durable (default: ``ack`` did)."""
+        return None
+
     @abc.abstractmethod
     async def pending(self, subscription: S) -> int:
         """Messages of the subscription not acknowledged yet (for the lag gauge)."""
@@ -172,6 +176,7 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
                             break
                         if not await self.handle(runner, subscription, message):
                             break
+                    await self.flush(subscription)
                     if len(messages) < self.batch_size:
                         CONSUMER_LAG.labels(spec.name).set(await self.pending(subscription))
                     backoff = 0.2
