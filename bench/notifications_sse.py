@@ -138,6 +138,9 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
             if delay > 0:
                 await asyncio.sleep(delay)
             user_id = members[i % len(members)][0]
+            if args.direct:
+                await _direct(conn, tenant_id, user_id)
+                continue
             await conn.execute(
                 "INSERT INTO bus.outbox (id, tenant_id, type, occurred_at, actor_id, "
                 "subject_type, subject_id, data) VALUES ($1, $2, 'project.member_added', now(), "
@@ -171,11 +174,33 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
     }
 
 
+async def _direct(conn: Any, tenant_id: str, user_id: str) -> None:
+    """The real-time layer alone: a notification row and its pg_notify in one transaction,
+    exactly what ``NotificationService.notify`` writes, without the event consumer."""
+    data = {"projectName": f"bench {time.time():.6f}"}
+    nid = uuid.uuid4()
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "INSERT INTO notifications.notifications (id, tenant_id, user_id, type, document, "
+            "created_at) VALUES ($1, $2, $3, 'project.member_added', $4::jsonb, now()) "
+            "RETURNING seq, created_at", nid, uuid.UUID(tenant_id), uuid.UUID(user_id),
+            json.dumps({"type": "project.member_added", "title": "t", "body": "b",
+                        "data": data}))
+        message = {"tenantId": tenant_id, "userId": user_id, "id": str(nid), "seq": row["seq"],
+                   "notification": {"id": str(nid), "type": "project.member_added",
+                                    "title": "t", "body": "b", "data": data, "readAt": None,
+                                    "createdAt": row["created_at"].isoformat()}}
+        await conn.execute("SELECT pg_notify('pantherahive_notifications', $1)",
+                           json.dumps(message))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1000, help="SSE connections (one per user)")
     parser.add_argument("--rate", type=float, default=200.0, help="notifications per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--direct", action="store_true",
+                        help="skip the event consumer: write notifications + NOTIFY directly")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ph-bench-sse-"))
     with provision(os.environ.get("DATABASE_URL"), work, keep=False, run=asyncio.run) as (
