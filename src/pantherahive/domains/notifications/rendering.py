@@ -27,6 +27,7 @@ def _env() -> Environment:
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
+        auto_reload=False,
     )
 
 
