@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     smtp_tls: bool = False
     smtp_from: str = "PantheraHive <no-reply@pantherahive.local>"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_ca_file: str | None = None
     sms_provider_url: str | None = None
     sms_account_sid: str | None = None
     sms_auth_token: SecretStr | None = None

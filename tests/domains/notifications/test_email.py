@@ -215,3 +215,76 @@ async def test_deliveries_are_admin_only(napp: httpx.AsyncClient) -> None:
     login = await napp.post("/v1/auth/login", json={"tenant": tenant.slug, "login": "admin",
                                                     "password": PASSWORD})
     assert login.status_code == 200
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "smtp.pem", tmp / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class TlsInbox(Inbox):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encrypted: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.encrypted.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_starttls_required_by_the_server(napp: httpx.AsyncClient, tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = TlsInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True, authenticator=_auth, auth_require_tls=True)
+    controller.start()
+    try:
+        tenant = await create_tenant(napp)
+        member = await add_user(napp, tenant, "MEMBER")
+        assert member.email is not None
+        await napp.post("/v1/auth/password-reset",
+                        json={"tenant": tenant.slug, "email": member.email})
+        worker = _worker(napp, tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
+                         smtp_starttls=True, smtp_ca_file=str(cert), smtp_username="mailer",
+                         smtp_password="s3cret")
+        try:
+            await worker.run_once()
+        finally:
+            await worker.close()
+    finally:
+        controller.stop()
+    mine = [m for m in inbox.messages
+            if member.email in m[1] and m[2]["Subject"] == "Reset your password"]
+    assert len(mine) == 1
+    assert all(inbox.encrypted)
+    sent = await _deliveries(napp, tenant.admin.headers, member.email)
+    assert sent[0]["status"] == "sent"

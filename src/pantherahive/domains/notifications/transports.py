@@ -46,6 +46,7 @@ class SmtpTransport:
         self.starttls = settings.smtp_starttls and not settings.smtp_tls
         self.sender = settings.smtp_from
         self.timeout = settings.smtp_timeout_seconds
+        self.ca_file = settings.smtp_ca_file
         domain = parseaddr(self.sender)[1].rpartition("@")[2]
         self.domain = domain or "pantherahive.local"
 
@@ -73,6 +74,7 @@ class SmtpTransport:
                 use_tls=self.tls,
                 start_tls=self.starttls,
                 timeout=self.timeout,
+                cert_bundle=self.ca_file,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError(f"SMTP refused the recipient: {exc}", permanent=True) from exc
