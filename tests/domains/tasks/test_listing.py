@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +187,38 @@ async def test_blocked_filter_follows_dependency_status(
                               params={"blocked": "true"})
     assert [t["id"] for t in listed.json()["items"]] == [task["id"]]
     assert listed.json()["items"][0]["blocked"] is True
+
+
+async def test_search_plans_agree(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few matches are fetched by id and sorted; many are found walking the sort index. Both
+    answer the same pages."""
+    from pantherahive.domains.tasks import repository
+
+    p = await create_project(client, world.owner)
+    for i in range(5):
+        await create_task(client, world.owner, p, title=f"Harbour crane {i}",
+                          priority=["LOW", "URGENT"][i % 2])
+    await create_task(client, world.owner, p, title="Unrelated")
+
+    async def pages(sort: str) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"q": "cranes", "sort": sort, "limit": 2, **({"cursor": cursor} if cursor
+                                                                   else {})}
+            body = (await client.get(f"/v1/projects/{p}/tasks", headers=world.owner.headers,
+                                     params=params)).json()
+            seen += [item["id"] for item in body["items"]]
+            cursor = body["nextCursor"]
+            if cursor is None:
+                return seen
+
+    for sort in ("createdAt", "-priority", "-createdAt"):
+        few = await pages(sort)
+        monkeypatch.setattr(repository, "_FEW_MATCHES", 2)
+        many = await pages(sort)
+        monkeypatch.undo()
+        assert len(few) == 5
+        assert few == many, sort

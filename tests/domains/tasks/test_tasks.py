@@ -205,6 +205,16 @@ async def test_my_tasks(client: httpx.AsyncClient, world: World) -> None:
     urgent = await client.get("/v1/users/me/tasks", headers=me.headers,
                               params={"priority": "URGENT"})
     assert [t["id"] for t in urgent.json()["items"]] == [mine[1]["id"]]
+    searched = await client.get("/v1/users/me/tasks", headers=me.headers,
+                                params={"q": "zebras"})
+    assert searched.status_code == 200
+    assert searched.json()["items"] == []
+    zebra = await create_task(client, world.owner, world.project_id, assigneeId=me.id,
+                              title="Paint the zebra crossing")
+    searched = await client.get("/v1/users/me/tasks", headers=me.headers,
+                                params={"q": "zebras"})
+    assert [t["id"] for t in searched.json()["items"]] == [zebra["id"]]
+    await client.delete(f"/v1/tasks/{zebra['id']}", headers=world.owner.headers)
     # A task of a project the caller can no longer see is not listed.
     await client.delete(f"/v1/projects/{other_project}", headers=world.owner.headers)
     response = await client.get("/v1/users/me/tasks", headers=me.headers)

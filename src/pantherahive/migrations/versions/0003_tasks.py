@@ -121,6 +121,25 @@ def upgrade() -> None:
         "TO pantherahive_app"
     )
 
+    # Full text through a narrow door: under RLS the planner may not use the GIN index for
+    # `@@` (not a leakproof operator), so a rare word in a big project became a full scan.
+    # The function runs as the schema owner and applies the tenant filter itself, from the
+    # same per-transaction setting the policies use.
+    op.execute(
+        """
+        CREATE FUNCTION tasks.search_task_ids(p_project uuid, p_query text)
+        RETURNS SETOF uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, tasks ROWS 100 AS $$
+          SELECT id FROM tasks.tasks
+          WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid
+            AND (p_project IS NULL OR project_id = p_project)
+            AND search @@ websearch_to_tsquery('english'::regconfig, p_query)
+        $$
+        """
+    )
+    op.execute("REVOKE ALL ON FUNCTION tasks.search_task_ids(uuid, text) FROM PUBLIC")
+    op.execute("GRANT EXECUTE ON FUNCTION tasks.search_task_ids(uuid, text) TO pantherahive_app")
+
 
 def downgrade() -> None:
     op.execute("DROP SCHEMA IF EXISTS tasks CASCADE")
