@@ -288,7 +288,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"work off the events before measuring again: {', '.join(drains)}.",
         ]
     a = cfg["argon2id"]
-    lines += [
+    lines += [] if not any(r["kind"] == "login" for r in doc["results"]) else [
         "",
         f"Login is CPU-bound by design: argon2id (t={a['time_cost']}, m={a['memory_kib']} KiB, "
         f"p={a['parallelism']}) per attempt, in a thread pool; the ceiling verifies with the "
