@@ -46,5 +46,5 @@ def test_benchmark_runs_end_to_end_with_zero_errors(tmp_path: Path) -> None:
     assert latest == result_file.with_suffix(".md").read_text()
     assert "| get_task | read |" in latest
     assert "ceiling req/s" in latest
-    assert "argon2id" in latest
+    assert "List scaling" in latest
     assert "| workload |" in completed.stdout
