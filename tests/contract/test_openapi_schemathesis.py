@@ -71,9 +71,10 @@ def admin_headers(live_server: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {created.json()['accessToken']}"}
 
 
-# Logout/password change would burn the shared admin's session mid-run; they are covered by
-# the auth tests. Everything else is fuzzed with a valid ADMIN token.
-SKIPPED = ("/v1/auth/logout", "/v1/users/me/password")
+# Logout/password change would burn the shared admin's session mid-run, and the SSE stream
+# never ends by design; each is covered by its own tests. Everything else is fuzzed with a
+# valid ADMIN token.
+SKIPPED = ("/v1/auth/logout", "/v1/users/me/password", "/v1/notifications/stream")
 CHECKS = [
     checks.not_a_server_error,
     checks.response_schema_conformance,
@@ -81,7 +82,7 @@ CHECKS = [
     checks.response_headers_conformance,
     checks.status_code_conformance,
 ]
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "8"))
 
 
 def test_api_matches_its_schema(live_server: str, admin_headers: dict[str, str]) -> None:

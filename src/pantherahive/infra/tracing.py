@@ -46,7 +46,7 @@ def instrument_app(
 
 def instrument_database(provider: TracerProvider) -> None:
     """Spans for every asyncpg query (the SQLAlchemy instrumentation predates SQLAlchemy 2.1)."""
-    instrumentor = AsyncPGInstrumentor()
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
     if not instrumentor.is_instrumented_by_opentelemetry:
         kwargs: dict[str, Any] = {"tracer_provider": provider}
         instrumentor.instrument(**kwargs)

@@ -26,7 +26,7 @@ Session = Annotated[AsyncSession, Depends(request_session)]
 NDJSON = "application/x-ndjson"
 
 
-def _audit(request: Request) -> AuditService:
+async def _audit(request: Request) -> AuditService:
     service: AuditService = request.app.state.platform.audit
     return service
 
@@ -34,7 +34,7 @@ def _audit(request: Request) -> AuditService:
 Audit = Annotated[AuditService, Depends(_audit)]
 
 
-def _filters(
+async def _filters(
     actor_id: Annotated[UUID | None, Query(alias="actorId")] = None,
     action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     resource_type: Annotated[

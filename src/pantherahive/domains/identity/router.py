@@ -44,12 +44,12 @@ async def anonymous_rate_limit(request: Request, response: Response) -> None:
     response.headers.update(state.headers())
 
 
-def _identity(request: Request) -> IdentityService:
+async def _identity(request: Request) -> IdentityService:
     service: IdentityService = request.app.state.platform.identity
     return service
 
 
-def _authenticator(request: Request) -> Authenticator:
+async def _authenticator(request: Request) -> Authenticator:
     authenticator: Authenticator = request.app.state.platform.authenticator
     return authenticator
 

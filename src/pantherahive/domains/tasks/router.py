@@ -40,7 +40,7 @@ class ListQuery:
     limit: int
 
 
-def list_query(
+async def list_query(
     status: Annotated[
         list[TaskStatus] | None, Query(description="Repeatable: any of these statuses.")
     ] = None,

@@ -17,6 +17,6 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "head") -> None:
     """Blocking; call it before the event loop starts (Alembic's env runs its own loop)."""
     command.upgrade(alembic_config(database_url), revision)

@@ -1,7 +1,7 @@
 """Tasks service: tasks and their dependency edges, schema ``tasks`` with RLS.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25
 
 Listing a project's tasks must cost the same at 10k and 1M tasks, so every sort the API
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

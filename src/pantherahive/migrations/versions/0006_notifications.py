@@ -2,7 +2,7 @@
 tickets, webhook subscriptions and their delivery log (schema ``notifications``).
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0005
 Create Date: 2026-11-25
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0006"
-down_revision = "0001"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
