@@ -13,8 +13,7 @@ from tests.domains.audit.helpers import app_db
 
 async def trail(client: httpx.AsyncClient, tenant: TenantHandle, **params: str) -> list[dict]:
     await drain(app_db(client), CONSUMERS)
-    response = await client.get("/v1/audit-events", headers=tenant.admin.headers,
-                                params=params)
+    response = await client.get("/v1/audit-events", headers=tenant.admin.headers, params=params)
     assert response.status_code == 200, response.text
     return response.json()["items"]
 
@@ -24,8 +23,7 @@ async def test_create_user_is_audited_once(client: httpx.AsyncClient, tenant: Te
     response = await client.post(
         "/v1/users",
         headers={**tenant.admin.headers, "X-Request-ID": "req-create-user"},
-        json={"username": username, "password": PASSWORD, "role": "MEMBER",
-              "firstName": "Dora"},
+        json={"username": username, "password": PASSWORD, "role": "MEMBER", "firstName": "Dora"},
     )
     assert response.status_code == 201
     user_id = response.json()["id"]
@@ -66,12 +64,14 @@ async def test_login_ok_and_failed_are_audited_once_each(
     member = tenant.users["MEMBER"]
     before_ok = await trail(client, tenant, action="auth.login_succeeded", resourceId=member.id)
     ok = await client.post(
-        "/v1/auth/login", headers={"X-Request-ID": "req-login-ok"},
+        "/v1/auth/login",
+        headers={"X-Request-ID": "req-login-ok"},
         json={"tenant": tenant.slug, "login": member.username, "password": PASSWORD},
     )
     assert ok.status_code == 200
     bad = await client.post(
-        "/v1/auth/login", headers={"X-Request-ID": "req-login-bad"},
+        "/v1/auth/login",
+        headers={"X-Request-ID": "req-login-bad"},
         json={"tenant": tenant.slug, "login": member.username, "password": "wrong-password"},
     )
     assert bad.status_code == 401
@@ -94,11 +94,33 @@ async def test_denied_audit_read_is_itself_audited(
     client: httpx.AsyncClient, tenant: TenantHandle
 ) -> None:
     manager = tenant.users["MANAGER"]
-    denied = await client.get("/v1/audit-events", headers={**manager.headers,
-                                                           "X-Request-ID": "req-peek"})
+    denied = await client.get(
+        "/v1/audit-events", headers={**manager.headers, "X-Request-ID": "req-peek"}
+    )
     assert denied.status_code == 403
     events = await trail(client, tenant, action="authz.denied", resourceType="audit")
     assert len(events) == 1
     assert events[0]["actorId"] == manager.id
     assert events[0]["requestId"] == "req-peek"
     assert events[0]["data"] == {"action": "audit.list", "role": "MANAGER"}
+
+
+async def test_role_change_and_deactivation_are_one_audit_event_each(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    member = tenant.users["MEMBER"]
+    promoted = await client.patch(
+        f"/v1/users/{member.id}", headers=tenant.admin.headers, json={"role": "MANAGER"}
+    )
+    assert promoted.status_code == 200
+    gone = await client.delete(f"/v1/users/{member.id}", headers=tenant.admin.headers)
+    assert gone.status_code == 204
+    trail_of_member = [
+        e
+        for e in await trail(client, tenant, resourceId=member.id)
+        if e["action"].startswith("user.") and e["action"] != "user.created"
+    ]
+    assert sorted(e["action"] for e in trail_of_member) == ["user.deactivated", "user.role_changed"]
+    by_action = {e["action"]: e for e in trail_of_member}
+    assert by_action["user.role_changed"]["changes"] == {"role": ["MEMBER", "MANAGER"]}
+    assert by_action["user.deactivated"]["changes"] == {"status": ["ACTIVE", "INACTIVE"]}

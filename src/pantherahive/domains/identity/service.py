@@ -211,7 +211,10 @@ class IdentityService:
             data={"email": user.email},
         )
         await self.sender.send_verification(
-            tenant_id=user.tenant_id, user_id=user.id, email=user.email, token=token,
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            email=user.email,
+            token=token,
             session=session,
         )
 
@@ -346,37 +349,19 @@ class IdentityService:
             await session.flush()
         except IntegrityError as exc:
             raise DuplicateUser("That email is already used in this tenant.") from exc
+        # One write, one event: its type says what kind of change it was (the audit trail
+        # records exactly one entry per change), and `changes` carries every field.
+        if revoke:
+            event_type = events.USER_DEACTIVATED
+        elif "role" in changes:
+            event_type = events.USER_ROLE_CHANGED
+        elif "status" in changes:
+            event_type = events.USER_STATUS_CHANGED
+        else:
+            event_type = events.USER_UPDATED
         await emit(
-            session,
-            events.USER_UPDATED,
-            subject_type="user",
-            subject_id=user.id,
-            data={"changes": changes},
+            session, event_type, subject_type="user", subject_id=user.id, data={"changes": changes}
         )
-        if "role" in changes:
-            await emit(
-                session,
-                events.USER_ROLE_CHANGED,
-                subject_type="user",
-                subject_id=user.id,
-                data={"changes": {"role": changes["role"]}},
-            )
-        if "status" in changes:
-            await emit(
-                session,
-                events.USER_STATUS_CHANGED,
-                subject_type="user",
-                subject_id=user.id,
-                data={"changes": {"status": changes["status"]}},
-            )
-            if revoke:
-                await emit(
-                    session,
-                    events.USER_DEACTIVATED,
-                    subject_type="user",
-                    subject_id=user.id,
-                    data={},
-                )
         return user
 
     async def deactivate_user(
