@@ -130,6 +130,16 @@ async def running() -> AsyncIterator[Callable[[Awaitable[None]], asyncio.Event]]
     assert not [r for r in results if isinstance(r, Exception)], results
 
 
+@pytest.fixture(autouse=True)
+async def _only_this_tests_events_are_unpublished(owner_db: Database) -> None:
+    """The session database holds every other test's events, never relayed in embedded
+    mode; a relay here must start from an empty backlog to see only this test's events."""
+    async with owner_db.sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE bus.outbox SET published_at = now() WHERE published_at IS NULL")
+        )
+
+
 async def stream_messages(broker: Broker) -> int:
     nc = await connect(broker.url)
     try:
