@@ -61,7 +61,7 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_pa
             docs = httpx.get(f"{base}/openapi.json", timeout=10).json()
             assert "/v1/users/me" in docs["paths"]
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # what systemd and container runtimes send
             proc.wait(60)
 
     output = log_path.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -84,6 +85,10 @@ def serve(
     typer.echo("  Log in:     create a tenant with POST /v1/tenants (see README), or run")
     typer.echo("              `.venv/bin/pantherahive demo` for a ready tenant and users,")
     typer.echo('              then POST /v1/auth/login {"tenant","login","password"}.\n')
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
+    # action would then kill the process before exit hooks run and leave the embedded
+    # PostgreSQL running. As an exit, the hooks stop it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "pantherahive.main:app_from_env",
         factory=True,
