@@ -170,6 +170,9 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         consumer = AIOKafkaConsumer(
             self.topic, bootstrap_servers=self.servers, group_id=spec.name,
             enable_auto_commit=False, auto_offset_reset="earliest",
+            # A fetch waits this long for data when the topic is quiet; aiokafka's 500 ms
+            # default was the whole idle lag (measured 202 ms -> 6 ms per event on Tansu).
+            fetch_max_wait_ms=25,
         )
         try:
             # A group join can stall while the broker still counts a dead member; giving
