@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from pantherahive.infra.db.engine import set_tenant
 from tests.conftest import Actor, unique
+from tests.support.db import outbox as outbox  # shared with the other domains' tests
 
 
 async def create_project(client: httpx.AsyncClient, actor: Actor, **fields: Any) -> dict[str, Any]:
@@ -29,21 +28,3 @@ async def put_member(
         json={"role": role},
     )
     assert response.status_code == 200, response.text
-
-
-async def outbox(
-    client: httpx.AsyncClient, tenant_id: str, *, subject_id: str | None = None
-) -> list[dict[str, Any]]:
-    """The tenant's events, oldest first (optionally only those about one subject)."""
-    db = client.app.state.platform.db  # type: ignore[attr-defined]
-    sql = "SELECT type, subject_type, subject_id, actor_id, data FROM bus.outbox"
-    params: dict[str, Any] = {}
-    if subject_id is not None:
-        sql += " WHERE subject_id = :subject"
-        params["subject"] = subject_id
-    async with db.sessions() as session:
-        await set_tenant(session, tenant_id)
-        rows = (await session.execute(text(sql + " ORDER BY position"), params)).mappings()
-        result = [dict(row) for row in rows]
-        await session.rollback()
-    return result

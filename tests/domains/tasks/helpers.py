@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from pantherahive.infra.db.engine import set_tenant
 from tests.conftest import Actor, TenantHandle, add_user, create_tenant, unique
+from tests.support.db import outbox as outbox  # shared with the other domains' tests
 
 
 @dataclass
@@ -79,21 +78,3 @@ async def depend(
     return await client.put(
         f"/v1/tasks/{task_id}/dependencies/{depends_on_id}", headers=actor.headers
     )
-
-
-async def outbox(
-    client: httpx.AsyncClient, tenant_id: str, *, subject_id: str | None = None
-) -> list[dict[str, Any]]:
-    """The tenant's events, oldest first (optionally only those about one subject)."""
-    db = client.app.state.platform.db  # type: ignore[attr-defined]
-    sql = "SELECT type, subject_type, subject_id, actor_id, data FROM bus.outbox"
-    params: dict[str, Any] = {}
-    if subject_id is not None:
-        sql += " WHERE subject_id = :subject"
-        params["subject"] = subject_id
-    async with db.sessions() as session:
-        await set_tenant(session, tenant_id)
-        rows = (await session.execute(text(sql + " ORDER BY position"), params)).mappings()
-        result = [dict(row) for row in rows]
-        await session.rollback()
-    return result
