@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -34,6 +36,17 @@ def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise _bad_cursor()
     return values
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (timestamp, id) key of lists ordered by a creation time with ties broken by id."""
+    if not cursor:
+        return None
+    stamp, raw_id = decode_cursor(cursor, arity=2)
+    try:
+        return datetime.fromisoformat(stamp), UUID(raw_id)
+    except (TypeError, ValueError) as exc:
+        raise _bad_cursor() from exc
 
 
 def _bad_cursor() -> ValidationFailed:

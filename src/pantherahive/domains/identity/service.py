@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
@@ -265,13 +265,7 @@ class IdentityService:
         limit: int,
     ) -> tuple[list[User], str | None]:
         await self._require(session, auth, UserAction.LIST)
-        after = None
-        if cursor:
-            created, raw_id = decode_cursor(cursor, arity=2)
-            try:
-                after = (datetime.fromisoformat(created), UUID(raw_id))
-            except (TypeError, ValueError) as exc:
-                raise ValidationFailed("The cursor is not valid for this list.") from exc
+        after = decode_time_id_cursor(cursor)
         rows = await IdentityRepository(session).list_users(
             role=role.value if role else None,
             status=status.value if status else None,

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import FieldError, Forbidden, Unauthenticated, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext, active_user_emails, active_user_ids
 from pantherahive.domains.notifications.catalog import LOCKED_CHANNELS, TYPES, Channel
@@ -86,17 +86,6 @@ def effective_channels(row: Preferences | None, type_: str) -> dict[Channel, boo
         for ch in LOCKED_CHANNELS:
             result[ch] = True
     return result
-
-
-def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    created, ident = decode_cursor(cursor, arity=2)
-    try:
-        return datetime.fromisoformat(created), UUID(ident)
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed("The cursor is not valid for this list.",
-                               errors=[FieldError("cursor", "malformed")]) from exc
 
 
 class NotificationService:
@@ -176,7 +165,7 @@ class NotificationService:
         limit: int,
     ) -> Page[NotificationRead]:
         rows = await NotificationRepository(session).list_for_user(
-            auth.user_id, unread=unread, after=_cursor_key(cursor), limit=limit + 1
+            auth.user_id, unread=unread, after=decode_time_id_cursor(cursor), limit=limit + 1
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -256,7 +245,7 @@ class NotificationService:
         if not may(auth, NotificationAction.LIST_DELIVERIES):
             raise Forbidden("Only ADMINs may list deliveries.")
         rows = await NotificationRepository(session).list_deliveries(
-            after=_cursor_key(cursor), limit=limit + 1, status=status)
+            after=decode_time_id_cursor(cursor), limit=limit + 1, status=status)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = (

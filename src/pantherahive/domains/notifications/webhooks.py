@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
@@ -114,17 +114,6 @@ async def enqueue_webhook_deliveries(session: AsyncSession, event: Event) -> Non
         })
 
 
-def _page_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    created, ident = decode_cursor(cursor, arity=2)
-    try:
-        return datetime.fromisoformat(created), UUID(ident)
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed("The cursor is not valid for this list.",
-                               errors=[FieldError("cursor", "malformed")]) from exc
-
-
 class WebhookService:
     def __init__(self, *, key_material: str, allow_private: bool) -> None:
         digest = hashlib.sha256(b"pantherahive-webhook-secrets:" + key_material.encode()).digest()
@@ -176,8 +165,9 @@ class WebhookService:
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
                    limit: int) -> Page[WebhookRead]:
         self._require(auth)
-        rows = await NotificationRepository(session).list_webhooks(after=_page_key(cursor),
-                                                                   limit=limit + 1)
+        rows = await NotificationRepository(session).list_webhooks(
+            after=decode_time_id_cursor(cursor), limit=limit + 1
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
@@ -231,7 +221,7 @@ class WebhookService:
         self._require(auth)
         await self._get(session, webhook_id)
         rows = await NotificationRepository(session).webhook_deliveries(
-            webhook_id, after=_page_key(cursor), limit=limit + 1)
+            webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import FieldError, Forbidden, PreconditionFailed, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects import events
 from pantherahive.domains.projects.errors import (
@@ -200,7 +200,7 @@ async def list_projects(
         status=status.value if status else None,
         owner_id=owner_id,
         q=q,
-        after=_after(cursor),
+        after=decode_time_id_cursor(cursor),
         limit=limit + 1,
     )
     next_cursor = None
@@ -323,7 +323,7 @@ async def list_members(
 ) -> tuple[list[Member], str | None]:
     await _authorize(session, auth, project_id, ProjectAction.LIST_MEMBERS)
     rows = await ProjectRepository(session).list_members(
-        project_id, after=_after(cursor), limit=limit + 1
+        project_id, after=decode_time_id_cursor(cursor), limit=limit + 1
     )
     next_cursor = None
     if len(rows) > limit:
@@ -432,19 +432,6 @@ async def drop_memberships_of(
             actor_id=actor_id,
         )
     return len(removed)
-
-
-def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if not cursor:
-        return None
-    stamp, raw_id = decode_cursor(cursor, arity=2)
-    try:
-        return datetime.fromisoformat(stamp), UUID(raw_id)
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed(
-            "The cursor is not valid for this list.",
-            errors=[FieldError("cursor", "malformed or foreign cursor")],
-        ) from exc
 
 
 def _json(value: Any) -> Any:
