@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import Unauthenticated
 from pantherahive.domains.identity.tables import User
+from pantherahive.infra.db import direct
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.security.principal import AuthContext, Role
 
@@ -28,6 +29,9 @@ __all__ = [
     "active_user_ids",
     "require_auth",
 ]
+
+# Asked whenever a task gets an assignee: fixed SQL, see infra/db/direct.py.
+_ACTIVE_AMONG = "SELECT id FROM identity.users WHERE id = ANY($1::uuid[]) AND status = 'ACTIVE'"
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/login")
 
@@ -55,8 +59,8 @@ async def active_user_ids(session: AsyncSession, user_ids: set[UUID]) -> set[UUI
     """Which of these users are ACTIVE users of the transaction's tenant."""
     if not user_ids:
         return set()
-    stmt = select(User.id).where(User.id.in_(user_ids), User.status == "ACTIVE")
-    return set((await session.execute(stmt)).scalars())
+    rows = await direct.fetch(session, _ACTIVE_AMONG, list(user_ids))
+    return {row["id"] for row in rows}
 
 
 async def active_user_emails(session: AsyncSession, user_ids: set[UUID]) -> dict[UUID, str | None]:

@@ -10,6 +10,14 @@ from sqlalchemy import Select, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
+from pantherahive.infra.db import direct
+
+# Hot paths (every request, every user read) run as fixed SQL: see infra/db/direct.py.
+_AUTHENTICATE = "SELECT role, status, token_version FROM identity.authenticate($1, $2)"
+_READ_USER = (
+    "SELECT id, username, email, first_name, last_name, role, status, created_at, updated_at"
+    " FROM identity.users WHERE id = $1"
+)
 
 
 class IdentityRepository:
@@ -34,13 +42,12 @@ class IdentityRepository:
     # users
     async def principal(self, tenant_id: UUID, user_id: UUID) -> tuple[str, str, int] | None:
         """Enter the tenant and read the caller's live role/status/version: one round trip."""
-        row = (
-            await self.session.execute(
-                text("SELECT role, status, token_version FROM identity.authenticate(:t, :u)"),
-                {"t": tenant_id, "u": user_id},
-            )
-        ).first()
-        return (row.role, row.status, row.token_version) if row else None
+        row = await direct.fetchrow(self.session, _AUTHENTICATE, tenant_id, user_id)
+        return (row["role"], row["status"], row["token_version"]) if row else None
+
+    async def read_user(self, user_id: UUID) -> direct.Record | None:
+        """The user's public fields (of the transaction's tenant), for reading only."""
+        return await direct.fetchrow(self.session, _READ_USER, user_id)
 
     async def get_user(self, user_id: UUID, *, for_update: bool = False) -> User | None:
         stmt = select(User).where(User.id == user_id)

@@ -167,7 +167,7 @@ async def confirm_password_reset(body: PasswordResetConfirm, session: Session, a
 @users.get("/me", responses=_problems(401))
 async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> UserRead:
     """The caller's own user."""
-    return UserRead.model_validate(await identity.get_user(session, auth, auth.user_id))
+    return UserRead.model_validate(dict(await identity.get_user(session, auth, auth.user_id)))
 
 
 @users.post(
@@ -217,7 +217,7 @@ async def get_user(
     user_id: UUID, auth: CurrentAuth, session: Session, identity: Identity
 ) -> UserRead:
     """One user of the caller's tenant; any other id is 404."""
-    return UserRead.model_validate(await identity.get_user(session, auth, user_id))
+    return UserRead.model_validate(dict(await identity.get_user(session, auth, user_id)))
 
 
 @users.patch("/{user_id}", responses=_problems(401, 403, 404, 409, 422))

@@ -36,6 +36,7 @@ from pantherahive.domains.identity.schemas import (
 from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.context import bind_principal, current_context
+from pantherahive.infra.db.direct import Record
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.principal import AuthContext, Role
@@ -246,9 +247,11 @@ class IdentityService:
         if not user_may(auth, action, target_is_self=target == auth.user_id):
             raise await self.deny(session, auth, action.value, "user", target or auth.user_id)
 
-    async def get_user(self, session: AsyncSession, auth: AuthContext, user_id: UUID) -> User:
+    async def get_user(
+        self, session: AsyncSession, auth: AuthContext, user_id: UUID
+    ) -> Record:
         await self._require(session, auth, UserAction.READ, user_id)
-        user = await IdentityRepository(session).get_user(user_id)
+        user = await IdentityRepository(session).read_user(user_id)
         if user is None:
             raise NotFound("No such user.")
         return user

@@ -22,7 +22,7 @@ from pantherahive.domains.notifications.tables import (
 )
 
 _CLAIMS = {
-    name: text(f"SELECT tenant_id, id FROM notifications.{name}(:c, :l, :s)")  # noqa: S608
+    name: text(f"SELECT tenant_id, id FROM notifications.{name}(:c, :l, :s)")
     for name in ("claim_deliveries", "claim_webhook_deliveries")
 }
 

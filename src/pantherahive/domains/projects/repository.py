@@ -6,10 +6,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy import Select, and_, delete, exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.projects.tables import Member, Project
+from pantherahive.infra.db import direct
+
+# Asked on every task request (through projects' api): fixed SQL, see infra/db/direct.py.
+_ACCESS_ROLE = (
+    "SELECT p.id, m.role FROM projects.projects p"
+    " LEFT JOIN projects.members m ON m.project_id = p.id AND m.user_id = $2"
+    " WHERE p.id = $1"
+)
+_IS_MEMBER = (
+    "SELECT 1 FROM projects.projects p WHERE p.id = $1 AND (p.owner_id = $2 OR EXISTS"
+    " (SELECT 1 FROM projects.members m WHERE m.project_id = p.id AND m.user_id = $2))"
+)
 
 
 class ProjectRepository:
@@ -41,20 +53,11 @@ class ProjectRepository:
 
     async def access_role(self, project_id: UUID, user_id: UUID) -> tuple[bool, str | None]:
         """(the project exists, the user's membership role) without loading the project."""
-        stmt = (
-            select(Project.id, Member.role)
-            .outerjoin(Member, and_(Member.project_id == Project.id, Member.user_id == user_id))
-            .where(Project.id == project_id)
-        )
-        row = (await self.session.execute(stmt)).first()
-        return (row is not None, row[1] if row else None)
+        row = await direct.fetchrow(self.session, _ACCESS_ROLE, project_id, user_id)
+        return (row is not None, row["role"] if row else None)
 
     async def is_member(self, project_id: UUID, user_id: UUID) -> bool:
-        member = exists().where(Member.project_id == project_id, Member.user_id == user_id)
-        stmt = select(Project.id).where(
-            Project.id == project_id, or_(Project.owner_id == user_id, member)
-        )
-        return (await self.session.execute(stmt)).first() is not None
+        return await direct.fetchrow(self.session, _IS_MEMBER, project_id, user_id) is not None
 
     async def member_project_ids(self, user_id: UUID) -> list[UUID]:
         stmt = select(Member.project_id).where(Member.user_id == user_id)

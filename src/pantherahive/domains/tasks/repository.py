@@ -6,22 +6,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
     Select,
-    and_,
     delete,
     false,
     func,
     insert,
-    literal_column,
     select,
     text,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +26,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from pantherahive.domains.tasks.schemas import CLOSED_STATUSES, TaskSort
 from pantherahive.domains.tasks.tables import Task, TaskDependency
+from pantherahive.infra.db import direct
 
 _CLOSED = sorted(CLOSED_STATUSES)
 _FEW_MATCHES = 1000
@@ -42,6 +40,66 @@ SORT_KEYS: dict[TaskSort, tuple[InstrumentedAttribute[Any], bool]] = {
     TaskSort.PRIORITY_DESC: (Task.priority_order, False),
     TaskSort.UPDATED: (Task.updated_at, False),
 }
+
+
+# The reads and writes of every task request are fixed SQL on the transaction's asyncpg
+# connection (infra/db/direct.py): building these selects with SQLAlchemy on each call
+# cost more CPU than everything else a request does.
+_CLOSED_SQL = ", ".join(f"'{status}'" for status in _CLOSED)
+_BLOCKED_SQL = (
+    "coalesce((SELECT true FROM tasks.task_dependencies d"
+    " JOIN tasks.tasks b ON b.id = d.depends_on_id"
+    f" WHERE d.task_id = t.id AND b.status NOT IN ({_CLOSED_SQL}) LIMIT 1), false)"
+)
+_COLUMNS_SQL = (
+    "t.id, t.project_id, t.title, t.description, t.status, t.priority, t.assignee_id,"
+    " t.reporter_id, t.due_date, t.labels,"
+    " array(SELECT d.depends_on_id FROM tasks.task_dependencies d WHERE d.task_id = t.id"
+    " ORDER BY d.depends_on_id) AS depends_on,"
+    f" {_BLOCKED_SQL} AS blocked, t.version, t.created_at, t.updated_at, t.completed_at"
+)
+_GET_SQL = f"SELECT {_COLUMNS_SQL} FROM tasks.tasks t WHERE t.tenant_id = $1 AND t.id = $2"
+# NO KEY UPDATE: it does not conflict with the KEY SHARE lock that inserting a dependency
+# edge takes on both tasks (foreign keys), so an ordinary PATCH never waits for, or holds
+# up, an edge insert.
+_GET_FOR_UPDATE_SQL = _GET_SQL + " FOR NO KEY UPDATE OF t"
+_NODES_SQL = (
+    "SELECT id, project_id, status FROM tasks.tasks WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
+)
+_INSERT_COLUMNS = (
+    "id", "project_id", "title", "description", "status", "priority", "assignee_id",
+    "reporter_id", "due_date", "labels", "version", "created_at", "updated_at", "completed_at",
+)
+_INSERT_SQL = (
+    f"INSERT INTO tasks.tasks (tenant_id, {', '.join(_INSERT_COLUMNS)}) VALUES "
+    f"({', '.join(f'${n}' for n in range(1, len(_INSERT_COLUMNS) + 2))})"
+)
+_UPDATABLE = frozenset(
+    {"title", "description", "status", "priority", "assignee_id", "due_date", "labels",
+     "version", "updated_at", "completed_at"}
+)
+_OPEN_BLOCKERS_SQL = (
+    "SELECT t.id FROM tasks.tasks t JOIN tasks.task_dependencies d ON d.depends_on_id = t.id"
+    f" WHERE d.task_id = $2 AND t.tenant_id = $1 AND t.status NOT IN ({_CLOSED_SQL})"
+    " ORDER BY t.id FOR SHARE OF t"
+)
+# sort -> (key column, its SQL type) for the list statement.
+_SORT_SQL: dict[TaskSort, tuple[str, str]] = {
+    TaskSort.CREATED: ("t.created_at", "timestamptz"),
+    TaskSort.CREATED_DESC: ("t.created_at", "timestamptz"),
+    TaskSort.DUE: ("t.due_key", "date"),
+    TaskSort.PRIORITY_DESC: ("t.priority_order", "smallint"),
+    TaskSort.UPDATED: ("t.updated_at", "timestamptz"),
+}
+_SEARCH_SAMPLE_SQL = (
+    f"SELECT count(*) FROM (SELECT tasks.search_task_ids($1, $2) LIMIT {_FEW_MATCHES}) s"
+)
+
+
+class Node(NamedTuple):
+    id: UUID
+    project_id: UUID
+    status: str
 
 
 @dataclass(slots=True)
@@ -149,35 +207,36 @@ class TaskRepository:
 
     # ---- single tasks ---------------------------------------------------------------------
     async def get(self, task_id: UUID, *, for_update: bool = False) -> TaskRecord | None:
-        stmt = _read().where(Task.tenant_id == self.tenant_id, Task.id == task_id)
-        if for_update:
-            # NO KEY UPDATE: it does not conflict with the KEY SHARE lock that inserting a
-            # dependency edge takes on both tasks (foreign keys), so an ordinary PATCH never
-            # waits for, or holds up, an edge insert.
-            stmt = stmt.with_for_update(of=Task, key_share=True)
-        row = (await self.session.execute(stmt)).first()
+        sql = _GET_FOR_UPDATE_SQL if for_update else _GET_SQL
+        row = await direct.fetchrow(self.session, sql, self.tenant_id, task_id)
         return TaskRecord.from_row(row) if row else None
 
-    async def nodes(self, task_ids: Sequence[UUID], *, share: bool = False) -> dict[UUID, Any]:
-        """``id -> (id, project_id, status)`` of those that exist; ``share`` locks them
-        against concurrent status changes until the transaction ends."""
+    async def nodes(self, task_ids: Sequence[UUID], *, share: bool = False) -> dict[UUID, Node]:
+        """Those of ``task_ids`` that exist; ``share`` locks them against concurrent status
+        changes until the transaction ends."""
         if not task_ids:
             return {}
-        stmt = select(Task.id, Task.project_id, Task.status).where(
-            Task.tenant_id == self.tenant_id, Task.id.in_(task_ids)
-        )
-        if share:
-            stmt = stmt.with_for_update(read=True)
-        return {row.id: row for row in await self.session.execute(stmt)}
+        sql = _NODES_SQL + " FOR SHARE" if share else _NODES_SQL
+        rows = await direct.fetch(self.session, sql, self.tenant_id, list(task_ids))
+        return {row["id"]: Node(*row) for row in rows}
 
     async def insert(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(Task).values(tenant_id=self.tenant_id, **values))
+        await direct.execute(
+            self.session, _INSERT_SQL, self.tenant_id, *(values[c] for c in _INSERT_COLUMNS)
+        )
 
     async def update(self, task_id: UUID, values: dict[str, Any]) -> None:
-        await self.session.execute(
-            update(Task)
-            .where(Task.tenant_id == self.tenant_id, Task.id == task_id)
-            .values(**values)
+        unknown = values.keys() - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        names = list(values)
+        assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, start=3))
+        await direct.execute(
+            self.session,
+            f"UPDATE tasks.tasks SET {assignments} WHERE tenant_id = $1 AND id = $2",
+            self.tenant_id,
+            task_id,
+            *(values[name] for name in names),
         )
 
     async def delete(self, task_id: UUID) -> None:
@@ -188,18 +247,8 @@ class TaskRepository:
     async def open_blockers(self, task_id: UUID) -> list[UUID]:
         """The tasks ``task_id`` depends on that are still open, locked (FOR SHARE) so none
         can reopen before this transaction ends."""
-        stmt = (
-            select(Task.id)
-            .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
-            .where(
-                TaskDependency.task_id == task_id,
-                Task.tenant_id == self.tenant_id,
-                Task.status.not_in(_CLOSED),
-            )
-            .order_by(Task.id)
-            .with_for_update(read=True, of=Task)
-        )
-        return list((await self.session.execute(stmt)).scalars())
+        rows = await direct.fetch(self.session, _OPEN_BLOCKERS_SQL, self.tenant_id, task_id)
+        return [row["id"] for row in rows]
 
     # ---- lists ----------------------------------------------------------------------------
     async def list_tasks(
@@ -212,42 +261,44 @@ class TaskRepository:
         after: tuple[Any, UUID] | None,
         limit: int,
     ) -> list[TaskRecord]:
-        key, descending = SORT_KEYS[sort]
-        stmt = _read(key.label("sort_key")).where(Task.tenant_id == self.tenant_id)
+        key, key_type = _SORT_SQL[sort]
+        descending = SORT_KEYS[sort][1]
+        query = _ListQuery(self.tenant_id)
         if project_id is not None:
-            stmt = stmt.where(Task.project_id == project_id)
+            query.where(f"t.project_id = {query.arg(project_id)}")
         if project_ids is not None:
-            stmt = stmt.where(Task.project_id.in_(project_ids))
-        stmt = _filtered(stmt, filters)
+            query.where(f"t.project_id = ANY({query.arg(list(project_ids))}::uuid[])")
+        _filter(query, filters)
         few_matches = False
         if filters.q:
             # Under RLS the planner cannot use the GIN index for `@@` (not leakproof), so
             # the matches come from tasks.search_task_ids (the index, behind a narrow
             # SECURITY DEFINER door). Few matches: fetch and sort just those. Many: walk
             # the sort index and test each row, which finds a page after a few rows.
-            matches = select(func.tasks.search_task_ids(project_id, filters.q))
-            sample = matches.limit(_FEW_MATCHES).subquery()
-            counted = await self.session.execute(select(func.count()).select_from(sample))
-            few_matches = counted.scalar_one() < _FEW_MATCHES
+            sampled = await direct.fetchval(
+                self.session, _SEARCH_SAMPLE_SQL, project_id, filters.q
+            )
+            few_matches = sampled < _FEW_MATCHES
+            q = query.arg(filters.q)
             if few_matches:
-                stmt = stmt.where(Task.id.in_(matches.scalar_subquery()))
+                project = query.arg(project_id)
+                query.where(f"t.id IN (SELECT tasks.search_task_ids({project}::uuid, {q}))")
             else:
-                query = func.websearch_to_tsquery(literal_column("'english'::regconfig"),
-                                                  filters.q)
-                stmt = stmt.where(Task.search.bool_op("@@")(query))
+                query.where(f"t.search @@ websearch_to_tsquery('english'::regconfig, {q})")
         if after is not None:
-            boundary = tuple_(key, Task.id)
-            cursor = tuple_(*after)
-            stmt = stmt.where(boundary < cursor if descending else boundary > cursor)
-        ordered: ColumnElement[Any] = key.expression
-        if few_matches:
-            # Sort the matches rather than walk the sort index probing each row, which
-            # takes seconds for a rare word in a project of 1M tasks.
-            ordered = func.coalesce(key, key)
-        order = (
-            (ordered.desc(), Task.id.desc()) if descending else (ordered.asc(), Task.id.asc())
+            value, last_id = after
+            boundary = f"({query.arg(value)}::{key_type}, {query.arg(last_id)}::uuid)"
+            query.where(f"({key}, t.id) {'<' if descending else '>'} {boundary}")
+        # Few matches: sort them rather than walk the sort index probing each row, which
+        # takes seconds for a rare word in a project of 1M tasks.
+        ordered = f"coalesce({key}, {key})" if few_matches else key
+        direction = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT {_COLUMNS_SQL}, {key} AS sort_key FROM tasks.tasks t"
+            f" WHERE {' AND '.join(query.conditions)}"
+            f" ORDER BY {ordered} {direction}, t.id {direction} LIMIT {query.arg(limit)}"
         )
-        rows = await self.session.execute(stmt.order_by(*order).limit(limit))
+        rows = await direct.fetch(self.session, sql, *query.args)
         return [TaskRecord.from_row(row) for row in rows]
 
     # ---- the dependency graph -------------------------------------------------------------
@@ -357,20 +408,33 @@ class TaskRepository:
         return list(result.scalars())
 
 
-def _filtered(stmt: Select[Any], filters: TaskFilter) -> Select[Any]:
-    conditions: list[ColumnElement[bool]] = []
+class _ListQuery:
+    """A list statement's conditions and positional arguments ($1 is the tenant)."""
+
+    def __init__(self, tenant_id: UUID) -> None:
+        self.args: list[Any] = [tenant_id]
+        self.conditions: list[str] = ["t.tenant_id = $1"]
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def where(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+
+def _filter(query: _ListQuery, filters: TaskFilter) -> None:
     if filters.statuses:
-        conditions.append(Task.status.in_(filters.statuses))
+        query.where(f"t.status = ANY({query.arg(list(filters.statuses))}::text[])")
     if filters.priorities:
-        conditions.append(Task.priority.in_(filters.priorities))
+        query.where(f"t.priority = ANY({query.arg(list(filters.priorities))}::text[])")
     if filters.assignee_id is not None:
-        conditions.append(Task.assignee_id == filters.assignee_id)
+        query.where(f"t.assignee_id = {query.arg(filters.assignee_id)}")
     if filters.label is not None:
-        conditions.append(Task.labels.contains([filters.label]))
+        query.where(f"t.labels @> {query.arg([filters.label])}::text[]")
     if filters.due_before is not None:
-        conditions.append(Task.due_date <= filters.due_before)
+        query.where(f"t.due_date <= {query.arg(filters.due_before)}")
     if filters.due_after is not None:
-        conditions.append(Task.due_date >= filters.due_after)
+        query.where(f"t.due_date >= {query.arg(filters.due_after)}")
     if filters.blocked is not None:
-        conditions.append(_blocked() if filters.blocked else ~_blocked())
-    return stmt.where(and_(*conditions)) if conditions else stmt
+        query.where(_BLOCKED_SQL if filters.blocked else f"NOT {_BLOCKED_SQL}")

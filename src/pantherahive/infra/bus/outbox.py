@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, insert
+import orjson
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pantherahive.infra.context import current_context
+from pantherahive.infra.db import direct
 from pantherahive.infra.db.base import Base
 from pantherahive.infra.metrics import EVENTS_EMITTED
 
@@ -44,6 +46,14 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+# Written by nearly every request: fixed SQL, see infra/db/direct.py.
+_INSERT = (
+    "INSERT INTO bus.outbox (id, tenant_id, type, version, occurred_at, actor_id,"
+    " subject_type, subject_id, data, request_id, ip)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+
+
 async def emit(
     session: AsyncSession,
     event_type: str,
@@ -64,20 +74,20 @@ async def emit(
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")
     event_id = uuid4()
-    await session.execute(
-        insert(OutboxEvent).values(
-            id=event_id,
-            tenant_id=tenant,
-            type=event_type,
-            version=version,
-            occurred_at=datetime.now(UTC),
-            actor_id=actor_id if actor_id is not None else ctx.user_id,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            data=data or {},
-            request_id=ctx.request_id,
-            ip=ctx.ip,
-        )
+    await direct.execute(
+        session,
+        _INSERT,
+        event_id,
+        tenant,
+        event_type,
+        version,
+        datetime.now(UTC),
+        actor_id if actor_id is not None else ctx.user_id,
+        subject_type,
+        str(subject_id),
+        orjson.dumps(data or {}).decode(),
+        ctx.request_id,
+        ctx.ip,
     )
     EVENTS_EMITTED.labels(event_type).inc()
     return event_id

@@ -1,0 +1,77 @@
+"""infra.db.direct: statements on the session's asyncpg connection belong to the session's
+transaction — they commit and roll back with it, and see what it wrote."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+
+from pantherahive.infra.db import direct
+from pantherahive.infra.db.engine import Database
+from tests.support.db import database_url
+
+_SCRATCH = "CREATE TEMP TABLE IF NOT EXISTS direct_probe (id uuid PRIMARY KEY)"
+
+
+async def _owner_db() -> Database:
+    return Database.connect(database_url(), role=None, pool_size=1, max_overflow=0)
+
+
+async def test_a_direct_statement_first_begins_the_session_transaction() -> None:
+    db = await _owner_db()
+    try:
+        async with db.sessions() as session:
+            await direct.execute(session, "SELECT set_config('app.probe', 'inside', true)")
+            # set_config(..., true) lives until the transaction ends: the session's next
+            # statement sees it only if both ran in one transaction.
+            seen = await session.execute(text("SELECT current_setting('app.probe', true)"))
+            assert seen.scalar() == "inside"
+            assert await direct.fetchval(session, "SELECT current_setting('app.probe', true)") == (
+                "inside"
+            )
+            await session.rollback()
+            after = await direct.fetchval(session, "SELECT current_setting('app.probe', true)")
+            assert after in (None, "")
+    finally:
+        await db.dispose()
+
+
+async def test_direct_writes_roll_back_and_commit_with_the_session() -> None:
+    db = await _owner_db()
+    kept, dropped = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with db.sessions() as session:
+            await session.execute(text(_SCRATCH))
+            await session.commit()
+            await direct.execute(session, "INSERT INTO direct_probe VALUES ($1)", dropped)
+            await session.execute(text("SELECT 1"))
+            await session.rollback()
+            await session.execute(text("SELECT 1"))
+            await direct.execute(session, "INSERT INTO direct_probe VALUES ($1)", kept)
+            await session.commit()
+            rows = await direct.fetch(session, "SELECT id FROM direct_probe ORDER BY id")
+            assert {row["id"] for row in rows} == {kept}
+            await session.rollback()
+    finally:
+        await db.dispose()
+
+
+async def test_orm_writes_are_visible_to_direct_reads_in_the_same_transaction() -> None:
+    db = await _owner_db()
+    probe = uuid.uuid4()
+    try:
+        async with db.sessions() as session:
+            await session.execute(text(_SCRATCH))
+            await session.commit()
+            await session.execute(text("INSERT INTO direct_probe VALUES (:id)"), {"id": probe})
+            row = await direct.fetchrow(session, "SELECT id FROM direct_probe WHERE id = $1", probe)
+            assert row is not None
+            assert row["id"] == probe
+            await session.rollback()
+            assert await direct.fetchrow(
+                session, "SELECT id FROM direct_probe WHERE id = $1", probe
+            ) is None
+            await session.rollback()
+    finally:
+        await db.dispose()

@@ -1,0 +1,52 @@
+"""Access tokens: the per-process cache of verified tokens never outlives a token's expiry
+and never accepts a token that did not verify."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+
+from pantherahive.core.errors import Unauthenticated
+from pantherahive.infra.security import tokens as tokens_module
+from pantherahive.infra.security.tokens import AccessTokens
+
+SECRET = "k" * 48
+
+
+def _tokens(ttl: int = 900) -> AccessTokens:
+    return AccessTokens(SECRET, issuer="iss", audience="aud", ttl_seconds=ttl)
+
+
+def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer = _tokens(ttl=60)
+    token = issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
+    assert issuer.verify(token).token_version == 0
+    assert issuer.verify(token).token_version == 0  # from the cache
+    later = time.time() + 60 + tokens_module.LEEWAY_SECONDS + 1
+    monkeypatch.setattr(tokens_module.time, "time", lambda: later)
+    with pytest.raises(Unauthenticated, match="expired"):
+        issuer.verify(token)
+    assert token not in issuer._verified
+
+
+def test_a_forged_token_is_refused_even_after_the_genuine_one_was_cached() -> None:
+    issuer = _tokens()
+    user, tenant = uuid.uuid4(), uuid.uuid4()
+    genuine = issuer.issue(user_id=user, tenant_id=tenant, token_version=3)
+    issuer.verify(genuine)
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    forged = jwt.encode({**claims, "ver": 4}, "another-key-" + "x" * 40, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        issuer.verify(forged)
+    assert issuer.verify(genuine).token_version == 3
+
+
+def test_the_cache_is_bounded() -> None:
+    issuer = _tokens()
+    size = tokens_module._VERIFIED_CACHE_SIZE
+    for _ in range(size + 10):
+        issuer.verify(issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0))
+    assert len(issuer._verified) == size
