@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core import json
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import CurrentAuth
@@ -82,21 +83,40 @@ Listing = Annotated[ListQuery, Depends(list_query)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='ETag, e.g. "3"')]
 
 
-def _page(rows: list[TaskRecord], next_cursor: str | None) -> Page[TaskRead]:
-    return Page[TaskRead](
-        items=[TaskRead.model_validate(row) for row in rows], next_cursor=next_cursor
+def _document(task: TaskRecord) -> dict[str, Any]:
+    """The task as ``TaskRead`` shows it (see core/json.py for why not through the model)."""
+    return {
+        "id": task.id, "projectId": task.project_id, "title": task.title,
+        "description": task.description, "status": task.status, "priority": task.priority,
+        "assigneeId": task.assignee_id, "reporterId": task.reporter_id,
+        "dueDate": task.due_date, "labels": task.labels, "dependsOn": task.depends_on,
+        "blocked": task.blocked, "version": task.version, "createdAt": task.created_at,
+        "updatedAt": task.updated_at, "completedAt": task.completed_at,
+    }
+
+
+def _page(rows: list[TaskRecord], next_cursor: str | None) -> Response:
+    page = {"items": [_document(row) for row in rows], "nextCursor": next_cursor}
+    return Response(json.dumps(page), media_type=json.MEDIA_TYPE)
+
+
+def _one(task: TaskRecord, status_code: int = 200, **headers: str) -> Response:
+    return Response(
+        json.dumps(_document(task)),
+        status_code=status_code,
+        media_type=json.MEDIA_TYPE,
+        headers={"ETag": f'"{task.version}"', **headers},
     )
 
 
-def _one(task: TaskRecord, response: Response) -> TaskRead:
-    response.headers["ETag"] = f'"{task.version}"'
-    return TaskRead.model_validate(task)
-
-
-@router.get("/v1/projects/{project_id}/tasks", responses=_problems(401, 404, 422))
+@router.get(
+    "/v1/projects/{project_id}/tasks",
+    response_model=Page[TaskRead],
+    responses=_problems(401, 404, 422),
+)
 async def list_project_tasks(
     project_id: UUID, query: Listing, auth: CurrentAuth, session: Session
-) -> Page[TaskRead]:
+) -> Response:
     """A project's tasks (any reader of the project). Filters combine with AND; `status`
     and `priority` repeat for "any of". Sorted by `sort`, ties by id; the cursor only
     continues the sort it came from."""
@@ -110,16 +130,16 @@ async def list_project_tasks(
 @router.post(
     "/v1/projects/{project_id}/tasks",
     status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
     responses=_problems(401, 403, 404, 409, 422),
 )
 async def create_task(
-    project_id: UUID, body: TaskCreate, auth: CurrentAuth, session: Session, response: Response
-) -> TaskRead:
+    project_id: UUID, body: TaskCreate, auth: CurrentAuth, session: Session
+) -> Response:
     """Create a task (the project's owner, EDITORs, ADMIN). The assignee must be an active
     member or the owner of the project (422); `dependsOn` names tasks of the same project."""
     task = await service.create_task(session, auth, project_id, body=body)
-    response.headers["Location"] = f"/v1/tasks/{task.id}"
-    return _one(task, response)
+    return _one(task, status.HTTP_201_CREATED, Location=f"/v1/tasks/{task.id}")
 
 
 @router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404))
@@ -130,8 +150,10 @@ async def project_schedule(project_id: UUID, auth: CurrentAuth, session: Session
     return await service.project_schedule(session, auth, project_id)
 
 
-@router.get("/v1/users/me/tasks", responses=_problems(401, 422))
-async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> Page[TaskRead]:
+@router.get(
+    "/v1/users/me/tasks", response_model=Page[TaskRead], responses=_problems(401, 422)
+)
+async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> Response:
     """Tasks assigned to the caller across the projects the caller can see; the same
     filters and sorts as a project's list (`assigneeId` is always the caller)."""
     rows, next_cursor = await service.list_my_tasks(
@@ -141,28 +163,29 @@ async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> 
     return _page(rows, next_cursor)
 
 
-@router.get("/v1/tasks/{task_id}", responses=_problems(401, 404))
-async def get_task(
-    task_id: UUID, auth: CurrentAuth, session: Session, response: Response
-) -> TaskRead:
+@router.get("/v1/tasks/{task_id}", response_model=TaskRead, responses=_problems(401, 404))
+async def get_task(task_id: UUID, auth: CurrentAuth, session: Session) -> Response:
     """One task (any reader of its project). The `ETag` is its version, for `If-Match`."""
-    return _one(await service.get_task(session, auth, task_id), response)
+    return _one(await service.get_task(session, auth, task_id))
 
 
-@router.patch("/v1/tasks/{task_id}", responses=_problems(401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/v1/tasks/{task_id}",
+    response_model=TaskRead,
+    responses=_problems(401, 403, 404, 409, 412, 422),
+)
 async def update_task(
     task_id: UUID,
     body: TaskUpdate,
     auth: CurrentAuth,
     session: Session,
-    response: Response,
     if_match: IfMatch = None,
-) -> TaskRead:
+) -> Response:
     """Partial update (owner, EDITORs, ADMIN); the assignee may change `status` alone.
     `If-Match` with a stale ETag is 412. Moving to DONE while a dependency is open is 409
     with `blockers`; leaving DONE clears `completedAt`."""
     task = await service.update_task(session, auth, task_id, body=body, if_match=if_match)
-    return _one(task, response)
+    return _one(task)
 
 
 @router.delete(
