@@ -53,6 +53,7 @@ from pantherahive.domains.tasks.schemas import (
     Schedule,
     ScheduleItem,
     TaskCreate,
+    TaskPriority,
     TaskSort,
     TaskStatus,
     TaskUpdate,
@@ -60,6 +61,7 @@ from pantherahive.domains.tasks.schemas import (
 from pantherahive.infra.bus.outbox import emit
 
 DONE = TaskStatus.DONE.value
+_PRIORITY_KEYS = range(len(TaskPriority))  # priority_order: URGENT=0 … LOW=3
 _NOT_NULL = ("title", "status", "priority", "labels")
 # API field name of each updatable column, for task.updated's {"changes": ...}.
 _WIRE = {
@@ -140,25 +142,40 @@ async def _page(
 
 
 def _decode_cursor(cursor: str, sort: TaskSort) -> tuple[Any, UUID]:
-    """The cursor carries its sort, so one minted for another order is refused (422)."""
+    """The cursor carries its sort, so one minted for another order is refused (422).
+
+    A cursor is client input: anything but what ``_page`` writes — a key of the wrong type,
+    a naive or out-of-range timestamp, an id that is not a UUID string — is 422, never a
+    value handed to the database (asyncpg overflows on timestamps near the calendar's
+    ends, and a priority outside smallint)."""
     name, key, raw_id = decode_cursor(cursor, arity=3)
     column, _ = SORT_KEYS[sort]
     try:
-        if name != sort.value:
-            raise ValueError("cursor of another sort")
-        python_type = column.type.python_type
-        if python_type is datetime:
-            value: Any = datetime.fromisoformat(key)
-        elif python_type is date:
-            value = date.fromisoformat(key)
-        else:
-            value = int(key)
-        return value, UUID(raw_id)
-    except (TypeError, ValueError) as exc:
+        if name != sort.value or not isinstance(raw_id, str):
+            raise ValueError("cursor of another sort, or an id that is not a string")
+        return _cursor_key(column.type.python_type, key), UUID(raw_id)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationFailed(
             "The cursor is not valid for this list.",
             errors=[FieldError("cursor", "malformed or minted for another sort")],
         ) from exc
+
+
+def _cursor_key(python_type: type, key: Any) -> Any:
+    if python_type is datetime:
+        if not isinstance(key, str):
+            raise TypeError("a timestamp key is a string")
+        stamp = datetime.fromisoformat(key)
+        if stamp.tzinfo is None:
+            raise ValueError("a timestamp key carries its offset")
+        return stamp.astimezone(UTC)  # OverflowError past year 9999 or before year 1
+    if python_type is date:
+        if not isinstance(key, str):
+            raise TypeError("a date key is a string")
+        return date.fromisoformat(key)  # date.max stands for "no due date" (infinity)
+    if type(key) is not int or key not in _PRIORITY_KEYS:
+        raise ValueError("a priority key is one of the priority_order values")
+    return key
 
 
 async def project_schedule(
