@@ -147,11 +147,26 @@ async def test_if_match(client: httpx.AsyncClient, tenant: TenantHandle) -> None
     )
     assert lost_update.status_code == 412
 
-    weak_and_listed = await client.patch(
-        url, headers=admin.headers | {"If-Match": 'W/"9", W/"2"'}, json={"status": "ON_HOLD"}
+    assert lost_update.headers["etag"] == '"2"'
+
+    # RFC 9110: If-Match compares strongly, so a weak tag never matches.
+    weak = await client.patch(
+        url, headers=admin.headers | {"If-Match": 'W/"2"'}, json={"status": "ON_HOLD"}
     )
-    assert weak_and_listed.status_code == 200
-    assert weak_and_listed.headers["etag"] == '"3"'
+    assert weak.status_code == 412
+    assert weak.headers["etag"] == '"2"'
+
+    listed = await client.patch(
+        url, headers=admin.headers | {"If-Match": 'W/"9", "2"'}, json={"status": "ON_HOLD"}
+    )
+    assert listed.status_code == 200
+    assert listed.headers["etag"] == '"3"'
+
+    too_long = await client.patch(
+        url, headers=admin.headers | {"If-Match": ", ".join(['"3"'] * 200)}, json={"name": "x"}
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()["errors"][0]["field"] == "If-Match"
 
     blind = await client.patch(url, headers=admin.headers, json={"name": "last write wins"})
     assert blind.status_code == 200

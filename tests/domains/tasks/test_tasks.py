@@ -3,6 +3,8 @@ assignee rule, validation, and the events each change writes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.conftest import add_user
@@ -86,25 +88,76 @@ async def test_assignee_must_be_a_project_member(client: httpx.AsyncClient, worl
 async def test_if_match(client: httpx.AsyncClient, world: World) -> None:
     task = await create_task(client, world.owner, world.project_id)
     path = f"/v1/tasks/{task['id']}"
-    first = await client.patch(path, headers={**world.owner.headers, "If-Match": '"1"'},
-                               json={"title": "first"})
+
+    async def patch(if_match: str, title: str) -> httpx.Response:
+        return await client.patch(path, headers={**world.owner.headers, "If-Match": if_match},
+                                  json={"title": title})
+
+    first = await patch('"1"', "first")
     assert first.status_code == 200
     assert first.headers["ETag"] == '"2"'
-    stale = await client.patch(path, headers={**world.owner.headers, "If-Match": '"1"'},
-                               json={"title": "second"})
+    stale = await patch('"1"', "second")
     assert stale.status_code == 412
     assert stale.headers["content-type"] == "application/problem+json"
+    assert stale.headers["ETag"] == '"2"'  # how stale the client is, as projects say it
     assert (await client.get(path, headers=world.owner.headers)).json()["title"] == "first"
-    weak = await client.patch(path, headers={**world.owner.headers, "If-Match": 'W/"2"'},
-                              json={"title": "third"})
-    assert weak.status_code == 200
-    garbage = await client.patch(path, headers={**world.owner.headers, "If-Match": "nonsense"},
-                                 json={"title": "fourth"})
+    # RFC 9110: If-Match compares strongly, so a weak tag never matches.
+    weak = await patch('W/"2"', "weak")
+    assert weak.status_code == 412
+    assert weak.headers["ETag"] == '"2"'
+    listed = await patch('W/"2", "9", "2"', "third")
+    assert listed.status_code == 200
+    garbage = await patch("nonsense", "fourth")
     assert garbage.status_code == 412
+    too_long = await patch(", ".join(['"3"'] * 200), "fifth")
+    assert too_long.status_code == 422
+    assert too_long.json()["errors"][0]["field"] == "If-Match"
+    assert (await patch("*", "any")).status_code == 200
     # Without If-Match the last write wins.
     blind = await client.patch(path, headers=world.owner.headers, json={"title": "last"})
     assert blind.status_code == 200
-    assert blind.json()["version"] == 4
+    assert blind.json()["version"] == 5
+
+
+async def test_delete_honours_if_match(client: httpx.AsyncClient, world: World) -> None:
+    task = await create_task(client, world.owner, world.project_id)
+    path = f"/v1/tasks/{task['id']}"
+    for stale in ('"999"', 'W/"1"', "nonsense"):
+        refused = await client.delete(path, headers={**world.owner.headers, "If-Match": stale})
+        assert refused.status_code == 412, stale
+        assert refused.headers["ETag"] == '"1"'
+    too_long = await client.delete(
+        path, headers={**world.owner.headers, "If-Match": ", ".join(['"1"'] * 200)})
+    assert too_long.status_code == 422
+    assert (await client.get(path, headers=world.owner.headers)).status_code == 200
+    deleted = await client.delete(path, headers={**world.owner.headers, "If-Match": '"7", "1"'})
+    assert deleted.status_code == 204
+    assert (await client.get(path, headers=world.owner.headers)).status_code == 404
+    other = await create_task(client, world.owner, world.project_id)
+    star = await client.delete(f"/v1/tasks/{other['id']}",
+                               headers={**world.owner.headers, "If-Match": "*"})
+    assert star.status_code == 204
+
+
+async def test_concurrent_patches_with_one_etag_let_exactly_one_win(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The If-Match check runs on the locked row: two writers holding version 1 cannot
+    both succeed."""
+    for _ in range(3):
+        task = await create_task(client, world.owner, world.project_id)
+        path = f"/v1/tasks/{task['id']}"
+        responses = await asyncio.gather(*(
+            client.patch(path, headers={**actor.headers, "If-Match": '"1"'},
+                         json={"title": f"by {actor.username}"})
+            for actor in (world.owner, world.editor)
+        ))
+        assert sorted(r.status_code for r in responses) == [200, 412]
+        winner = next(r for r in responses if r.status_code == 200).json()
+        loser = next(r for r in responses if r.status_code == 412)
+        assert loser.headers["ETag"] == '"2"'
+        after = (await client.get(path, headers=world.owner.headers)).json()
+        assert (after["version"], after["title"]) == (2, winner["title"])
 
 
 async def test_patch_records_changes(client: httpx.AsyncClient, world: World) -> None:

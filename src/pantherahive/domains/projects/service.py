@@ -13,7 +13,8 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, PreconditionFailed, ValidationFailed
+from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.etags import check_if_match
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects import events
@@ -40,25 +41,6 @@ _NOT_NULL = frozenset({"name", "owner_id", "status"})
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def if_match_holds(if_match: str | None, version: int) -> bool:
-    """RFC 9110 ``If-Match``: absent or ``*`` always holds; otherwise one of the listed
-    tags must be this version (weak tags compare by value, which is all a version is)."""
-    if if_match is None or if_match.strip() == "*":
-        return True
-    wanted = etag(version)
-    for tag in if_match.split(","):
-        tag = tag.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == wanted:
-            return True
-    return False
 
 
 async def deny(
@@ -219,11 +201,7 @@ async def update_project(
     if_match: str | None,
 ) -> Project:
     project, _ = await _authorize(session, auth, project_id, ProjectAction.UPDATE, for_update=True)
-    if not if_match_holds(if_match, project.version):
-        raise PreconditionFailed(
-            f"The project is at version {project.version}; If-Match did not match.",
-            headers={"ETag": etag(project.version)},
-        )
+    check_if_match(if_match, project.version, resource="project")
     sent = body.model_fields_set
     for field in sorted(sent & _NOT_NULL):
         if getattr(body, field) is None:
@@ -301,11 +279,7 @@ async def delete_project(
     """Delete the project and its members; tasks deletes the project's tasks when it
     consumes ``project.deleted``."""
     project, _ = await _authorize(session, auth, project_id, ProjectAction.DELETE, for_update=True)
-    if not if_match_holds(if_match, project.version):
-        raise PreconditionFailed(
-            f"The project is at version {project.version}; If-Match did not match.",
-            headers={"ETag": etag(project.version)},
-        )
+    check_if_match(if_match, project.version, resource="project")
     name = project.name
     member_ids = await ProjectRepository(session).delete_project(project)
     await emit(

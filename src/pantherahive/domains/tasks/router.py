@@ -7,9 +7,10 @@ from datetime import date
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import CurrentAuth
@@ -24,6 +25,7 @@ from pantherahive.domains.tasks.schemas import (
     TaskStatus,
     TaskUpdate,
 )
+from pantherahive.infra.http.conditional import IfMatch
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 
@@ -79,7 +81,6 @@ async def list_query(
 
 
 Listing = Annotated[ListQuery, Depends(list_query)]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='ETag, e.g. "3"')]
 
 
 def _page(rows: list[TaskRecord], next_cursor: str | None) -> Page[TaskRead]:
@@ -89,7 +90,7 @@ def _page(rows: list[TaskRecord], next_cursor: str | None) -> Page[TaskRead]:
 
 
 def _one(task: TaskRecord, response: Response) -> TaskRead:
-    response.headers["ETag"] = f'"{task.version}"'
+    response.headers["ETag"] = etag(task.version)
     return TaskRead.model_validate(task)
 
 
@@ -168,11 +169,14 @@ async def update_task(
 @router.delete(
     "/v1/tasks/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_problems(401, 403, 404),
+    responses=_problems(401, 403, 404, 412, 422),
 )
-async def delete_task(task_id: UUID, auth: CurrentAuth, session: Session) -> None:
-    """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it."""
-    await service.delete_task(session, auth, task_id)
+async def delete_task(
+    task_id: UUID, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+) -> None:
+    """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it. With
+    `If-Match`, a stale ETag is 412."""
+    await service.delete_task(session, auth, task_id, if_match=if_match)
 
 
 @router.put(

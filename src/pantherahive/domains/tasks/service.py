@@ -20,9 +20,9 @@ from pantherahive.core.errors import (
     FieldError,
     Forbidden,
     NotFound,
-    PreconditionFailed,
     ValidationFailed,
 )
+from pantherahive.core.etags import check_if_match
 from pantherahive.core.pagination import decode_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
@@ -307,7 +307,7 @@ async def update_task(
                                          is_assignee=is_assignee)):
             action = TaskAction.UPDATE_STATUS if status_only else TaskAction.UPDATE
             raise await _deny(session, auth, action, "task", task.id)
-    _check_if_match(if_match, task.version)
+    check_if_match(if_match, task.version, resource="task")
     for name in _NOT_NULL:
         if name in sent and getattr(body, name) is None:
             raise ValidationFailed(f"{_WIRE[name]} cannot be null.",
@@ -355,7 +355,10 @@ async def update_task(
     return task
 
 
-async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -> None:
+async def delete_task(
+    session: AsyncSession, auth: AuthContext, task_id: UUID, *, if_match: str | None = None
+) -> None:
+    """``If-Match`` is checked against the row locked for the delete, as PATCH does."""
     task, access = await _visible_task(session, auth, task_id)
     if not task_may(access, TaskAction.DELETE):
         raise await _deny(session, auth, TaskAction.DELETE, "task", task.id)
@@ -363,6 +366,11 @@ async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -
     # Exclusive: an edge being added to this task elsewhere must not outlive it. Taken
     # before the DELETE locks the row, the same order every writer of the graph uses.
     await repo.lock_graph(task.project_id)
+    if if_match is not None:
+        current = await repo.get(task.id, for_update=True)
+        if current is None:
+            raise TaskNotFound()
+        check_if_match(if_match, current.version, resource="task")
     await repo.delete(task.id)
     await _emit(session, events.TASK_DELETED, task, {"title": task.title})
 
@@ -434,18 +442,6 @@ async def _require_eligible(session: AsyncSession, project_id: UUID, user_id: UU
         session, project_id, user_id
     ):
         raise IneligibleAssignee()
-
-
-def _check_if_match(if_match: str | None, version: int) -> None:
-    if if_match is None:
-        return
-    tags = [tag.strip() for tag in if_match.split(",")]
-    current = f'"{version}"'
-    if "*" in tags or any(tag.removeprefix("W/") == current for tag in tags):
-        return
-    raise PreconditionFailed(
-        f"The task has changed (its ETag is now {current}); fetch it again and retry."
-    )
 
 
 async def _deny(
