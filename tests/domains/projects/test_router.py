@@ -95,6 +95,29 @@ async def test_end_before_start_names_end_date(
     assert moved_start.json()["endDate"] == "2026-02-28"
 
 
+async def test_dates_must_be_real_days(client: httpx.AsyncClient, tenant: TenantHandle) -> None:
+    """date.min/date.max are stored as -infinity/infinity by asyncpg: refused, with the
+    allowed range in the message."""
+    admin = tenant.admin
+    for field in ("startDate", "endDate"):
+        for day in ("9999-12-31", "0001-01-01"):
+            response = await client.post(
+                "/v1/projects", headers=admin.headers, json={"name": "x", field: day}
+            )
+            assert response.status_code == 422, (field, day)
+            error = response.json()["errors"][0]
+            assert error["field"] == field
+            assert "0001-01-02" in error["message"]
+            assert "9999-12-30" in error["message"]
+    project = await create_project(client, admin, startDate="0001-01-02", endDate="9999-12-30")
+    assert (project["startDate"], project["endDate"]) == ("0001-01-02", "9999-12-30")
+    patch = await client.patch(
+        f"/v1/projects/{project['id']}", headers=admin.headers, json={"endDate": "9999-12-31"}
+    )
+    assert patch.status_code == 422
+    assert patch.json()["errors"][0]["field"] == "endDate"
+
+
 async def test_owner_must_be_an_active_user_of_the_tenant(
     client: httpx.AsyncClient, tenant: TenantHandle
 ) -> None:

@@ -160,6 +160,31 @@ async def test_concurrent_patches_with_one_etag_let_exactly_one_win(
         assert (after["version"], after["title"]) == (2, winner["title"])
 
 
+async def test_due_date_must_be_a_real_day(client: httpx.AsyncClient, world: World) -> None:
+    """asyncpg stores date.min/date.max as -infinity/infinity: 9999-12-31 would tie with
+    "no due date" under sort=dueDate. Both ends are refused, naming the allowed range."""
+    project_id = await create_project(client, world.owner)
+    path = f"/v1/projects/{project_id}/tasks"
+    for due in ("9999-12-31", "0001-01-01"):
+        refused = await client.post(path, headers=world.owner.headers,
+                                    json={"title": "t", "dueDate": due})
+        assert refused.status_code == 422, due
+        error = refused.json()["errors"][0]
+        assert error["field"] == "dueDate"
+        assert "0001-01-02" in error["message"]
+        assert "9999-12-30" in error["message"]
+    undated = await create_task(client, world.owner, project_id)
+    last = await create_task(client, world.owner, project_id, dueDate="9999-12-30")
+    first = await create_task(client, world.owner, project_id, dueDate="0001-01-02")
+    for due in ("9999-12-31", "0001-01-01"):
+        patched = await client.patch(f"/v1/tasks/{first['id']}", headers=world.owner.headers,
+                                     json={"dueDate": due})
+        assert patched.status_code == 422, due
+        assert patched.json()["errors"][0]["field"] == "dueDate"
+    listed = await client.get(path, headers=world.owner.headers, params={"sort": "dueDate"})
+    assert [t["id"] for t in listed.json()["items"]] == [first["id"], last["id"], undated["id"]]
+
+
 async def test_patch_records_changes(client: httpx.AsyncClient, world: World) -> None:
     task = await create_task(client, world.owner, world.project_id, dueDate="2030-05-01")
     response = await client.patch(
