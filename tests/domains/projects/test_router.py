@@ -8,6 +8,9 @@ import uuid
 import httpx
 import pytest
 
+from pantherahive.domains.projects.handlers import CONSUMERS as PROJECT_CONSUMERS
+from pantherahive.domains.tasks.handlers import CONSUMERS as TASK_CONSUMERS
+from pantherahive.infra.bus.runtime import drain
 from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.projects.helpers import create_project, outbox, put_member
 
@@ -269,6 +272,40 @@ async def test_owner_transfer_keeps_the_old_owner_as_editor(
     assert denied.status_code == 403
     types = [e["type"] for e in await outbox(client, tenant.id, subject_id=project["id"])]
     assert types[-4:-1] == ["project.member_updated", "project.member_added", "project.updated"]
+
+
+async def test_owner_transfer_drops_an_inactive_old_owner(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    """A deactivated owner keeps the project until an ADMIN transfers it; the transfer must
+    not re-admit them as EDITOR (PUT /members/{them} is 404), and emits the removal, so
+    tasks unassigns them."""
+    admin, member = tenant.admin, tenant.users["MEMBER"]
+    leaver = await add_user(client, tenant, "MANAGER")
+    project = await create_project(client, leaver)
+    url = f"/v1/projects/{project['id']}"
+    task = await client.post(f"{url}/tasks", headers=leaver.headers,
+                             json={"title": "theirs", "assigneeId": leaver.id})
+    assert task.status_code == 201
+    assert (await client.delete(f"/v1/users/{leaver.id}", headers=admin.headers)).status_code == 204
+    db = client.app.state.platform.db  # type: ignore[attr-defined]
+    await drain(db, PROJECT_CONSUMERS)  # user.deactivated: owners keep their projects
+
+    response = await client.patch(url, headers=admin.headers, json={"ownerId": member.id})
+    assert response.status_code == 200, response.text
+    members = await client.get(f"{url}/members", headers=admin.headers)
+    assert {m["userId"]: m["role"] for m in members.json()["items"]} == {member.id: "OWNER"}
+    readd = await client.put(f"{url}/members/{leaver.id}", headers=admin.headers,
+                             json={"role": "EDITOR"})
+    assert readd.status_code == 404
+    removals = [e for e in await outbox(client, tenant.id, subject_id=project["id"])
+                if e["type"] == "project.member_removed"]  # fmt: skip
+    assert [e["data"] for e in removals] == [
+        {"userId": leaver.id, "role": "OWNER", "reason": "user.deactivated"}]  # fmt: skip
+
+    await drain(db, TASK_CONSUMERS)
+    after = await client.get(f"/v1/tasks/{task.json()['id']}", headers=admin.headers)
+    assert after.json()["assigneeId"] is None
 
 
 async def test_member_changes(client: httpx.AsyncClient, tenant: TenantHandle) -> None:

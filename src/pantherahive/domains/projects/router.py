@@ -91,7 +91,8 @@ async def update_project(
     if_match: IfMatch = None,
 ) -> ProjectRead:
     """Partial update (owner or ADMIN). With `If-Match`, a stale version is 412; without
-    it the last write wins. Changing `ownerId` keeps the previous owner as an EDITOR."""
+    it the last write wins. Changing `ownerId` keeps the previous owner as an EDITOR, or
+    removes them from the project if they are no longer ACTIVE."""
     project = await service.update_project(session, auth, project_id, body=body, if_match=if_match)
     return _read(project, response)
 

@@ -228,7 +228,7 @@ async def update_project(
         assert body.owner_id is not None
         if not await _is_active_user(session, auth, body.owner_id):
             raise _owner_invalid()
-        await _transfer_ownership(session, project, body.owner_id)
+        await _transfer_ownership(session, auth, project, body.owner_id)
     for field in _UPDATABLE:
         if _camel(field) in changes:
             new = getattr(body, field)
@@ -246,12 +246,32 @@ async def update_project(
     return project
 
 
-async def _transfer_ownership(session: AsyncSession, project: Project, new_owner: UUID) -> None:
-    """The old owner stays on the project as an EDITOR; the new owner's membership becomes
-    OWNER (created if they were not a member)."""
+async def _transfer_ownership(
+    session: AsyncSession, auth: AuthContext, project: Project, new_owner: UUID
+) -> None:
+    """The old owner stays on the project as an EDITOR if they are still ACTIVE; the new
+    owner's membership becomes OWNER (created if they were not a member).
+
+    An old owner who is no longer ACTIVE (``user.deactivated`` leaves owners in place until
+    this transfer) leaves the project instead, with the ``project.member_removed`` a removal
+    emits, so tasks unassigns them; keeping them as EDITOR would re-admit a user that
+    ``PUT /members/{userId}`` refuses."""
     repo = ProjectRepository(session)
     old = await repo.get_member(project.id, project.owner_id)
-    if old is not None:
+    if old is not None and not await _is_active_user(session, auth, old.user_id):
+        await repo.remove_member(old)
+        await emit(
+            session,
+            events.MEMBER_REMOVED,
+            subject_type="project",
+            subject_id=project.id,
+            data={
+                "userId": str(old.user_id),
+                "role": ProjectRole.OWNER.value,
+                "reason": "user.deactivated",
+            },
+        )
+    elif old is not None:
         old.role = ProjectRole.EDITOR.value
         await _member_event(session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR)
     member = await repo.get_member(project.id, new_owner)
