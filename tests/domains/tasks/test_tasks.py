@@ -4,11 +4,14 @@ assignee rule, validation, and the events each change writes."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
 from tests.conftest import add_user
 from tests.domains.tasks.helpers import World, create_project, create_task, depend, outbox
+from tests.support.db import database_url
+from tests.support.servers import owner_connection
 
 
 async def test_create_returns_every_field(client: httpx.AsyncClient, world: World) -> None:
@@ -297,6 +300,54 @@ async def test_my_tasks(client: httpx.AsyncClient, world: World) -> None:
     await client.delete(f"/v1/projects/{other_project}", headers=world.owner.headers)
     response = await client.get("/v1/users/me/tasks", headers=me.headers)
     assert [t["id"] for t in response.json()["items"]] == [mine[0]["id"]]
+
+
+async def test_an_admins_tasks_of_a_deleted_project_vanish_at_once(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """An ADMIN reads "every project", so only the tasks.project_deleted consumer used to
+    hide a deleted project's tasks from their /users/me/tasks (and nothing, if it
+    dead-lettered), while GET /v1/tasks/{id} was 404 at once. The consumer is held off
+    here by a lock on those rows, the state it leaves while it has not run."""
+    admin = world.admin
+    doomed, kept = [await create_project(client, world.owner) for _ in range(2)]
+    for project_id in (doomed, kept):
+        await client.put(f"/v1/projects/{project_id}/members/{admin.id}",
+                         headers=world.owner.headers, json={"role": "EDITOR"})
+    tasks = [await create_task(client, world.owner, project_id, assigneeId=admin.id)
+             for project_id in (doomed, kept, doomed, doomed, kept, doomed)]
+    survivors = [t["id"] for t in tasks if t["projectId"] == kept]
+
+    holder = await owner_connection(database_url())
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT id FROM tasks.tasks WHERE project_id = $1 FOR SHARE", doomed)
+            deleted = await client.delete(f"/v1/projects/{doomed}", headers=world.owner.headers)
+            assert deleted.status_code == 204
+            for task in tasks:
+                gone = await client.get(f"/v1/tasks/{task['id']}", headers=admin.headers)
+                assert gone.status_code == (200 if task["id"] in survivors else 404)
+            for limit in (1, 2, 50):
+                walked: list[str] = []
+                cursor = None
+                while True:
+                    params: dict[str, Any] = {"limit": limit, **({"cursor": cursor}
+                                                                 if cursor else {})}
+                    page = await client.get("/v1/users/me/tasks", headers=admin.headers,
+                                            params=params)
+                    assert page.status_code == 200, page.text
+                    assert len(page.json()["items"]) <= limit
+                    walked += [t["id"] for t in page.json()["items"]]
+                    cursor = page.json()["nextCursor"]
+                    if cursor is None:
+                        break
+                assert walked == survivors, limit
+            still_there = await holder.fetchval(
+                "SELECT count(*) FROM tasks.tasks WHERE project_id = $1", doomed)
+            assert still_there == 4  # the consumer has not deleted them
+    finally:
+        await holder.close()
 
 
 async def test_tasks_of_a_deleted_project_are_404(client: httpx.AsyncClient, world: World) -> None:

@@ -6,6 +6,7 @@ projects a caller can see; it never reads projects' tables itself.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from pantherahive.domains.projects.repository import ProjectRepository
 __all__ = [
     "ProjectAccess",
     "ProjectRole",
+    "existing_project_ids",
     "is_project_member",
     "project_access",
     "readable_project_ids",
@@ -63,3 +65,14 @@ async def readable_project_ids(session: AsyncSession, auth: AuthContext) -> list
     if project_may(auth.role, None, ProjectAction.READ):
         return None
     return await ProjectRepository(session).member_project_ids(auth.user_id)
+
+
+async def existing_project_ids(session: AsyncSession, project_ids: Collection[UUID]) -> set[UUID]:
+    """Those of ``project_ids`` that name a project of the transaction's tenant now.
+
+    A deleted project's tasks outlive it until tasks consumes ``project.deleted`` (forever,
+    if that event dead-letters); a caller who reads "every project" (``None`` above) asks
+    here which of the projects it is about to show still exist."""
+    if not project_ids:
+        return set()
+    return await ProjectRepository(session).existing_ids(project_ids)

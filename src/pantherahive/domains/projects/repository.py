@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -55,6 +56,10 @@ class ProjectRepository:
             Project.id == project_id, or_(Project.owner_id == user_id, member)
         )
         return (await self.session.execute(stmt)).first() is not None
+
+    async def existing_ids(self, project_ids: Collection[UUID]) -> set[UUID]:
+        stmt = select(Project.id).where(Project.id.in_(project_ids))
+        return set((await self.session.execute(stmt)).scalars())
 
     async def member_project_ids(self, user_id: UUID) -> list[UUID]:
         stmt = select(Member.project_id).where(Member.user_id == user_id)

@@ -207,6 +207,7 @@ class TaskRepository:
         *,
         project_id: UUID | None = None,
         project_ids: Sequence[UUID] | None = None,
+        exclude_project_ids: Sequence[UUID] = (),
         filters: TaskFilter,
         sort: TaskSort,
         after: tuple[Any, UUID] | None,
@@ -218,6 +219,8 @@ class TaskRepository:
             stmt = stmt.where(Task.project_id == project_id)
         if project_ids is not None:
             stmt = stmt.where(Task.project_id.in_(project_ids))
+        if exclude_project_ids:
+            stmt = stmt.where(Task.project_id.not_in(exclude_project_ids))
         stmt = _filtered(stmt, filters)
         few_matches = False
         if filters.q:

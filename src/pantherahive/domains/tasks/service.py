@@ -27,6 +27,7 @@ from pantherahive.core.pagination import decode_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
     ProjectAccess,
+    existing_project_ids,
     is_project_member,
     project_access,
     readable_project_ids,
@@ -107,15 +108,33 @@ async def list_my_tasks(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[TaskRecord], str | None]:
-    """Tasks assigned to the caller, in the projects the caller can still see."""
+    """Tasks assigned to the caller, in the projects the caller can still see.
+
+    A deleted project's tasks remain until tasks consumes ``project.deleted`` (or for good,
+    if that event dead-letters). A member's visible ids never name a deleted project, but
+    an ADMIN's are "all": the rows of each page are checked against projects' api and a
+    page with a vanished project is read again without it, so the list agrees with
+    ``GET /v1/tasks/{id}`` (404 at once)."""
     visible = await readable_project_ids(session, auth)
     if visible is not None and not visible:
         return [], None
     filters = dataclasses.replace(filters, assignee_id=auth.user_id)
-    return await _page(
-        TaskRepository(session, auth.tenant_id), sort, cursor, limit,
-        project_ids=visible, filters=filters,
-    )
+    repo = TaskRepository(session, auth.tenant_id)
+    after = _decode_cursor(cursor, sort) if cursor else None
+    vanished: set[UUID] = set()
+    while True:
+        rows = await repo.list_tasks(
+            project_ids=visible, exclude_project_ids=sorted(vanished), filters=filters,
+            sort=sort, after=after, limit=limit + 1,
+        )
+        if visible is not None:
+            break
+        shown = {row.project_id for row in rows}
+        gone = shown - await existing_project_ids(session, shown)
+        if not gone:
+            break
+        vanished |= gone
+    return _cut(rows, sort, limit)
 
 
 async def _page(
@@ -126,13 +145,17 @@ async def _page(
     *,
     filters: TaskFilter,
     project_id: UUID | None = None,
-    project_ids: list[UUID] | None = None,
 ) -> tuple[list[TaskRecord], str | None]:
     after = _decode_cursor(cursor, sort) if cursor else None
     rows = await repo.list_tasks(
-        project_id=project_id, project_ids=project_ids, filters=filters, sort=sort,
-        after=after, limit=limit + 1,
+        project_id=project_id, filters=filters, sort=sort, after=after, limit=limit + 1,
     )
+    return _cut(rows, sort, limit)
+
+
+def _cut(rows: list[TaskRecord], sort: TaskSort, limit: int
+         ) -> tuple[list[TaskRecord], str | None]:
+    """A page of ``limit`` from ``limit + 1`` rows, and the cursor if there are more."""
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
