@@ -35,10 +35,15 @@ class DependencyCycle(Conflict):
 class TaskBlocked(Conflict):
     slug = "task-blocked"
 
-    def __init__(self, blockers: list[UUID]) -> None:
+    def __init__(
+        self,
+        blockers: list[UUID],
+        detail: str = "The task cannot be DONE while tasks it depends on are open.",
+        field: str = "status",
+    ) -> None:
         super().__init__(
-            "The task cannot be DONE while tasks it depends on are open.",
-            errors=[FieldError("status", f"blocked by {blocker}") for blocker in blockers],
+            detail,
+            errors=[FieldError(field, f"blocked by {blocker}") for blocker in blockers],
             extra={"blockers": [str(blocker) for blocker in blockers]},
         )
 

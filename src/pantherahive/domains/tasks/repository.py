@@ -186,20 +186,18 @@ class TaskRepository:
         )
 
     async def open_blockers(self, task_id: UUID) -> list[UUID]:
-        """The tasks ``task_id`` depends on that are still open, locked (FOR SHARE) so none
-        can reopen before this transaction ends."""
+        """The tasks ``task_id`` depends on that are still open. *Every* task it depends on,
+        closed ones included, is locked FOR SHARE, so none can change status (a closed one
+        reopen) before this transaction ends."""
         stmt = (
-            select(Task.id)
+            select(Task.id, Task.status)
             .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
-            .where(
-                TaskDependency.task_id == task_id,
-                Task.tenant_id == self.tenant_id,
-                Task.status.not_in(_CLOSED),
-            )
+            .where(TaskDependency.task_id == task_id, Task.tenant_id == self.tenant_id)
             .order_by(Task.id)
             .with_for_update(read=True, of=Task)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        rows = await self.session.execute(stmt)
+        return [row.id for row in rows if row.status not in _CLOSED]
 
     # ---- lists ----------------------------------------------------------------------------
     async def list_tasks(

@@ -188,7 +188,8 @@ async def add_dependency(
     task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
 ) -> None:
     """Make the task depend on another task of the same project (422 otherwise; itself is
-    422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids). Adding an
+    422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids); a DONE
+    task may only depend on DONE or CANCELLED tasks (else 409 with `blockers`). Adding an
     existing edge changes nothing."""
     await service.add_dependency(session, auth, task_id, depends_on_id)
 

@@ -402,7 +402,8 @@ async def add_dependency(
     session: AsyncSession, auth: AuthContext, task_id: UUID, depends_on_id: UUID
 ) -> None:
     """Idempotent. The check for a cycle and the insert run under the project's graph lock,
-    so two requests adding A→B and B→A at once are decided one after the other."""
+    so two requests adding A→B and B→A at once are decided one after the other. A DONE
+    task may depend on DONE or CANCELLED tasks only (409 naming the open one)."""
     task, access = await _visible_task(session, auth, task_id)
     if not task_may(access, TaskAction.MANAGE_DEPENDENCIES):
         raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
@@ -416,6 +417,21 @@ async def add_dependency(
     _check_dependency(found.get(depends_on_id), depends_on_id, task.project_id)
     if await repo.edge_exists(task.id, depends_on_id):
         return
+    if found[task.id].status == DONE:
+        # DONE needs blocked == false, so a DONE task takes closed dependencies only. Under
+        # the graph lock no task becomes DONE (that takes it too); FOR SHARE keeps the
+        # dependency closed until this commits. (It may reopen afterwards: reopening a
+        # blocker does not reopen the tasks that depend on it.)
+        dependency = (await repo.nodes([depends_on_id], share=True)).get(depends_on_id)
+        if dependency is None:
+            raise TaskNotFound(f"No task {depends_on_id}.")
+        if dependency.status not in CLOSED_STATUSES:
+            raise TaskBlocked(
+                [depends_on_id],
+                detail=f"The task is DONE and {depends_on_id} is open: depending on it would "
+                "make a DONE task blocked. Reopen the task or close that one first.",
+                field="dependsOnId",
+            )
     path = await repo.path_between(depends_on_id, task.id)
     if path is not None:
         raise DependencyCycle([task.id, *path])
