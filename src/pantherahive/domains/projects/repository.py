@@ -40,13 +40,20 @@ class ProjectRepository:
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
 
-    async def access_role(self, project_id: UUID, user_id: UUID) -> tuple[bool, str | None]:
-        """(the project exists, the user's membership role) without loading the project."""
+    async def access_role(
+        self, project_id: UUID, user_id: UUID, *, key_share: bool = False
+    ) -> tuple[bool, str | None]:
+        """(the project exists, the user's membership role) without loading the project.
+
+        ``key_share`` locks the project row FOR KEY SHARE until the transaction ends: the
+        row cannot be deleted meanwhile (a delete's FOR UPDATE waits)."""
         stmt = (
             select(Project.id, Member.role)
             .outerjoin(Member, and_(Member.project_id == Project.id, Member.user_id == user_id))
             .where(Project.id == project_id)
         )
+        if key_share:
+            stmt = stmt.with_for_update(read=True, key_share=True, of=Project)
         row = (await self.session.execute(stmt)).first()
         return (row is not None, row[1] if row else None)
 
@@ -54,6 +61,16 @@ class ProjectRepository:
         member = exists().where(Member.project_id == project_id, Member.user_id == user_id)
         stmt = select(Project.id).where(
             Project.id == project_id, or_(Project.owner_id == user_id, member)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def lock_membership(self, project_id: UUID, user_id: UUID) -> bool:
+        """Whether the user has a membership row (the owner has one too), locked FOR KEY
+        SHARE until the transaction ends, so it cannot be deleted meanwhile."""
+        stmt = (
+            select(Member.user_id)
+            .where(Member.project_id == project_id, Member.user_id == user_id)
+            .with_for_update(read=True, key_share=True)
         )
         return (await self.session.execute(stmt)).first() is not None
 

@@ -254,7 +254,9 @@ def build_schedule(nodes: list[GraphNode], edges: list[tuple[UUID, UUID]]) -> Sc
 async def create_task(
     session: AsyncSession, auth: AuthContext, project_id: UUID, *, body: TaskCreate
 ) -> TaskRecord:
-    access = await _project(session, auth, project_id)
+    # Locked: a task committed after its project's deletion was consumed would be orphaned,
+    # and an assignee's removal consumed before it would leave a non-member assigned.
+    access = await project_access(session, auth, project_id, lock=True)
     if not task_may(access, TaskAction.CREATE):
         raise await _deny(session, auth, TaskAction.CREATE, "project", project_id)
     if body.assignee_id is not None:
@@ -404,7 +406,9 @@ async def add_dependency(
     """Idempotent. The check for a cycle and the insert run under the project's graph lock,
     so two requests adding A→B and B→A at once are decided one after the other. A DONE
     task may depend on DONE or CANCELLED tasks only (409 naming the open one)."""
-    task, access = await _visible_task(session, auth, task_id)
+    # The project locked: its deletion, consumed mid-request, would delete the two tasks
+    # under the edge's foreign keys.
+    task, access = await _visible_task(session, auth, task_id, lock_project=True)
     if not task_may(access, TaskAction.MANAGE_DEPENDENCIES):
         raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
     if depends_on_id == task.id:
@@ -456,14 +460,15 @@ async def _project(session: AsyncSession, auth: AuthContext, project_id: UUID) -
 
 
 async def _visible_task(
-    session: AsyncSession, auth: AuthContext, task_id: UUID, *, for_update: bool = False
+    session: AsyncSession, auth: AuthContext, task_id: UUID, *, for_update: bool = False,
+    lock_project: bool = False,
 ) -> tuple[TaskRecord, ProjectAccess]:
     """The task and the caller's rights on its project; 404 when either is invisible."""
     task = await TaskRepository(session, auth.tenant_id).get(task_id, for_update=for_update)
     if task is None:
         raise TaskNotFound()
     try:
-        access = await project_access(session, auth, task.project_id)
+        access = await project_access(session, auth, task.project_id, lock=lock_project)
     except NotFound as exc:
         raise TaskNotFound() from exc
     return task, access
@@ -477,8 +482,10 @@ def _check_dependency(found: Any, dep_id: UUID, project_id: UUID) -> None:
 
 
 async def _require_eligible(session: AsyncSession, project_id: UUID, user_id: UUID) -> None:
+    """An active member (or the owner), whose membership stays locked until the commit: a
+    concurrent removal waits for this write, then unassigns them through its event."""
     if not await active_user_ids(session, {user_id}) or not await is_project_member(
-        session, project_id, user_id
+        session, project_id, user_id, lock=True
     ):
         raise IneligibleAssignee()
 
