@@ -131,6 +131,33 @@ async def test_schedule(client: httpx.AsyncClient, world: World) -> None:
     assert empty.json() == {"items": [], "criticalPath": [], "length": 0}
 
 
+async def test_schedule_is_capped(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule holds a project's whole graph in memory: over the setting's number of
+    tasks it is a 409 problem saying so, not a response of every task of a huge project."""
+    settings = client.app.state.platform.settings  # type: ignore[attr-defined]
+    assert settings.schedule_max_tasks == 5000  # the documented default
+    monkeypatch.setattr(settings, "schedule_max_tasks", 3)
+    project_id = await create_project(client, world.owner)
+    path = f"/v1/projects/{project_id}/schedule"
+    ids = [(await create_task(client, world.owner, project_id))["id"] for _ in range(3)]
+    assert (await depend(client, world.owner, ids[1], ids[0])).status_code == 204
+    at_the_cap = await client.get(path, headers=world.owner.headers)
+    assert at_the_cap.status_code == 200
+    assert len(at_the_cap.json()["items"]) == 3
+    await create_task(client, world.owner, project_id)
+    refused = await client.get(path, headers=world.owner.headers)
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["type"].endswith("/schedule-too-large")
+    assert body["maxTasks"] == 3
+    assert "more than 3 tasks" in body["detail"]
+    # Visibility is decided first: a non-member still gets 404, not the size.
+    assert (await client.get(path, headers=world.outsider.headers)).status_code == 404
+
+
 async def test_a_done_task_takes_closed_dependencies_only(
     client: httpx.AsyncClient, world: World
 ) -> None:

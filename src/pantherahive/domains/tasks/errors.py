@@ -63,3 +63,14 @@ class IneligibleAssignee(ValidationFailed):
             "The assignee must be an active user who is a member (or the owner) of the project.",
             errors=[FieldError("assigneeId", "not a member of the project")],
         )
+
+
+class ScheduleTooLarge(Conflict):
+    slug = "schedule-too-large"
+
+    def __init__(self, max_tasks: int) -> None:
+        super().__init__(
+            f"The project has more than {max_tasks} tasks, the most a schedule is computed "
+            "for; list its tasks (GET /v1/projects/{projectId}/tasks) instead.",
+            extra={"maxTasks": max_tasks},
+        )

@@ -316,13 +316,21 @@ class TaskRepository:
         path.reverse()
         return path
 
-    async def graph(self, project_id: UUID) -> tuple[list[GraphNode], list[tuple[UUID, UUID]]]:
-        """Every task of a project (oldest first) and every edge (task, depends_on)."""
-        tasks = await self.session.execute(
+    async def graph(
+        self, project_id: UUID, *, max_tasks: int | None = None
+    ) -> tuple[list[GraphNode], list[tuple[UUID, UUID]]] | None:
+        """Every task of a project (oldest first) and every edge (task, depends_on); None,
+        without reading the edges, if it has more than ``max_tasks`` tasks."""
+        tasks_query = (
             select(Task.id, Task.title, Task.status)
             .where(Task.tenant_id == self.tenant_id, Task.project_id == project_id)
             .order_by(Task.created_at, Task.id)
         )
+        if max_tasks is not None:
+            tasks_query = tasks_query.limit(max_tasks + 1)
+        tasks = (await self.session.execute(tasks_query)).all()
+        if max_tasks is not None and len(tasks) > max_tasks:
+            return None
         edges = await self.session.execute(
             select(TaskDependency.task_id, TaskDependency.depends_on_id).where(
                 TaskDependency.tenant_id == self.tenant_id,

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.etags import etag
@@ -123,12 +123,24 @@ async def create_task(
     return _one(task, response)
 
 
-@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404))
-async def project_schedule(project_id: UUID, auth: CurrentAuth, session: Session) -> Schedule:
+def schedule_max_tasks(request: Request) -> int:
+    limit: int = request.app.state.platform.settings.schedule_max_tasks
+    return limit
+
+
+@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404, 409))
+async def project_schedule(
+    project_id: UUID,
+    auth: CurrentAuth,
+    session: Session,
+    max_tasks: Annotated[int, Depends(schedule_max_tasks)],
+) -> Schedule:
     """The project's tasks in an order that respects dependencies (every task after the
     tasks it depends on), each with its depth (longest chain of dependencies below it), and
-    the critical path: the longest chain, first task first."""
-    return await service.project_schedule(session, auth, project_id)
+    the critical path: the longest chain, first task first. A project with more tasks than
+    the server's `schedule_max_tasks` setting (default 5,000) is 409
+    (`/schedule-too-large`, `maxTasks`)."""
+    return await service.project_schedule(session, auth, project_id, max_tasks=max_tasks)
 
 
 @router.get("/v1/users/me/tasks", responses=_problems(401, 422))

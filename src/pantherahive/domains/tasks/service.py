@@ -38,6 +38,7 @@ from pantherahive.domains.tasks.errors import (
     DependencyNotFound,
     IneligibleAssignee,
     InvalidDependency,
+    ScheduleTooLarge,
     TaskBlocked,
     TaskNotFound,
 )
@@ -202,11 +203,15 @@ def _cursor_key(python_type: type, key: Any) -> Any:
 
 
 async def project_schedule(
-    session: AsyncSession, auth: AuthContext, project_id: UUID
+    session: AsyncSession, auth: AuthContext, project_id: UUID, *, max_tasks: int
 ) -> Schedule:
+    """The whole graph is read and ordered in memory, so a project over ``max_tasks`` tasks
+    is refused (409) rather than answered with megabytes after seconds of work."""
     await _project(session, auth, project_id)
-    nodes, edges = await TaskRepository(session, auth.tenant_id).graph(project_id)
-    return build_schedule(nodes, edges)
+    graph = await TaskRepository(session, auth.tenant_id).graph(project_id, max_tasks=max_tasks)
+    if graph is None:
+        raise ScheduleTooLarge(max_tasks)
+    return build_schedule(*graph)
 
 
 def build_schedule(nodes: list[GraphNode], edges: list[tuple[UUID, UUID]]) -> Schedule:
