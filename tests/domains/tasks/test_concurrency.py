@@ -21,7 +21,7 @@ from pantherahive.domains.tasks.schemas import TaskCreate, TaskUpdate
 from pantherahive.infra.bus.runtime import drain
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.principal import AuthContext, Role
-from tests.conftest import Actor
+from tests.conftest import Actor, unique
 from tests.domains.tasks.helpers import World, create_project, create_task, put_member
 from tests.support.db import database_url
 from tests.support.servers import owner_connection
@@ -140,3 +140,37 @@ async def test_a_member_removal_waits_for_their_assignment(
     await drain(client.app.state.platform.db, TASK_CONSUMERS)  # type: ignore[attr-defined]
     after = await client.get(f"/v1/tasks/{task['id']}", headers=world.owner.headers)
     assert after.json()["assigneeId"] is None
+
+
+async def test_twenty_concurrent_creations_with_one_key_create_one_task(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    project_id = await create_project(client, world.owner)
+    path = f"/v1/projects/{project_id}/tasks"
+    await put_member(client, world.owner, project_id, world.editor.id, "EDITOR")
+    headers = world.editor.headers | {"Idempotency-Key": unique("create-task")}
+    body = {"title": "Exactly once", "priority": "HIGH", "assigneeId": world.owner.id}
+
+    responses = await asyncio.gather(*(client.post(path, headers=headers, json=body)
+                                       for _ in range(20)))
+
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert {r.content for r in responses} == {responses[0].content}
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 19
+    assert {r.headers["etag"] for r in responses} == {'"1"'}
+    task_id = responses[0].json()["id"]
+    async with _watcher() as watcher:
+        assert await _task_count(watcher, project_id) == 1
+        created = await watcher.fetchval(
+            "SELECT count(*) FROM bus.outbox WHERE type = 'task.created' AND subject_id = $1",
+            task_id)
+    assert created == 1
+
+    replay = await client.post(path, headers=headers, json=body)
+    assert (replay.status_code, replay.json()["id"]) == (201, task_id)
+    assert replay.headers["idempotent-replayed"] == "true"
+    different = await client.post(path, headers=headers, json={**body, "title": "Twice"})
+    assert different.status_code == 422
+    async with _watcher() as watcher:
+        assert await _task_count(watcher, project_id) == 1
