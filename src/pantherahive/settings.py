@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     require_email_verification: bool = False
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # GET /v1/projects/{id}/schedule holds a project's whole graph in memory: larger is 409.
+    schedule_max_tasks: int = Field(default=5_000, ge=1, le=1_000_000)
     cors_origins: list[str] = Field(default_factory=list)
 
     rate_limit_enabled: bool = True

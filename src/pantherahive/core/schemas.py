@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from datetime import date
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+# asyncpg writes date.min and date.max as PostgreSQL's -infinity and infinity, which are not
+# those days: they tie with the 'infinity' that stands for "no date" in sort keys and compare
+# unlike any real date. A stored date stays strictly between the two.
+MIN_STORABLE_DATE = date(1, 1, 2)
+MAX_STORABLE_DATE = date(9999, 12, 30)
+
+
+def _storable_date(value: date) -> date:
+    if not MIN_STORABLE_DATE <= value <= MAX_STORABLE_DATE:
+        raise PydanticCustomError(
+            "date_out_of_range",
+            "must be a date from {min} to {max}",
+            {"min": MIN_STORABLE_DATE.isoformat(), "max": MAX_STORABLE_DATE.isoformat()},
+        )
+    return value
+
+
+StorableDate = Annotated[
+    date,
+    AfterValidator(_storable_date),
+    Field(description=f"A date from {MIN_STORABLE_DATE} to {MAX_STORABLE_DATE}."),
+]
 
 
 class ApiModel(BaseModel):

@@ -16,6 +16,7 @@ from pantherahive.core.errors import NotFound
 from pantherahive.domains.projects.api import (
     ProjectAccess,
     ProjectRole,
+    existing_project_ids,
     is_project_member,
     project_access,
     readable_project_ids,
@@ -97,3 +98,15 @@ async def test_readable_project_ids(client: httpx.AsyncClient, tenant: TenantHan
         assert manager_ids is not None
         assert set(manager_ids) == {UUID(owned["id"]), UUID(shared["id"])}
         assert await readable_project_ids(session, auth_of(tenant, member)) == [UUID(shared["id"])]
+
+
+async def test_existing_project_ids(client: httpx.AsyncClient, tenant: TenantHandle) -> None:
+    kept = await create_project(client, tenant.admin)
+    deleted = await create_project(client, tenant.admin)
+    theirs = await create_project(client, (await create_tenant(client)).admin)
+    response = await client.delete(f"/v1/projects/{deleted['id']}", headers=tenant.admin.headers)
+    assert response.status_code == 204
+    asked = {UUID(p["id"]) for p in (kept, deleted, theirs)} | {uuid.uuid4()}
+    async with tenant_session(client, tenant.id) as session:
+        assert await existing_project_ids(session, asked) == {UUID(kept["id"])}
+        assert await existing_project_ids(session, set()) == set()

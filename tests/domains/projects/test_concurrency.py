@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Actor, TenantHandle, create_tenant
 from tests.domains.projects.helpers import create_project
+from tests.support.db import database_url
+from tests.support.servers import owner_connection
 
 
 async def _all_ids(
@@ -79,51 +85,98 @@ async def test_pagination_walk_returns_each_project_once(
     assert await _all_ids(client, admin, limit=3, q="p1") == created[10:20]
 
 
-async def _walk_while_inserting(
-    client: httpx.AsyncClient, actor: Actor, limit: int, inserts_per_page: int
-) -> tuple[list[str], list[str]]:
-    walked: list[str] = []
-    inserted: list[str] = []
-    cursor = None
-    for page_number in itertools.count():
-        query: dict[str, str | int] = {"limit": limit}
-        if cursor:
-            query["cursor"] = cursor
-        # Insert alongside the first pages only, or a walk could never reach the end.
-        writers = inserts_per_page if page_number < 4 else 0
-        page, *new = await asyncio.gather(
-            client.get("/v1/projects", headers=actor.headers, params=query),
-            *[client.post("/v1/projects", headers=actor.headers, json={"name": "new"})
-              for _ in range(writers)],
-        )  # fmt: skip
-        assert page.status_code == 200
-        assert all(r.status_code == 201 for r in new)
-        inserted += [r.json()["id"] for r in new]
-        walked += [p["id"] for p in page.json()["items"]]
-        cursor = page.json()["nextCursor"]
-        if cursor is None:
-            break
-    return walked, inserted
+BASE = datetime(2020, 1, 1, tzinfo=UTC)
+Key = tuple[datetime, UUID]
+
+
+async def _insert(conn: asyncpg.Connection, tenant: TenantHandle, buckets: list[int]
+                  ) -> dict[str, Key]:
+    """Projects created "at" BASE + bucket seconds (few buckets, so many share a
+    created_at), written as the owner the way a concurrent request commits them."""
+    rows: dict[str, Key] = {}
+    async with conn.transaction():
+        for bucket in buckets:
+            project_id, created_at = uuid4(), BASE + timedelta(seconds=bucket)
+            await conn.execute(
+                "INSERT INTO projects.projects (id, tenant_id, name, owner_id, status, "
+                "version, created_at, updated_at) VALUES ($1, $2, $3, $4, 'ACTIVE', 1, $5, $5)",
+                project_id, UUID(tenant.id), f"p{bucket}", UUID(tenant.admin.id), created_at)
+            await conn.execute(
+                "INSERT INTO projects.members (project_id, user_id, tenant_id, role, added_at) "
+                "VALUES ($1, $2, $3, 'OWNER', $4)",
+                project_id, UUID(tenant.admin.id), UUID(tenant.id), created_at)
+            rows[str(project_id)] = (created_at, project_id)
+    return rows
+
+
+def _key(item: dict[str, Any]) -> Key:
+    return datetime.fromisoformat(item["createdAt"]), UUID(item["id"])
+
+
+BUCKETS = st.integers(min_value=0, max_value=3)
 
 
 @settings(
-    max_examples=5,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    existing=st.integers(min_value=0, max_value=8),
-    limit=st.integers(min_value=1, max_value=5),
-    inserts_per_page=st.integers(min_value=0, max_value=3),
+    existing=st.lists(BUCKETS, max_size=10),
+    limit=st.integers(min_value=1, max_value=4),
+    inserts=st.lists(st.lists(BUCKETS, max_size=3), max_size=5),
 )
+# Ties on a page boundary: without the id tie-break the walk skips the rest of the tie.
+@example(existing=[0, 0, 0], limit=1, inserts=[])
+# Rows landing before, inside and after the cursor's position while paging.
+@example(existing=[1, 1, 2, 2], limit=1, inserts=[[0, 3], [1, 2, 3], [0, 1]])
 async def test_no_skip_or_repeat_under_concurrent_inserts(
-    client: httpx.AsyncClient, existing: int, limit: int, inserts_per_page: int
+    client: httpx.AsyncClient, existing: list[int], limit: int, inserts: list[list[int]]
 ) -> None:
-    """Every project that existed before the walk is seen exactly once; projects created
-    during the walk are seen at most once."""
+    """Walking the list while projects are inserted before, at and after the cursor's
+    position (same created_at as rows already paged included): every project that existed
+    before the walk is seen exactly once, in (createdAt, id) order; one inserted after the
+    position the walk had reached is seen; one inserted before the page being read is not."""
     tenant = await create_tenant(client)
-    before = [(await create_project(client, tenant.admin))["id"] for _ in range(existing)]
-    walked, inserted = await _walk_while_inserting(client, tenant.admin, limit, inserts_per_page)
-    assert len(walked) == len(set(walked)), "a project was repeated"
-    assert walked[: len(before)] == before, "a pre-existing project was skipped"
-    assert set(walked) <= set(before) | set(inserted)
+    conn = await owner_connection(database_url())
+    try:
+        before = await _insert(conn, tenant, existing)
+        inserted: dict[str, Key] = {}
+        walked: list[dict[str, Any]] = []
+        must_see: set[str] = set()
+        must_not_see: set[str] = set()
+        cursor: str | None = None
+        reached: Key | None = None  # the key of the last project already walked
+        for page_number in itertools.count():
+            query: dict[str, str | int] = {"limit": limit, **({"cursor": cursor} if cursor
+                                                               else {})}
+            batch = inserts[page_number] if page_number < len(inserts) else []
+            page, new = await asyncio.gather(
+                client.get("/v1/projects", headers=tenant.admin.headers, params=query),
+                _insert(conn, tenant, batch),
+            )
+            assert page.status_code == 200, page.text
+            items = page.json()["items"]
+            assert len(items) <= limit
+            walked += items
+            cursor = page.json()["nextCursor"]
+            inserted |= new
+            if reached is not None:
+                must_not_see |= {pid for pid, key in new.items() if key < reached}
+            reached = _key(walked[-1]) if walked else reached
+            if cursor is not None and reached is not None:
+                must_see |= {pid for pid, key in new.items() if key > reached}
+            if cursor is None:
+                break
+            assert page_number < 100, "paging does not terminate"
+    finally:
+        await conn.close()
+
+    ids = [item["id"] for item in walked]
+    assert len(ids) == len(set(ids)), "a project was repeated"
+    assert set(before) <= set(ids), "a project that existed before the walk was skipped"
+    assert set(ids) <= set(before) | set(inserted)
+    keys = [_key(item) for item in walked]
+    assert keys == sorted(keys), "pages are not in (createdAt, id) order"
+    assert must_see <= set(ids), "a project inserted after the walk's position was skipped"
+    assert not must_not_see & set(ids), "a project inserted behind the cursor was walked"

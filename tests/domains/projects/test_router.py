@@ -8,6 +8,9 @@ import uuid
 import httpx
 import pytest
 
+from pantherahive.domains.projects.handlers import CONSUMERS as PROJECT_CONSUMERS
+from pantherahive.domains.tasks.handlers import CONSUMERS as TASK_CONSUMERS
+from pantherahive.infra.bus.runtime import drain
 from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.projects.helpers import create_project, outbox, put_member
 
@@ -95,6 +98,29 @@ async def test_end_before_start_names_end_date(
     assert moved_start.json()["endDate"] == "2026-02-28"
 
 
+async def test_dates_must_be_real_days(client: httpx.AsyncClient, tenant: TenantHandle) -> None:
+    """date.min/date.max are stored as -infinity/infinity by asyncpg: refused, with the
+    allowed range in the message."""
+    admin = tenant.admin
+    for field in ("startDate", "endDate"):
+        for day in ("9999-12-31", "0001-01-01"):
+            response = await client.post(
+                "/v1/projects", headers=admin.headers, json={"name": "x", field: day}
+            )
+            assert response.status_code == 422, (field, day)
+            error = response.json()["errors"][0]
+            assert error["field"] == field
+            assert "0001-01-02" in error["message"]
+            assert "9999-12-30" in error["message"]
+    project = await create_project(client, admin, startDate="0001-01-02", endDate="9999-12-30")
+    assert (project["startDate"], project["endDate"]) == ("0001-01-02", "9999-12-30")
+    patch = await client.patch(
+        f"/v1/projects/{project['id']}", headers=admin.headers, json={"endDate": "9999-12-31"}
+    )
+    assert patch.status_code == 422
+    assert patch.json()["errors"][0]["field"] == "endDate"
+
+
 async def test_owner_must_be_an_active_user_of_the_tenant(
     client: httpx.AsyncClient, tenant: TenantHandle
 ) -> None:
@@ -147,11 +173,26 @@ async def test_if_match(client: httpx.AsyncClient, tenant: TenantHandle) -> None
     )
     assert lost_update.status_code == 412
 
-    weak_and_listed = await client.patch(
-        url, headers=admin.headers | {"If-Match": 'W/"9", W/"2"'}, json={"status": "ON_HOLD"}
+    assert lost_update.headers["etag"] == '"2"'
+
+    # RFC 9110: If-Match compares strongly, so a weak tag never matches.
+    weak = await client.patch(
+        url, headers=admin.headers | {"If-Match": 'W/"2"'}, json={"status": "ON_HOLD"}
     )
-    assert weak_and_listed.status_code == 200
-    assert weak_and_listed.headers["etag"] == '"3"'
+    assert weak.status_code == 412
+    assert weak.headers["etag"] == '"2"'
+
+    listed = await client.patch(
+        url, headers=admin.headers | {"If-Match": 'W/"9", "2"'}, json={"status": "ON_HOLD"}
+    )
+    assert listed.status_code == 200
+    assert listed.headers["etag"] == '"3"'
+
+    too_long = await client.patch(
+        url, headers=admin.headers | {"If-Match": ", ".join(['"3"'] * 200)}, json={"name": "x"}
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()["errors"][0]["field"] == "If-Match"
 
     blind = await client.patch(url, headers=admin.headers, json={"name": "last write wins"})
     assert blind.status_code == 200
@@ -231,6 +272,40 @@ async def test_owner_transfer_keeps_the_old_owner_as_editor(
     assert denied.status_code == 403
     types = [e["type"] for e in await outbox(client, tenant.id, subject_id=project["id"])]
     assert types[-4:-1] == ["project.member_updated", "project.member_added", "project.updated"]
+
+
+async def test_owner_transfer_drops_an_inactive_old_owner(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    """A deactivated owner keeps the project until an ADMIN transfers it; the transfer must
+    not re-admit them as EDITOR (PUT /members/{them} is 404), and emits the removal, so
+    tasks unassigns them."""
+    admin, member = tenant.admin, tenant.users["MEMBER"]
+    leaver = await add_user(client, tenant, "MANAGER")
+    project = await create_project(client, leaver)
+    url = f"/v1/projects/{project['id']}"
+    task = await client.post(f"{url}/tasks", headers=leaver.headers,
+                             json={"title": "theirs", "assigneeId": leaver.id})
+    assert task.status_code == 201
+    assert (await client.delete(f"/v1/users/{leaver.id}", headers=admin.headers)).status_code == 204
+    db = client.app.state.platform.db  # type: ignore[attr-defined]
+    await drain(db, PROJECT_CONSUMERS)  # user.deactivated: owners keep their projects
+
+    response = await client.patch(url, headers=admin.headers, json={"ownerId": member.id})
+    assert response.status_code == 200, response.text
+    members = await client.get(f"{url}/members", headers=admin.headers)
+    assert {m["userId"]: m["role"] for m in members.json()["items"]} == {member.id: "OWNER"}
+    readd = await client.put(f"{url}/members/{leaver.id}", headers=admin.headers,
+                             json={"role": "EDITOR"})
+    assert readd.status_code == 404
+    removals = [e for e in await outbox(client, tenant.id, subject_id=project["id"])
+                if e["type"] == "project.member_removed"]  # fmt: skip
+    assert [e["data"] for e in removals] == [
+        {"userId": leaver.id, "role": "OWNER", "reason": "user.deactivated"}]  # fmt: skip
+
+    await drain(db, TASK_CONSUMERS)
+    after = await client.get(f"/v1/tasks/{task.json()['id']}", headers=admin.headers)
+    assert after.json()["assigneeId"] is None
 
 
 async def test_member_changes(client: httpx.AsyncClient, tenant: TenantHandle) -> None:

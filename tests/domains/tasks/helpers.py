@@ -24,6 +24,8 @@ class World:
     viewer: Actor  # MEMBER with project role VIEWER
     assignee: Actor  # MEMBER with project role VIEWER, assigned the tasks made by ``task``
     outsider: Actor  # MEMBER of the tenant, not of the project
+    manager_outsider: Actor  # MANAGER of the tenant, not of the project
+    admin_viewer: Actor  # another ADMIN, who is also a VIEWER of the project
 
     def actor(self, name: str) -> Actor:
         actor: Actor = getattr(self, name)
@@ -54,10 +56,14 @@ async def build_world(client: httpx.AsyncClient) -> World:
     editor, viewer, assignee, outsider = [
         await add_user(client, tenant, "MEMBER") for _ in range(4)
     ]
+    manager_outsider = await add_user(client, tenant, "MANAGER")
+    admin_viewer = await add_user(client, tenant, "ADMIN")
     project_id = await create_project(client, owner)
-    for member, role in ((editor, "EDITOR"), (viewer, "VIEWER"), (assignee, "VIEWER")):
+    for member, role in ((editor, "EDITOR"), (viewer, "VIEWER"), (assignee, "VIEWER"),
+                         (admin_viewer, "VIEWER")):
         await put_member(client, owner, project_id, member.id, role)
-    return World(tenant, project_id, tenant.admin, owner, editor, viewer, assignee, outsider)
+    return World(tenant, project_id, tenant.admin, owner, editor, viewer, assignee, outsider,
+                 manager_outsider, admin_viewer)
 
 
 async def create_task(

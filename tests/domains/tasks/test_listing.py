@@ -109,13 +109,14 @@ def _sort_key(sort: str, task: dict[str, Any]) -> tuple[Any, ...]:
     if sort == "updatedAt":
         return (datetime.fromisoformat(task["updatedAt"]), task["id"])
     if sort == "dueDate":
-        return (task["dueDate"] or "9999-12-31", task["id"])
+        # No due date sorts after every date, the latest allowed one (9999-12-30) included.
+        return (task["dueDate"] is None, task["dueDate"] or "", task["id"])
     return (PRIORITY_ORDER[task["priority"]], task["id"])
 
 
 TASK_FIELDS = st.fixed_dictionaries({
     "priority": st.sampled_from(list(PRIORITY_ORDER)),
-    "dueDate": st.one_of(st.none(), st.sampled_from(["2030-01-01", "2030-03-01", "9999-12-31"])),
+    "dueDate": st.one_of(st.none(), st.sampled_from(["2030-01-01", "2030-03-01", "9999-12-30"])),
 })
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,6 +19,7 @@ _ACCESS_ROLE = (
     " LEFT JOIN projects.members m ON m.project_id = p.id AND m.user_id = $2"
     " WHERE p.id = $1"
 )
+_ACCESS_ROLE_KEY_SHARE = _ACCESS_ROLE + " FOR KEY SHARE OF p"
 _IS_MEMBER = (
     "SELECT 1 FROM projects.projects p WHERE p.id = $1 AND (p.owner_id = $2 OR EXISTS"
     " (SELECT 1 FROM projects.members m WHERE m.project_id = p.id AND m.user_id = $2))"
@@ -51,13 +53,33 @@ class ProjectRepository:
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
 
-    async def access_role(self, project_id: UUID, user_id: UUID) -> tuple[bool, str | None]:
-        """(the project exists, the user's membership role) without loading the project."""
-        row = await direct.fetchrow(self.session, _ACCESS_ROLE, project_id, user_id)
+    async def access_role(
+        self, project_id: UUID, user_id: UUID, *, key_share: bool = False
+    ) -> tuple[bool, str | None]:
+        """(the project exists, the user's membership role) without loading the project.
+
+        ``key_share`` locks the project row FOR KEY SHARE until the transaction ends: the
+        row cannot be deleted meanwhile (a delete's FOR UPDATE waits)."""
+        sql = _ACCESS_ROLE_KEY_SHARE if key_share else _ACCESS_ROLE
+        row = await direct.fetchrow(self.session, sql, project_id, user_id)
         return (row is not None, row["role"] if row else None)
 
     async def is_member(self, project_id: UUID, user_id: UUID) -> bool:
         return await direct.fetchrow(self.session, _IS_MEMBER, project_id, user_id) is not None
+
+    async def lock_membership(self, project_id: UUID, user_id: UUID) -> bool:
+        """Whether the user has a membership row (the owner has one too), locked FOR KEY
+        SHARE until the transaction ends, so it cannot be deleted meanwhile."""
+        stmt = (
+            select(Member.user_id)
+            .where(Member.project_id == project_id, Member.user_id == user_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def existing_ids(self, project_ids: Collection[UUID]) -> set[UUID]:
+        stmt = select(Project.id).where(Project.id.in_(project_ids))
+        return set((await self.session.execute(stmt)).scalars())
 
     async def member_project_ids(self, user_id: UUID) -> list[UUID]:
         stmt = select(Member.project_id).where(Member.user_id == user_id)

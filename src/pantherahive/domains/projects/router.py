@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import CurrentAuth
@@ -21,18 +22,11 @@ from pantherahive.domains.projects.schemas import (
     ProjectUpdate,
 )
 from pantherahive.domains.projects.tables import Project
+from pantherahive.infra.http.conditional import IfMatch
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 
 Session = Annotated[AsyncSession, Depends(request_session)]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        max_length=512,
-        description='The ETag from a previous read (`"<version>"`); a mismatch is 412.',
-    ),
-]
 Cursor = Annotated[str | None, Query(max_length=512)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -40,7 +34,7 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
 
 def _read(project: Project, response: Response) -> ProjectRead:
-    response.headers["ETag"] = service.etag(project.version)
+    response.headers["ETag"] = etag(project.version)
     return ProjectRead.model_validate(project)
 
 
@@ -97,7 +91,8 @@ async def update_project(
     if_match: IfMatch = None,
 ) -> ProjectRead:
     """Partial update (owner or ADMIN). With `If-Match`, a stale version is 412; without
-    it the last write wins. Changing `ownerId` keeps the previous owner as an EDITOR."""
+    it the last write wins. Changing `ownerId` keeps the previous owner as an EDITOR, or
+    removes them from the project if they are no longer ACTIVE."""
     project = await service.update_project(session, auth, project_id, body=body, if_match=if_match)
     return _read(project, response)
 

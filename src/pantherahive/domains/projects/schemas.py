@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from pantherahive.core.schemas import ApiModel, RequestModel
+from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
 from pantherahive.domains.projects.permissions import ProjectRole
 
 
@@ -44,8 +44,8 @@ class ProjectCreate(RequestModel):
         default=None, description="An ACTIVE user of the tenant; defaults to the caller."
     )
     status: ProjectStatus = ProjectStatus.ACTIVE
-    start_date: date | None = None
-    end_date: date | None = Field(default=None, description="On or after startDate.")
+    start_date: StorableDate | None = None
+    end_date: StorableDate | None = Field(default=None, description="On or after startDate.")
 
 
 class ProjectUpdate(RequestModel):
@@ -56,8 +56,8 @@ class ProjectUpdate(RequestModel):
     description: Description | None = None
     owner_id: UUID | None = None
     status: ProjectStatus | None = None
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: StorableDate | None = None
+    end_date: StorableDate | None = None
 
 
 class MemberRead(ApiModel):

@@ -13,7 +13,8 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, PreconditionFailed, ValidationFailed
+from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.etags import check_if_match
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects import events
@@ -40,25 +41,6 @@ _NOT_NULL = frozenset({"name", "owner_id", "status"})
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def if_match_holds(if_match: str | None, version: int) -> bool:
-    """RFC 9110 ``If-Match``: absent or ``*`` always holds; otherwise one of the listed
-    tags must be this version (weak tags compare by value, which is all a version is)."""
-    if if_match is None or if_match.strip() == "*":
-        return True
-    wanted = etag(version)
-    for tag in if_match.split(","):
-        tag = tag.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == wanted:
-            return True
-    return False
 
 
 async def deny(
@@ -219,11 +201,7 @@ async def update_project(
     if_match: str | None,
 ) -> Project:
     project, _ = await _authorize(session, auth, project_id, ProjectAction.UPDATE, for_update=True)
-    if not if_match_holds(if_match, project.version):
-        raise PreconditionFailed(
-            f"The project is at version {project.version}; If-Match did not match.",
-            headers={"ETag": etag(project.version)},
-        )
+    check_if_match(if_match, project.version, resource="project")
     sent = body.model_fields_set
     for field in sorted(sent & _NOT_NULL):
         if getattr(body, field) is None:
@@ -250,7 +228,7 @@ async def update_project(
         assert body.owner_id is not None
         if not await _is_active_user(session, auth, body.owner_id):
             raise _owner_invalid()
-        await _transfer_ownership(session, project, body.owner_id)
+        await _transfer_ownership(session, auth, project, body.owner_id)
     for field in _UPDATABLE:
         if _camel(field) in changes:
             new = getattr(body, field)
@@ -268,12 +246,32 @@ async def update_project(
     return project
 
 
-async def _transfer_ownership(session: AsyncSession, project: Project, new_owner: UUID) -> None:
-    """The old owner stays on the project as an EDITOR; the new owner's membership becomes
-    OWNER (created if they were not a member)."""
+async def _transfer_ownership(
+    session: AsyncSession, auth: AuthContext, project: Project, new_owner: UUID
+) -> None:
+    """The old owner stays on the project as an EDITOR if they are still ACTIVE; the new
+    owner's membership becomes OWNER (created if they were not a member).
+
+    An old owner who is no longer ACTIVE (``user.deactivated`` leaves owners in place until
+    this transfer) leaves the project instead, with the ``project.member_removed`` a removal
+    emits, so tasks unassigns them; keeping them as EDITOR would re-admit a user that
+    ``PUT /members/{userId}`` refuses."""
     repo = ProjectRepository(session)
     old = await repo.get_member(project.id, project.owner_id)
-    if old is not None:
+    if old is not None and not await _is_active_user(session, auth, old.user_id):
+        await repo.remove_member(old)
+        await emit(
+            session,
+            events.MEMBER_REMOVED,
+            subject_type="project",
+            subject_id=project.id,
+            data={
+                "userId": str(old.user_id),
+                "role": ProjectRole.OWNER.value,
+                "reason": "user.deactivated",
+            },
+        )
+    elif old is not None:
         old.role = ProjectRole.EDITOR.value
         await _member_event(session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR)
     member = await repo.get_member(project.id, new_owner)
@@ -301,11 +299,7 @@ async def delete_project(
     """Delete the project and its members; tasks deletes the project's tasks when it
     consumes ``project.deleted``."""
     project, _ = await _authorize(session, auth, project_id, ProjectAction.DELETE, for_update=True)
-    if not if_match_holds(if_match, project.version):
-        raise PreconditionFailed(
-            f"The project is at version {project.version}; If-Match did not match.",
-            headers={"ETag": etag(project.version)},
-        )
+    check_if_match(if_match, project.version, resource="project")
     name = project.name
     member_ids = await ProjectRepository(session).delete_project(project)
     await emit(

@@ -35,10 +35,15 @@ class DependencyCycle(Conflict):
 class TaskBlocked(Conflict):
     slug = "task-blocked"
 
-    def __init__(self, blockers: list[UUID]) -> None:
+    def __init__(
+        self,
+        blockers: list[UUID],
+        detail: str = "The task cannot be DONE while tasks it depends on are open.",
+        field: str = "status",
+    ) -> None:
         super().__init__(
-            "The task cannot be DONE while tasks it depends on are open.",
-            errors=[FieldError("status", f"blocked by {blocker}") for blocker in blockers],
+            detail,
+            errors=[FieldError(field, f"blocked by {blocker}") for blocker in blockers],
             extra={"blockers": [str(blocker) for blocker in blockers]},
         )
 
@@ -57,4 +62,15 @@ class IneligibleAssignee(ValidationFailed):
         super().__init__(
             "The assignee must be an active user who is a member (or the owner) of the project.",
             errors=[FieldError("assigneeId", "not a member of the project")],
+        )
+
+
+class ScheduleTooLarge(Conflict):
+    slug = "schedule-too-large"
+
+    def __init__(self, max_tasks: int) -> None:
+        super().__init__(
+            f"The project has more than {max_tasks} tasks, the most a schedule is computed "
+            "for; list its tasks (GET /v1/projects/{projectId}/tasks) instead.",
+            extra={"maxTasks": max_tasks},
         )

@@ -78,10 +78,10 @@ _UPDATABLE = frozenset(
     {"title", "description", "status", "priority", "assignee_id", "due_date", "labels",
      "version", "updated_at", "completed_at"}
 )
-_OPEN_BLOCKERS_SQL = (
-    "SELECT t.id FROM tasks.tasks t JOIN tasks.task_dependencies d ON d.depends_on_id = t.id"
-    f" WHERE d.task_id = $2 AND t.tenant_id = $1 AND t.status NOT IN ({_CLOSED_SQL})"
-    " ORDER BY t.id FOR SHARE OF t"
+_BLOCKERS_SQL = (
+    "SELECT t.id, t.status FROM tasks.tasks t"
+    " JOIN tasks.task_dependencies d ON d.depends_on_id = t.id"
+    " WHERE d.task_id = $2 AND t.tenant_id = $1 ORDER BY t.id FOR SHARE OF t"
 )
 # sort -> (key column, its SQL type) for the list statement.
 _SORT_SQL: dict[TaskSort, tuple[str, str]] = {
@@ -245,10 +245,11 @@ class TaskRepository:
         )
 
     async def open_blockers(self, task_id: UUID) -> list[UUID]:
-        """The tasks ``task_id`` depends on that are still open, locked (FOR SHARE) so none
-        can reopen before this transaction ends."""
-        rows = await direct.fetch(self.session, _OPEN_BLOCKERS_SQL, self.tenant_id, task_id)
-        return [row["id"] for row in rows]
+        """The tasks ``task_id`` depends on that are still open. *Every* task it depends on,
+        closed ones included, is locked FOR SHARE, so none can change status (a closed one
+        reopen) before this transaction ends."""
+        rows = await direct.fetch(self.session, _BLOCKERS_SQL, self.tenant_id, task_id)
+        return [row["id"] for row in rows if row["status"] not in _CLOSED]
 
     # ---- lists ----------------------------------------------------------------------------
     async def list_tasks(
@@ -256,6 +257,7 @@ class TaskRepository:
         *,
         project_id: UUID | None = None,
         project_ids: Sequence[UUID] | None = None,
+        exclude_project_ids: Sequence[UUID] = (),
         filters: TaskFilter,
         sort: TaskSort,
         after: tuple[Any, UUID] | None,
@@ -268,6 +270,8 @@ class TaskRepository:
             query.where(f"t.project_id = {query.arg(project_id)}")
         if project_ids is not None:
             query.where(f"t.project_id = ANY({query.arg(list(project_ids))}::uuid[])")
+        if exclude_project_ids:
+            query.where(f"t.project_id <> ALL({query.arg(list(exclude_project_ids))}::uuid[])")
         _filter(query, filters)
         few_matches = False
         if filters.q:
@@ -366,13 +370,21 @@ class TaskRepository:
         path.reverse()
         return path
 
-    async def graph(self, project_id: UUID) -> tuple[list[GraphNode], list[tuple[UUID, UUID]]]:
-        """Every task of a project (oldest first) and every edge (task, depends_on)."""
-        tasks = await self.session.execute(
+    async def graph(
+        self, project_id: UUID, *, max_tasks: int | None = None
+    ) -> tuple[list[GraphNode], list[tuple[UUID, UUID]]] | None:
+        """Every task of a project (oldest first) and every edge (task, depends_on); None,
+        without reading the edges, if it has more than ``max_tasks`` tasks."""
+        tasks_query = (
             select(Task.id, Task.title, Task.status)
             .where(Task.tenant_id == self.tenant_id, Task.project_id == project_id)
             .order_by(Task.created_at, Task.id)
         )
+        if max_tasks is not None:
+            tasks_query = tasks_query.limit(max_tasks + 1)
+        tasks = (await self.session.execute(tasks_query)).all()
+        if max_tasks is not None and len(tasks) > max_tasks:
+            return None
         edges = await self.session.execute(
             select(TaskDependency.task_id, TaskDependency.depends_on_id).where(
                 TaskDependency.tenant_id == self.tenant_id,

@@ -7,10 +7,11 @@ from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core import json
+from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import CurrentAuth
@@ -25,6 +26,7 @@ from pantherahive.domains.tasks.schemas import (
     TaskStatus,
     TaskUpdate,
 )
+from pantherahive.infra.http.conditional import IfMatch
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 
@@ -80,7 +82,6 @@ async def list_query(
 
 
 Listing = Annotated[ListQuery, Depends(list_query)]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='ETag, e.g. "3"')]
 
 
 def _document(task: TaskRecord) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def _one(task: TaskRecord, status_code: int = 200, **headers: str) -> Response:
         json.dumps(_document(task)),
         status_code=status_code,
         media_type=json.MEDIA_TYPE,
-        headers={"ETag": f'"{task.version}"', **headers},
+        headers={"ETag": etag(task.version), **headers},
     )
 
 
@@ -142,12 +143,24 @@ async def create_task(
     return _one(task, status.HTTP_201_CREATED, Location=f"/v1/tasks/{task.id}")
 
 
-@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404))
-async def project_schedule(project_id: UUID, auth: CurrentAuth, session: Session) -> Schedule:
+def schedule_max_tasks(request: Request) -> int:
+    limit: int = request.app.state.platform.settings.schedule_max_tasks
+    return limit
+
+
+@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404, 409))
+async def project_schedule(
+    project_id: UUID,
+    auth: CurrentAuth,
+    session: Session,
+    max_tasks: Annotated[int, Depends(schedule_max_tasks)],
+) -> Schedule:
     """The project's tasks in an order that respects dependencies (every task after the
     tasks it depends on), each with its depth (longest chain of dependencies below it), and
-    the critical path: the longest chain, first task first."""
-    return await service.project_schedule(session, auth, project_id)
+    the critical path: the longest chain, first task first. A project with more tasks than
+    the server's `schedule_max_tasks` setting (default 5,000) is 409
+    (`/schedule-too-large`, `maxTasks`)."""
+    return await service.project_schedule(session, auth, project_id, max_tasks=max_tasks)
 
 
 @router.get(
@@ -191,11 +204,14 @@ async def update_task(
 @router.delete(
     "/v1/tasks/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_problems(401, 403, 404),
+    responses=_problems(401, 403, 404, 412, 422),
 )
-async def delete_task(task_id: UUID, auth: CurrentAuth, session: Session) -> None:
-    """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it."""
-    await service.delete_task(session, auth, task_id)
+async def delete_task(
+    task_id: UUID, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+) -> None:
+    """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it. With
+    `If-Match`, a stale ETag is 412."""
+    await service.delete_task(session, auth, task_id, if_match=if_match)
 
 
 @router.put(
@@ -207,7 +223,8 @@ async def add_dependency(
     task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
 ) -> None:
     """Make the task depend on another task of the same project (422 otherwise; itself is
-    422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids). Adding an
+    422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids); a DONE
+    task may only depend on DONE or CANCELLED tasks (else 409 with `blockers`). Adding an
     existing edge changes nothing."""
     await service.add_dependency(session, auth, task_id, depends_on_id)
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
 
-from pantherahive.core.schemas import ApiModel, RequestModel
+from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
 
 
 class TaskStatus(StrEnum):
@@ -76,7 +76,7 @@ class TaskCreate(RequestModel):
     status: TaskStatus = TaskStatus.TODO
     priority: TaskPriority = TaskPriority.MEDIUM
     assignee_id: UUID | None = None
-    due_date: date | None = None
+    due_date: StorableDate | None = None
     labels: Labels = Field(default_factory=list)
     depends_on: Annotated[list[UUID], Field(max_length=100)] = Field(
         default_factory=list, description="Tasks of the same project this one depends on."
@@ -102,7 +102,7 @@ class TaskUpdate(RequestModel):
     status: TaskStatus | None = None
     priority: TaskPriority | None = None
     assignee_id: UUID | None = None
-    due_date: date | None = None
+    due_date: StorableDate | None = None
     labels: Labels | None = None
 
     @field_validator("labels")

@@ -20,13 +20,14 @@ from pantherahive.core.errors import (
     FieldError,
     Forbidden,
     NotFound,
-    PreconditionFailed,
     ValidationFailed,
 )
+from pantherahive.core.etags import check_if_match
 from pantherahive.core.pagination import decode_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
     ProjectAccess,
+    existing_project_ids,
     is_project_member,
     project_access,
     readable_project_ids,
@@ -37,6 +38,7 @@ from pantherahive.domains.tasks.errors import (
     DependencyNotFound,
     IneligibleAssignee,
     InvalidDependency,
+    ScheduleTooLarge,
     TaskBlocked,
     TaskNotFound,
 )
@@ -53,6 +55,7 @@ from pantherahive.domains.tasks.schemas import (
     Schedule,
     ScheduleItem,
     TaskCreate,
+    TaskPriority,
     TaskSort,
     TaskStatus,
     TaskUpdate,
@@ -60,6 +63,7 @@ from pantherahive.domains.tasks.schemas import (
 from pantherahive.infra.bus.outbox import emit
 
 DONE = TaskStatus.DONE.value
+_PRIORITY_KEYS = range(len(TaskPriority))  # priority_order: URGENT=0 … LOW=3
 _NOT_NULL = ("title", "status", "priority", "labels")
 # API field name of each updatable column, for task.updated's {"changes": ...}.
 _WIRE = {
@@ -105,15 +109,33 @@ async def list_my_tasks(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[TaskRecord], str | None]:
-    """Tasks assigned to the caller, in the projects the caller can still see."""
+    """Tasks assigned to the caller, in the projects the caller can still see.
+
+    A deleted project's tasks remain until tasks consumes ``project.deleted`` (or for good,
+    if that event dead-letters). A member's visible ids never name a deleted project, but
+    an ADMIN's are "all": the rows of each page are checked against projects' api and a
+    page with a vanished project is read again without it, so the list agrees with
+    ``GET /v1/tasks/{id}`` (404 at once)."""
     visible = await readable_project_ids(session, auth)
     if visible is not None and not visible:
         return [], None
     filters = dataclasses.replace(filters, assignee_id=auth.user_id)
-    return await _page(
-        TaskRepository(session, auth.tenant_id), sort, cursor, limit,
-        project_ids=visible, filters=filters,
-    )
+    repo = TaskRepository(session, auth.tenant_id)
+    after = _decode_cursor(cursor, sort) if cursor else None
+    vanished: set[UUID] = set()
+    while True:
+        rows = await repo.list_tasks(
+            project_ids=visible, exclude_project_ids=sorted(vanished), filters=filters,
+            sort=sort, after=after, limit=limit + 1,
+        )
+        if visible is not None:
+            break
+        shown = {row.project_id for row in rows}
+        gone = shown - await existing_project_ids(session, shown)
+        if not gone:
+            break
+        vanished |= gone
+    return _cut(rows, sort, limit)
 
 
 async def _page(
@@ -124,13 +146,17 @@ async def _page(
     *,
     filters: TaskFilter,
     project_id: UUID | None = None,
-    project_ids: list[UUID] | None = None,
 ) -> tuple[list[TaskRecord], str | None]:
     after = _decode_cursor(cursor, sort) if cursor else None
     rows = await repo.list_tasks(
-        project_id=project_id, project_ids=project_ids, filters=filters, sort=sort,
-        after=after, limit=limit + 1,
+        project_id=project_id, filters=filters, sort=sort, after=after, limit=limit + 1,
     )
+    return _cut(rows, sort, limit)
+
+
+def _cut(rows: list[TaskRecord], sort: TaskSort, limit: int
+         ) -> tuple[list[TaskRecord], str | None]:
+    """A page of ``limit`` from ``limit + 1`` rows, and the cursor if there are more."""
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -140,33 +166,52 @@ async def _page(
 
 
 def _decode_cursor(cursor: str, sort: TaskSort) -> tuple[Any, UUID]:
-    """The cursor carries its sort, so one minted for another order is refused (422)."""
+    """The cursor carries its sort, so one minted for another order is refused (422).
+
+    A cursor is client input: anything but what ``_page`` writes — a key of the wrong type,
+    a naive or out-of-range timestamp, an id that is not a UUID string — is 422, never a
+    value handed to the database (asyncpg overflows on timestamps near the calendar's
+    ends, and a priority outside smallint)."""
     name, key, raw_id = decode_cursor(cursor, arity=3)
     column, _ = SORT_KEYS[sort]
     try:
-        if name != sort.value:
-            raise ValueError("cursor of another sort")
-        python_type = column.type.python_type
-        if python_type is datetime:
-            value: Any = datetime.fromisoformat(key)
-        elif python_type is date:
-            value = date.fromisoformat(key)
-        else:
-            value = int(key)
-        return value, UUID(raw_id)
-    except (TypeError, ValueError) as exc:
+        if name != sort.value or not isinstance(raw_id, str):
+            raise ValueError("cursor of another sort, or an id that is not a string")
+        return _cursor_key(column.type.python_type, key), UUID(raw_id)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationFailed(
             "The cursor is not valid for this list.",
             errors=[FieldError("cursor", "malformed or minted for another sort")],
         ) from exc
 
 
+def _cursor_key(python_type: type, key: Any) -> Any:
+    if python_type is datetime:
+        if not isinstance(key, str):
+            raise TypeError("a timestamp key is a string")
+        stamp = datetime.fromisoformat(key)
+        if stamp.tzinfo is None:
+            raise ValueError("a timestamp key carries its offset")
+        return stamp.astimezone(UTC)  # OverflowError past year 9999 or before year 1
+    if python_type is date:
+        if not isinstance(key, str):
+            raise TypeError("a date key is a string")
+        return date.fromisoformat(key)  # date.max stands for "no due date" (infinity)
+    if type(key) is not int or key not in _PRIORITY_KEYS:
+        raise ValueError("a priority key is one of the priority_order values")
+    return key
+
+
 async def project_schedule(
-    session: AsyncSession, auth: AuthContext, project_id: UUID
+    session: AsyncSession, auth: AuthContext, project_id: UUID, *, max_tasks: int
 ) -> Schedule:
+    """The whole graph is read and ordered in memory, so a project over ``max_tasks`` tasks
+    is refused (409) rather than answered with megabytes after seconds of work."""
     await _project(session, auth, project_id)
-    nodes, edges = await TaskRepository(session, auth.tenant_id).graph(project_id)
-    return build_schedule(nodes, edges)
+    graph = await TaskRepository(session, auth.tenant_id).graph(project_id, max_tasks=max_tasks)
+    if graph is None:
+        raise ScheduleTooLarge(max_tasks)
+    return build_schedule(*graph)
 
 
 def build_schedule(nodes: list[GraphNode], edges: list[tuple[UUID, UUID]]) -> Schedule:
@@ -214,7 +259,9 @@ def build_schedule(nodes: list[GraphNode], edges: list[tuple[UUID, UUID]]) -> Sc
 async def create_task(
     session: AsyncSession, auth: AuthContext, project_id: UUID, *, body: TaskCreate
 ) -> TaskRecord:
-    access = await _project(session, auth, project_id)
+    # Locked: a task committed after its project's deletion was consumed would be orphaned,
+    # and an assignee's removal consumed before it would leave a non-member assigned.
+    access = await project_access(session, auth, project_id, lock=True)
     if not task_may(access, TaskAction.CREATE):
         raise await _deny(session, auth, TaskAction.CREATE, "project", project_id)
     if body.assignee_id is not None:
@@ -290,7 +337,7 @@ async def update_task(
                                          is_assignee=is_assignee)):
             action = TaskAction.UPDATE_STATUS if status_only else TaskAction.UPDATE
             raise await _deny(session, auth, action, "task", task.id)
-    _check_if_match(if_match, task.version)
+    check_if_match(if_match, task.version, resource="task")
     for name in _NOT_NULL:
         if name in sent and getattr(body, name) is None:
             raise ValidationFailed(f"{_WIRE[name]} cannot be null.",
@@ -338,7 +385,10 @@ async def update_task(
     return task
 
 
-async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -> None:
+async def delete_task(
+    session: AsyncSession, auth: AuthContext, task_id: UUID, *, if_match: str | None = None
+) -> None:
+    """``If-Match`` is checked against the row locked for the delete, as PATCH does."""
     task, access = await _visible_task(session, auth, task_id)
     if not task_may(access, TaskAction.DELETE):
         raise await _deny(session, auth, TaskAction.DELETE, "task", task.id)
@@ -346,6 +396,11 @@ async def delete_task(session: AsyncSession, auth: AuthContext, task_id: UUID) -
     # Exclusive: an edge being added to this task elsewhere must not outlive it. Taken
     # before the DELETE locks the row, the same order every writer of the graph uses.
     await repo.lock_graph(task.project_id)
+    if if_match is not None:
+        current = await repo.get(task.id, for_update=True)
+        if current is None:
+            raise TaskNotFound()
+        check_if_match(if_match, current.version, resource="task")
     await repo.delete(task.id)
     await _emit(session, events.TASK_DELETED, task, {"title": task.title})
 
@@ -354,8 +409,11 @@ async def add_dependency(
     session: AsyncSession, auth: AuthContext, task_id: UUID, depends_on_id: UUID
 ) -> None:
     """Idempotent. The check for a cycle and the insert run under the project's graph lock,
-    so two requests adding A→B and B→A at once are decided one after the other."""
-    task, access = await _visible_task(session, auth, task_id)
+    so two requests adding A→B and B→A at once are decided one after the other. A DONE
+    task may depend on DONE or CANCELLED tasks only (409 naming the open one)."""
+    # The project locked: its deletion, consumed mid-request, would delete the two tasks
+    # under the edge's foreign keys.
+    task, access = await _visible_task(session, auth, task_id, lock_project=True)
     if not task_may(access, TaskAction.MANAGE_DEPENDENCIES):
         raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
     if depends_on_id == task.id:
@@ -368,6 +426,21 @@ async def add_dependency(
     _check_dependency(found.get(depends_on_id), depends_on_id, task.project_id)
     if await repo.edge_exists(task.id, depends_on_id):
         return
+    if found[task.id].status == DONE:
+        # DONE needs blocked == false, so a DONE task takes closed dependencies only. Under
+        # the graph lock no task becomes DONE (that takes it too); FOR SHARE keeps the
+        # dependency closed until this commits. (It may reopen afterwards: reopening a
+        # blocker does not reopen the tasks that depend on it.)
+        dependency = (await repo.nodes([depends_on_id], share=True)).get(depends_on_id)
+        if dependency is None:
+            raise TaskNotFound(f"No task {depends_on_id}.")
+        if dependency.status not in CLOSED_STATUSES:
+            raise TaskBlocked(
+                [depends_on_id],
+                detail=f"The task is DONE and {depends_on_id} is open: depending on it would "
+                "make a DONE task blocked. Reopen the task or close that one first.",
+                field="dependsOnId",
+            )
     path = await repo.path_between(depends_on_id, task.id)
     if path is not None:
         raise DependencyCycle([task.id, *path])
@@ -392,14 +465,15 @@ async def _project(session: AsyncSession, auth: AuthContext, project_id: UUID) -
 
 
 async def _visible_task(
-    session: AsyncSession, auth: AuthContext, task_id: UUID, *, for_update: bool = False
+    session: AsyncSession, auth: AuthContext, task_id: UUID, *, for_update: bool = False,
+    lock_project: bool = False,
 ) -> tuple[TaskRecord, ProjectAccess]:
     """The task and the caller's rights on its project; 404 when either is invisible."""
     task = await TaskRepository(session, auth.tenant_id).get(task_id, for_update=for_update)
     if task is None:
         raise TaskNotFound()
     try:
-        access = await project_access(session, auth, task.project_id)
+        access = await project_access(session, auth, task.project_id, lock=lock_project)
     except NotFound as exc:
         raise TaskNotFound() from exc
     return task, access
@@ -413,22 +487,12 @@ def _check_dependency(found: Any, dep_id: UUID, project_id: UUID) -> None:
 
 
 async def _require_eligible(session: AsyncSession, project_id: UUID, user_id: UUID) -> None:
+    """An active member (or the owner), whose membership stays locked until the commit: a
+    concurrent removal waits for this write, then unassigns them through its event."""
     if not await active_user_ids(session, {user_id}) or not await is_project_member(
-        session, project_id, user_id
+        session, project_id, user_id, lock=True
     ):
         raise IneligibleAssignee()
-
-
-def _check_if_match(if_match: str | None, version: int) -> None:
-    if if_match is None:
-        return
-    tags = [tag.strip() for tag in if_match.split(",")]
-    current = f'"{version}"'
-    if "*" in tags or any(tag.removeprefix("W/") == current for tag in tags):
-        return
-    raise PreconditionFailed(
-        f"The task has changed (its ETag is now {current}); fetch it again and retry."
-    )
 
 
 async def _deny(
