@@ -62,19 +62,18 @@ def problem_response(status: int, body: bytes, headers: dict[str, str] | None = 
     return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
-async def send_problem(send: Send, status: int, detail: str, instance: str) -> None:
+async def send_problem(
+    send: Send, status: int, detail: str, instance: str, headers: dict[str, str] | None = None
+) -> None:
     """Answer with a problem document from raw ASGI middleware, outside FastAPI."""
     raw = problem_body(status, detail=detail, instance=instance)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(raw)).encode()),
-            ],
-        }
-    )
+    out = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    for name, value in (headers or {}).items():
+        out.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": raw})
 
 
