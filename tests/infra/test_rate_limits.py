@@ -3,6 +3,7 @@ budget across processes when Redis holds it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +83,35 @@ async def test_redis_budget_is_shared_between_app_instances(tmp_path: Path, redi
             assert (await _fail_login(first, tenant.slug, login)).status_code == 401
     async with running_app(database_url(), settings) as second:
         assert (await _fail_login(second, tenant.slug, login)).status_code == 429
+
+
+async def test_error_responses_of_limited_routes_carry_the_headers(tmp_path: Path) -> None:
+    """The limiter ran, so its headers go out with whatever answer follows, errors too."""
+    settings = make_settings(
+        tmp_path, rate_limit_user="50/minute", rate_limit_anonymous="40/minute"
+    )
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        headers = tenant.admin.headers
+        answers = {
+            "404": await client.get(f"/v1/users/{uuid.uuid4()}", headers=headers),
+            "422 query": await client.get("/v1/users", headers=headers, params={"limit": 0}),
+            "422 body": await client.post("/v1/users", headers=headers, json={"username": 1}),
+            "409": await client.post(
+                "/v1/users",
+                headers=headers,
+                json={"username": "admin", "password": PASSWORD, "role": "MEMBER"},
+            ),
+        }
+        for name, answer in answers.items():
+            assert answer.status_code == int(name[:3]), (name, answer.text)
+            assert answer.headers["ratelimit-limit"] == "50", name
+            assert int(answer.headers["ratelimit-remaining"]) < 50, name
+            assert int(answer.headers["ratelimit-reset"]) >= 0, name
+        wrong = await _fail_login(client, tenant.slug, "admin")
+        assert wrong.status_code == 401
+        assert wrong.headers["ratelimit-limit"] == "40"
+        assert int(wrong.headers["ratelimit-remaining"]) < 40
+        assert "ratelimit-reset" in wrong.headers
+        # one set of headers, not the route's beside the error's
+        assert wrong.headers.get_list("ratelimit-limit") == ["40"]

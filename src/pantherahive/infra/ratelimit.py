@@ -1,5 +1,10 @@
 """Rate limits on the ``limits`` library: in memory, or in Redis when ``REDIS_URL`` is set
-(so every API process shares one budget)."""
+(so every API process shares one budget).
+
+A route's limiter leaves its state in the request scope (:func:`remember`); the gateway
+puts the ``RateLimit-*`` headers on whatever response goes out — the route's own, or the
+problem document an error handler built in its place.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
+from starlette.types import Scope
 
 from pantherahive.core.errors import RateLimited
+
+SCOPE_KEY = "pantherahive.ratelimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,18 @@ class RateLimitState:
             "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset_seconds),
         }
+
+
+def remember(scope: Scope, state: RateLimitState) -> None:
+    """Record the route limiter's state for the response, whichever response that is."""
+    scope[SCOPE_KEY] = state
+
+
+def remembered_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    state = scope.get(SCOPE_KEY)
+    if not isinstance(state, RateLimitState):
+        return []
+    return [(k.lower().encode(), v.encode()) for k, v in state.headers().items()]
 
 
 class RateLimits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -31,17 +31,18 @@ from pantherahive.domains.identity.schemas import (
 from pantherahive.domains.identity.service import IdentityService, IssuedTokens
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.ratelimit import remember
 from pantherahive.infra.security.principal import Role
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 
 
-async def anonymous_rate_limit(request: Request, response: Response) -> None:
+async def anonymous_rate_limit(request: Request) -> None:
     """300/min per IP on the routes that need no token."""
     platform = request.app.state.platform
     ip = request.client.host if request.client else "unknown"
     state = await platform.rate_limits.hit(platform.anonymous_rate_item, "anon", ip)
-    response.headers.update(state.headers())
+    remember(request.scope, state)
 
 
 async def _identity(request: Request) -> IdentityService:

@@ -18,6 +18,7 @@ from pantherahive.infra.context import begin_context
 from pantherahive.infra.http.problems import send_problem
 from pantherahive.infra.logging import get_logger
 from pantherahive.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from pantherahive.infra.ratelimit import remembered_headers
 from pantherahive.infra.unavailable import RETRY_AFTER_SECONDS, dependency_unavailable
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -61,6 +62,10 @@ class GatewayMiddleware:
                 status_holder[0] = message["status"]
                 out = list(message.get("headers", []))
                 out.append((b"x-request-id", request_id.encode()))
+                # A 429 carries the headers of the limit that refused it; anything else,
+                # error or not, those of the route's limiter, if it ran.
+                if not any(name.lower() == b"ratelimit-limit" for name, _ in out):
+                    out.extend(remembered_headers(scope))
                 out.extend(_SECURITY_HEADERS)
                 if not path.startswith(_DOCS_PATHS):
                     out.append(_API_CSP)
