@@ -80,17 +80,27 @@ class RateLimits:
             raise error
         return state
 
-    async def check(self, item: RateLimitItem, *key: str) -> None:
-        """Refuse with 429 if the budget is spent, without spending any of it."""
-        if self.enabled and not await self._limiter.test(item, *key):
+    async def consume(self, item: RateLimitItem, *key: str) -> None:
+        """Spend one unit of a budget *before* the work it guards; 429 if none is left.
+
+        Spending first is what makes the limit hold under concurrency: a check now and a
+        record later let every request in flight pass the check together.
+        """
+        if self.enabled and not await self._limiter.hit(item, *key):
             state = await self._state(item, *key)
             error = RateLimited(state.reset_seconds, "Too many failed attempts; try again later.")
             error.headers.update(state.headers())
             raise error
 
-    async def record(self, item: RateLimitItem, *key: str) -> None:
+    async def refund(self, item: RateLimitItem, *key: str) -> None:
+        """Give back the one unit a :meth:`consume` spent (a negative hit)."""
         if self.enabled:
-            await self._limiter.hit(item, *key)
+            await self._limiter.hit(item, *key, cost=-1)
+
+    async def clear(self, item: RateLimitItem, *key: str) -> None:
+        """Forget every unit spent on this key."""
+        if self.enabled:
+            await self._limiter.clear(item, *key)
 
     async def _state(self, item: RateLimitItem, *key: str) -> RateLimitState:
         stats = await self._limiter.get_window_stats(item, *key)
