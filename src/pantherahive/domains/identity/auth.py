@@ -123,8 +123,11 @@ class Authenticator:
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)
         current = now()
-        if row.used_at is not None or row.revoked_at is not None:
-            # A dead token came back: someone holds a copy. Burn the whole family.
+        if row.used_at is not None:
+            # A token that was already rotated came back: two parties hold copies of it
+            # (the rightful client has moved on to its successor). Burn the whole family.
+            # A merely *revoked* one (logout, deactivation, password change) is no such
+            # signal and falls through to a plain 401 below.
             await repo.revoke_family(row.family_id, current)
             bind_principal(row.tenant_id, row.user_id)
             await emit(
@@ -135,7 +138,12 @@ class Authenticator:
                 data={"familyId": str(row.family_id)},
             )
             raise RefreshTokenRejected()
-        if row.expires_at <= current or user is None or user.status != UserStatus.ACTIVE:
+        if (
+            row.revoked_at is not None
+            or row.expires_at <= current
+            or user is None
+            or user.status != UserStatus.ACTIVE
+        ):
             raise Unauthenticated("The refresh token is not valid.")
         row.used_at = current
         await session.flush()

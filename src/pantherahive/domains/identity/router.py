@@ -113,8 +113,9 @@ async def login(body: LoginRequest, request: Request, session: Session, auth: Au
 async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
     """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
 
-    Presenting a dead token again revokes its whole family (every token descended from the
-    same login): 401.
+    Presenting an already-rotated token again is reuse: its whole family (every token
+    descended from the same login) is revoked, 401. A token revoked by logout,
+    deactivation or a password change is just a 401.
     """
     return _pair(await auth.refresh(session, body.refresh_token))
 
