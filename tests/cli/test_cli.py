@@ -89,3 +89,21 @@ async def test_demo_creates_a_tenant_you_can_log_in_to(client: httpx.AsyncClient
             "/v1/auth/login", json={"tenant": "demo", "login": login, "password": DEMO_PASSWORD}
         )
         assert response.status_code == 200, login
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_closed_sign_up_leaves_the_cli_as_the_way_to_make_tenants(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/configuration.md: with sign-up closed, tenants are made with create-tenant."""
+    monkeypatch.setenv("PANTHERAHIVE_SIGNUP_OPEN", "false")
+    get_settings.cache_clear()
+    slug = unique("closed-cli")
+    result = await invoke(["create-tenant", slug, "--admin-username", "ops"])
+    assert result.exit_code == 0, result.output
+    password = re.search(r"password: (\S+)", result.output)
+    assert password is not None
+    login = await client.post(
+        "/v1/auth/login", json={"tenant": slug, "login": "ops", "password": password.group(1)}
+    )
+    assert login.status_code == 200

@@ -82,7 +82,7 @@ async def create_tenant(body: TenantCreate, session: Session, identity: Identity
     Refused with 403 when sign-up is closed (`PANTHERAHIVE_SIGNUP_OPEN=false`); a taken
     slug is 409.
     """
-    tenant, user, tokens = await identity.create_tenant(session, body=body)
+    tenant, user, tokens = await identity.sign_up(session, body=body)
     return TenantCreated(
         tenant=TenantRead.model_validate(tenant),
         user=UserRead.model_validate(user),

@@ -118,11 +118,21 @@ class IdentityService:
         return token
 
     # ---- tenants ------------------------------------------------------------------------
+    async def sign_up(
+        self, session: AsyncSession, *, body: TenantCreate
+    ) -> tuple[Tenant, User, IssuedTokens]:
+        """Self-service tenant creation (``POST /v1/tenants``), which the platform may close.
+
+        Closing sign-up closes only this door: an operator still makes tenants with
+        ``pantherahive create-tenant``, which calls :meth:`create_tenant` directly.
+        """
+        if not self.config.signup_open:
+            raise SignupClosed()
+        return await self.create_tenant(session, body=body)
+
     async def create_tenant(
         self, session: AsyncSession, *, body: TenantCreate
     ) -> tuple[Tenant, User, IssuedTokens]:
-        if not self.config.signup_open:
-            raise SignupClosed()
         if body.admin.role is not Role.ADMIN:
             raise ValidationFailed(
                 "A tenant's first user must be an ADMIN.",
