@@ -72,6 +72,9 @@ def serve(
     if migrate_first:
         _migrate(url)
     os.environ["DATABASE_URL"] = url
+    # Create the generated JWT secret (if one is needed) here, once, before the workers
+    # start: they then all read the same file instead of racing to create it.
+    settings.resolved_jwt_secret()
     if workers > 1:
         metrics_dir = settings.data_path / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
