@@ -163,3 +163,31 @@ async def test_ordinary_requests_log_nothing_at_error_level(
     with caplog.at_level(logging.ERROR):
         await asyncio.gather(*(client.get("/healthz") for _ in range(5)))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(b"{not json", "character 1"), (b'{"name": "x",}', "character 13"), (b"[1,", "character 3")],
+)
+async def test_malformed_json_is_a_body_error_a_person_can_read(
+    client: httpx.AsyncClient, raw: bytes, reason: str
+) -> None:
+    response = await client.post(
+        "/v1/tenants", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["field"] == "body"
+    assert error["message"].startswith("The body is not valid JSON")
+    assert reason in error["message"]
+
+
+async def test_a_malformed_path_id_is_404_even_with_a_bad_body(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    for body in ({"role": "BOSS"}, {"unknownField": 1}, None):
+        response = await client.patch(
+            "/v1/users/not-a-uuid", headers=tenant.admin.headers, json=body
+        )
+        assert response.status_code == 404, (body, response.text)
+        assert "user_id" not in response.text

@@ -102,20 +102,37 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field_path(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
-        for err in exc.errors()
-    ]
-    path_errors = [e for e in exc.errors() if e.get("loc", ("",))[0] == "path"]
-    if path_errors and len(path_errors) == len(exc.errors()):
-        # A malformed id in a path names no resource at all: 404, as the contract says.
+    problems = exc.errors()
+    if any(_location(err) == "path" for err in problems):
+        # A malformed id in a path names no resource at all: 404, as the contract says —
+        # whatever else is wrong with the request.
         return problem_response(
             404, problem_body(404, detail="No such resource.", instance=request.url.path)
         )
+    errors = [_field_error(err) for err in problems]
     body = problem_body(
         422, detail="The request is not valid.", instance=request.url.path, errors=errors
     )
     return problem_response(422, body)
+
+
+def _location(err: Any) -> str:
+    loc = err.get("loc") or ("",)
+    return str(loc[0])
+
+
+def _field_error(err: Any) -> dict[str, str]:
+    if err.get("type") == "json_invalid":
+        # loc is ("body", <character offset>): the offset is no field of anything.
+        reason = str((err.get("ctx") or {}).get("error", "")).strip()
+        position = err.get("loc", ())[-1] if len(err.get("loc", ())) > 1 else None
+        message = "The body is not valid JSON"
+        if reason:
+            message += f": {reason}"
+        if isinstance(position, int):
+            message += f" (at character {position})"
+        return {"field": "body", "message": message + "."}
+    return {"field": _field_path(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
