@@ -208,7 +208,13 @@ async def test_password_change_revokes_sessions(
         headers=user.headers,
         json={"currentPassword": "not-it-at-all", "newPassword": "brand-new-pass-2"},
     )
-    assert wrong.status_code == 401
+    # the session is fine, the field is wrong: not a 401 that reads as "log in again"
+    assert wrong.status_code == 422
+    assert "www-authenticate" not in wrong.headers
+    assert wrong.json()["errors"] == [
+        {"field": "currentPassword", "message": "is not your current password"}
+    ]
+    assert (await _me(client, user.token)).status_code == 200
     ok = await client.post(
         "/v1/users/me/password",
         headers=user.headers,

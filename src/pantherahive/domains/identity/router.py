@@ -180,8 +180,9 @@ async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> Use
 async def change_my_password(
     body: PasswordChange, auth: CurrentAuth, session: Session, identity: Identity
 ) -> None:
-    """Change the caller's password (the current one is required). Every session of the
-    caller, this one included, is revoked: log in again."""
+    """Change the caller's password (the current one is required; a wrong one is 422 on
+    `currentPassword`). Every session of the caller, this one included, is revoked: log
+    in again."""
     await identity.change_password(session, auth, body=body)
 
 

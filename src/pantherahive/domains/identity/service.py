@@ -20,7 +20,6 @@ from pantherahive.domains.identity import events
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
     DuplicateUser,
-    InvalidCredentials,
     LastAdmin,
     SignupClosed,
 )
@@ -384,7 +383,12 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
         if not await self.passwords.verify(user.password_hash, body.current_password):
-            raise InvalidCredentials()
+            # The session is fine (not a 401, which clients read as "log in again"): the
+            # field is wrong.
+            raise ValidationFailed(
+                "The current password is not correct.",
+                errors=[_field("currentPassword", "is not your current password")],
+            )
         await self.set_password(session, user, body.new_password)
 
     async def set_password(self, session: AsyncSession, user: User, password: str) -> None:
