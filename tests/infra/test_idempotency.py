@@ -133,6 +133,7 @@ async def test_a_retried_refresh_replays_the_new_pair_and_is_not_reuse(
     assert first.status_code == retry.status_code == 200, retry.text
     assert retry.json() == first.json()
     assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.headers["cache-control"] == "no-store"  # replayed tokens are still tokens
     assert "auth.refresh_reused" not in await outbox_types(tenant.id)
     # the family is alive: the replayed refresh token rotates normally
     onward = await client.post(

@@ -300,3 +300,20 @@ async def test_a_rotated_token_coming_back_is_reuse_once_per_attempt(
     successor = rotated.json()["refreshToken"]
     dead = await client.post("/v1/auth/refresh", json={"refreshToken": successor})
     assert dead.status_code == 401  # the family went with it
+
+
+async def test_answers_with_tokens_are_never_cached(client: httpx.AsyncClient) -> None:
+    """RFC 6749 §5.1: Cache-Control: no-store on every response that carries a token."""
+    slug = f"nostore-{uuid.uuid4().hex[:8]}"
+    signup = await client.post(
+        "/v1/tenants",
+        json={"name": slug, "slug": slug, "admin": {"username": "root", "password": PASSWORD}},
+    )
+    login = await _login(client, slug, "root", PASSWORD)
+    refresh = await client.post(
+        "/v1/auth/refresh", json={"refreshToken": login.json()["refreshToken"]}
+    )
+    for answer in (signup, login, refresh):
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["pragma"] == "no-cache"

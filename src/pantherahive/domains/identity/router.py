@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -45,6 +45,12 @@ async def anonymous_rate_limit(request: Request) -> None:
     remember(request.scope, state)
 
 
+async def no_store(response: Response) -> None:
+    """Answers that carry tokens must not be cached by anything (RFC 6749 §5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 async def _identity(request: Request) -> IdentityService:
     service: IdentityService = request.app.state.platform.identity
     return service
@@ -75,6 +81,7 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     status_code=status.HTTP_201_CREATED,
     tags=["tenants"],
     responses=_problems(403, 409, 422, 429),
+    dependencies=[Depends(no_store)],
 )
 async def create_tenant(body: TenantCreate, session: Session, identity: Identity) -> TenantCreated:
     """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
@@ -92,7 +99,12 @@ async def create_tenant(body: TenantCreate, session: Session, identity: Identity
     )
 
 
-@public.post("/v1/auth/login", tags=["auth"], responses=_problems(401, 403, 422, 429))
+@public.post(
+    "/v1/auth/login",
+    tags=["auth"],
+    responses=_problems(401, 403, 422, 429),
+    dependencies=[Depends(no_store)],
+)
 async def login(body: LoginRequest, request: Request, session: Session, auth: Auth) -> TokenPair:
     """Exchange a username or email and password for an access and a refresh token.
 
@@ -109,7 +121,12 @@ async def login(body: LoginRequest, request: Request, session: Session, auth: Au
     return _pair(tokens)
 
 
-@public.post("/v1/auth/refresh", tags=["auth"], responses=_problems(401, 422, 429))
+@public.post(
+    "/v1/auth/refresh",
+    tags=["auth"],
+    responses=_problems(401, 422, 429),
+    dependencies=[Depends(no_store)],
+)
 async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
     """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
 
