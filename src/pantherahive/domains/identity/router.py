@@ -87,15 +87,17 @@ async def create_tenant(body: TenantCreate, session: Session, identity: Identity
     """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
 
     Refused with 403 when sign-up is closed (`PANTHERAHIVE_SIGNUP_OPEN=false`); a taken
-    slug is 409.
+    slug is 409. When the platform requires email verification, `admin.email` is
+    required, the ADMIN starts `PENDING_VERIFICATION` and the token fields are `null`:
+    log in after verifying.
     """
     tenant, user, tokens = await identity.sign_up(session, body=body)
     return TenantCreated(
         tenant=TenantRead.model_validate(tenant),
         user=UserRead.model_validate(user),
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_in=tokens.expires_in,
+        access_token=tokens.access_token if tokens else None,
+        refresh_token=tokens.refresh_token if tokens else None,
+        expires_in=tokens.expires_in if tokens else None,
     )
 
 
@@ -228,7 +230,8 @@ async def list_users(
 async def create_user(
     body: UserCreate, auth: CurrentAuth, session: Session, identity: Identity
 ) -> UserRead:
-    """Create a user (ADMIN only). Username and email are unique within the tenant (409)."""
+    """Create a user (ADMIN only). Username and email are unique within the tenant (409).
+    While email verification is required, `email` is too (422)."""
     return UserRead.model_validate(await identity.create_user(session, auth, body=body))
 
 
