@@ -191,3 +191,27 @@ async def test_a_malformed_path_id_is_404_even_with_a_bad_body(
         )
         assert response.status_code == 404, (body, response.text)
         assert "user_id" not in response.text
+
+
+async def test_openapi_documents_what_every_route_gets(client: httpx.AsyncClient) -> None:
+    """Idempotency-Key on every POST; 413/415 wherever a body goes; 503 everywhere."""
+    schema = (await client.get("/openapi.json")).json()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    posts = 0
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert responses["503"]["content"]["application/problem+json"]["schema"] == problem
+            if method in ("post", "put", "patch"):
+                for code in ("413", "415"):
+                    content = responses[code]["content"]["application/problem+json"]
+                    assert content["schema"] == problem, (method, path, code)
+            if method == "post":
+                posts += 1
+                names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+                assert names.count("Idempotency-Key") == 1, (path, names)
+    assert posts >= 15
+    login = schema["paths"]["/v1/auth/login"]["post"]
+    (key,) = [p for p in login["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["schema"]["maxLength"] == 255
+    assert "Idempotent-Replayed" in login["responses"]["200"]["headers"]

@@ -192,19 +192,63 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe. A repeat with the same key and the same body within 24 hours "
+        "returns the first answer (same status and body, header `Idempotent-Replayed: true`) "
+        "and changes nothing; the same key with another body is 422. Keys belong to the "
+        "caller: the user of the access token, or the client address without one."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_REPLAYED_HEADER: dict[str, Any] = {
+    "description": "`true` when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+_BODY_METHODS = {"post", "put", "patch"}
+
+
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
-    """Make the generated OpenAPI tell the truth: every error is problem+json."""
+    """Make the generated OpenAPI tell the truth: every error is problem+json, and what the
+    gateway and the unit of work do for every route is documented on every route."""
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            for code in ("422", "429", "500"):
+            codes = ["422", "429", "500", "503"]  # 503: a dependency is down
+            if method in _BODY_METHODS:
+                codes += ["413", "415"]  # the body-size limit and JSON-only bodies
+            for code in codes:
                 responses.setdefault(code, {"description": _HTTP_SLUGS[int(code)][1]})
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     response["content"] = _PROBLEM_CONTENT
+            if method == "post":
+                _document_idempotency(operation)
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
     return schema
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    parameters = operation.setdefault("parameters", [])
+    if not any(p.get("name", "").lower() == "idempotency-key" for p in parameters):
+        parameters.append(IDEMPOTENCY_KEY_HEADER)
+    responses = operation["responses"]
+    for code, response in responses.items():
+        if code.isdigit() and int(code) < 500 and int(code) not in (401, 429):
+            response.setdefault("headers", {})["Idempotent-Replayed"] = _REPLAYED_HEADER
+    responses.setdefault(
+        "409",
+        {
+            "description": "Conflict (also: a request with this Idempotency-Key is still "
+            "running; retry after `Retry-After`)"
+        },
+    )
+    responses["409"]["content"] = _PROBLEM_CONTENT
