@@ -3,6 +3,8 @@ routers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,9 +158,13 @@ def create_app(
             bus = EmbeddedRuntime.from_settings(platform.db, settings, all_consumers())
             await bus.start()
         app.state.bus = bus
+        purger = asyncio.create_task(platform.idempotency.purge_forever())
         try:
             yield
         finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
             if bus is not None:
                 await bus.stop()
             await platform.notifications.stop()
@@ -194,7 +200,11 @@ def create_app(
                 except Unauthenticated:
                     return None
                 return f"user:{claims.user_id}", str(claims.tenant_id)
-        return "anonymous", None
+        # Without a token, keys are the caller's by address: two clients that pick the same
+        # key must not see each other's answers. (A replay also needs the same body, which
+        # on these routes holds the caller's own secret: password, refresh token, …)
+        client = scope.get("client")
+        return f"ip:{client[0] if client else 'unknown'}", None
 
     app.add_middleware(
         UnitOfWorkMiddleware,

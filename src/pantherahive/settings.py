@@ -5,8 +5,10 @@ Every variable is documented in ``docs/configuration.md``; keep the two in step.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -146,19 +148,35 @@ class Settings(BaseSettings):
 
 
 def _load_or_create_secret(path: Path) -> str:
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(value, encoding="utf-8")
-    tmp.chmod(0o600)
+    """Read the secret, or create it so that every racing process ends up with the same one.
+
+    ``serve --workers N`` starts N processes that may all find no file. Each writes its
+    candidate to a private temporary file and hard-links it into place; ``os.link`` fails
+    if the name exists, so exactly one candidate wins and the file only ever appears
+    complete. Everyone — winner and losers — then uses what the file holds.
+    """
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        tmp.unlink()
-        return path.read_text(encoding="utf-8").strip()
-    tmp.unlink()
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+            handle.write(secrets.token_urlsafe(48))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ValueError(f"{path} is empty; delete it to have a new secret generated")
     return value
 
 

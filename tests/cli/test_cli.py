@@ -37,14 +37,44 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     get_settings.cache_clear()
 
 
+# What each command's --help must say for a newcomer to use it without the README.
+HELP = {
+    "serve": ["Serve the HTTP API", "--host", "--port", "--workers", "--no-migrate"],
+    "migrate": ["Apply every pending database migration"],
+    "create-tenant": [
+        "Create a tenant with its first ADMIN",
+        "[a-z0-9-]{3,63}",  # once eaten by Rich markup, leaving "URL-safe id: {3,63}."
+        "--admin-username",
+        "--admin-email",
+        "PANTHERAHIVE_SIGNUP_OPEN",
+    ],
+    "create-user": ["Add a user to an existing tenant", "ADMIN, MANAGER or MEMBER", "--password"],
+    "demo": ["Create the tenant 'demo'"],
+}
+
+
+def _flat(text: str) -> str:
+    """--help as plain words: Rich's box drawing and line wrapping removed."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
 def test_every_command_explains_itself() -> None:
-    result = runner.invoke(app, ["--help"])
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for command in ("serve", "migrate", "create-tenant", "create-user", "demo"):
+    for command, phrases in HELP.items():
         assert command in result.output
-        sub = runner.invoke(app, [command, "--help"])
+        sub = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert sub.exit_code == 0, command
-        assert len(sub.output.strip().splitlines()) > 3
+        for phrase in phrases:
+            assert phrase in _flat(sub.output), (command, phrase, sub.output)
+
+
+def test_a_role_that_does_not_exist_is_a_usage_error_not_a_traceback() -> None:
+    result = runner.invoke(app, ["create-user", "acme", "someone", "--role", "BOSS"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "BOSS" in result.output
+    assert "member" in result.output.lower()
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -89,3 +119,40 @@ async def test_demo_creates_a_tenant_you_can_log_in_to(client: httpx.AsyncClient
             "/v1/auth/login", json={"tenant": "demo", "login": login, "password": DEMO_PASSWORD}
         )
         assert response.status_code == 200, login
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_closed_sign_up_leaves_the_cli_as_the_way_to_make_tenants(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/configuration.md: with sign-up closed, tenants are made with create-tenant."""
+    monkeypatch.setenv("PANTHERAHIVE_SIGNUP_OPEN", "false")
+    get_settings.cache_clear()
+    slug = unique("closed-cli")
+    result = await invoke(["create-tenant", slug, "--admin-username", "ops"])
+    assert result.exit_code == 0, result.output
+    password = re.search(r"password: (\S+)", result.output)
+    assert password is not None
+    login = await client.post(
+        "/v1/auth/login", json={"tenant": slug, "login": "ops", "password": password.group(1)}
+    )
+    assert login.status_code == 200
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_invalid_input_is_explained_field_by_field() -> None:
+    bad_slug = await invoke(["create-tenant", "Not A Slug!"])
+    assert bad_slug.exit_code == 1
+    assert "slug: String should match pattern" in bad_slug.output
+    slug = unique("cli-bad")
+    assert (await invoke(["create-tenant", slug])).exit_code == 0
+    short = await invoke(["create-user", slug, "worker", "--password", "short"])
+    assert short.exit_code == 1
+    assert "password: String should have at least 8 characters" in short.output
+    mail = await invoke(["create-user", slug, "worker", "--email", "not-an-address"])
+    assert mail.exit_code == 1
+    assert "email: value is not a valid email address" in mail.output
+    for result in (bad_slug, short, mail):
+        assert "errors.pydantic.dev" not in result.output
+        assert "Traceback" not in result.output
+        assert "validation error" not in result.output  # pydantic's own headline

@@ -29,7 +29,8 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_pa
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pantherahive.cli", "serve"],
+            # two workers on a fresh data directory: they must share one generated secret
+            [sys.executable, "-m", "pantherahive.cli", "serve", "--workers", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -58,6 +59,11 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_pa
                 timeout=30,
             )
             assert created.status_code == 201, created.text
+            # whichever worker answers, it accepts the token the other one signed
+            me = {"Authorization": f"Bearer {created.json()['accessToken']}"}
+            for _ in range(12):
+                with httpx.Client(timeout=10) as fresh:  # a new connection each time
+                    assert fresh.get(f"{base}/v1/users/me", headers=me).status_code == 200
             docs = httpx.get(f"{base}/openapi.json", timeout=10).json()
             assert "/v1/users/me" in docs["paths"]
         finally:

@@ -3,14 +3,18 @@ budget across processes when Redis holds it."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pantherahive.core.errors import RateLimited
+from pantherahive.infra.ratelimit import RateLimits
 from tests.conftest import PASSWORD, create_tenant, make_settings, running_app, unique
-from tests.support.db import database_url
+from tests.support.db import database_url, outbox_types
 from tests.support.servers import redis_server
 
 
@@ -82,3 +86,97 @@ async def test_redis_budget_is_shared_between_app_instances(tmp_path: Path, redi
             assert (await _fail_login(first, tenant.slug, login)).status_code == 401
     async with running_app(database_url(), settings) as second:
         assert (await _fail_login(second, tenant.slug, login)).status_code == 429
+
+
+async def test_error_responses_of_limited_routes_carry_the_headers(tmp_path: Path) -> None:
+    """The limiter ran, so its headers go out with whatever answer follows, errors too."""
+    settings = make_settings(
+        tmp_path, rate_limit_user="50/minute", rate_limit_anonymous="40/minute"
+    )
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        headers = tenant.admin.headers
+        answers = {
+            "404": await client.get(f"/v1/users/{uuid.uuid4()}", headers=headers),
+            "422 query": await client.get("/v1/users", headers=headers, params={"limit": 0}),
+            "422 body": await client.post("/v1/users", headers=headers, json={"username": 1}),
+            "409": await client.post(
+                "/v1/users",
+                headers=headers,
+                json={"username": "admin", "password": PASSWORD, "role": "MEMBER"},
+            ),
+        }
+        for name, answer in answers.items():
+            assert answer.status_code == int(name[:3]), (name, answer.text)
+            assert answer.headers["ratelimit-limit"] == "50", name
+            assert int(answer.headers["ratelimit-remaining"]) < 50, name
+            assert int(answer.headers["ratelimit-reset"]) >= 0, name
+        wrong = await _fail_login(client, tenant.slug, "admin")
+        assert wrong.status_code == 401
+        assert wrong.headers["ratelimit-limit"] == "40"
+        assert int(wrong.headers["ratelimit-remaining"]) < 40
+        assert "ratelimit-reset" in wrong.headers
+        # one set of headers, not the route's beside the error's
+        assert wrong.headers.get_list("ratelimit-limit") == ["40"]
+
+
+async def test_parallel_wrong_logins_cannot_outrun_the_limit(tmp_path: Path) -> None:
+    """Thirty guesses at once against a budget of five: at most five reach the password."""
+    settings = make_settings(tmp_path, rate_limit_login_failures="5/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        answers = await asyncio.gather(
+            *(_fail_login(client, tenant.slug, "admin") for _ in range(30))
+        )
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {401, 429}
+        assert statuses.count(401) <= 5
+        assert statuses.count(429) >= 25
+        failures = [t for t in await outbox_types(tenant.id) if t == "auth.login_failed"]
+        assert len(failures) == statuses.count(401) <= 5
+
+
+def _from(client: httpx.AsyncClient, ip: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=client.app, client=(ip, 40000))  # type: ignore[attr-defined]
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_a_good_login_forgives_that_login_but_not_the_ip(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="3/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        right = {"tenant": tenant.slug, "login": "admin", "password": PASSWORD}
+        async with _from(client, "10.0.0.1") as first, _from(client, "10.0.0.2") as second:
+            # 10.0.0.1: two wrong guesses at admin, then admin's right password
+            assert (await _fail_login(first, tenant.slug, "admin")).status_code == 401
+            assert (await _fail_login(first, tenant.slug, "admin")).status_code == 401
+            assert (await first.post("/v1/auth/login", json=right)).status_code == 200
+            # the IP got back only the good attempt's unit: one more guess, then 429
+            assert (await _fail_login(first, tenant.slug, "someone")).status_code == 401
+            assert (await _fail_login(first, tenant.slug, "someone-else")).status_code == 429
+            # admin's own budget was reset by the right password: three fresh guesses
+            statuses = [
+                (await _fail_login(second, tenant.slug, "admin")).status_code for _ in range(4)
+            ]
+            assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+async def test_consume_refund_and_clear_on_both_storages(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
+    redis = request.getfixturevalue("redis_url") if storage == "redis" else None
+    limits = RateLimits(redis_url=redis)
+    item = limits.parse("2/5 minutes")
+    key = ("unit", unique("k"))
+    await limits.consume(item, *key)
+    await limits.consume(item, *key)
+    with pytest.raises(RateLimited):
+        await limits.consume(item, *key)
+    await limits.refund(item, *key)
+    await limits.consume(item, *key)  # the refunded unit
+    with pytest.raises(RateLimited):
+        await limits.consume(item, *key)
+    await limits.clear(item, *key)
+    await limits.consume(item, *key)
+    await limits.consume(item, *key)

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from pantherahive.infra.security.principal import Role
 from pantherahive.settings import get_settings
 
 app = typer.Typer(
@@ -72,6 +73,9 @@ def serve(
     if migrate_first:
         _migrate(url)
     os.environ["DATABASE_URL"] = url
+    # Create the generated JWT secret (if one is needed) here, once, before the workers
+    # start: they then all read the same file instead of racing to create it.
+    settings.resolved_jwt_secret()
     if workers > 1:
         metrics_dir = settings.data_path / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -124,14 +128,47 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _fail_with(headline: str, exc: Exception) -> None:
+    """Say what was wrong, one "field: message" line per problem — not pydantic's dump
+    with its documentation URLs, nor a traceback."""
+    from pydantic import ValidationError
+
+    from pantherahive.core.errors import AppError
+
+    lines = [headline]
+    if isinstance(exc, ValidationError):
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in error["loc"]) or "input"
+            lines.append(f"  {field}: {error['msg']}")
+    elif isinstance(exc, AppError):
+        lines.append(f"  {exc.detail}")
+        lines.extend(f"  {e.field}: {e.message}" for e in exc.errors)
+    else:
+        lines.append(f"  {exc}")
+    _fail("\n".join(lines))
+
+
 @app.command("create-tenant")
 def create_tenant(
-    slug: Annotated[str, typer.Argument(help="URL-safe id: [a-z0-9-]{3,63}.")],
+    # Rich reads [...] as markup: escaped, or the pattern vanishes from --help.
+    slug: Annotated[
+        str,
+        typer.Argument(
+            help="URL-safe id: \\[a-z0-9-]{3,63} (lowercase letters, digits and hyphens)."
+        ),
+    ],
     name: Annotated[str | None, typer.Option(help="Display name (defaults to the slug).")] = None,
     admin_username: Annotated[str, typer.Option(help="The first ADMIN's username.")] = "admin",
-    admin_email: Annotated[str | None, typer.Option(help="The first ADMIN's email.")] = None,
+    admin_email: Annotated[
+        str | None,
+        typer.Option(help="The first ADMIN's email (required if email verification is on)."),
+    ] = None,
 ) -> None:
-    """Create a tenant with its first ADMIN and print that ADMIN's password (shown once)."""
+    """Create a tenant with its first ADMIN and print that ADMIN's password (shown once).
+
+    Works whether or not self-service sign-up (POST /v1/tenants) is open: with
+    PANTHERAHIVE_SIGNUP_OPEN=false this is how tenants are made.
+    """
     from pydantic import ValidationError
 
     from pantherahive.core.errors import AppError
@@ -151,7 +188,7 @@ def create_tenant(
             )
         )
     except (AppError, ValidationError) as exc:
-        _fail(f"Could not create tenant {slug!r}: {exc}")
+        _fail_with(f"Could not create tenant {slug!r}:", exc)
     typer.secho(f"Tenant {slug!r} created.", fg=typer.colors.GREEN)
     typer.echo(
         f"  login:    {admin_username}\n  password: {password}\n  (shown once; store it now)"
@@ -162,7 +199,9 @@ def create_tenant(
 def create_user(
     tenant: Annotated[str, typer.Argument(help="The tenant's slug.")],
     username: Annotated[str, typer.Argument(help="Username, unique in the tenant.")],
-    role: Annotated[str, typer.Option(help="ADMIN, MANAGER or MEMBER.")] = "MEMBER",
+    role: Annotated[
+        Role, typer.Option(case_sensitive=False, help="ADMIN, MANAGER or MEMBER (any case).")
+    ] = Role.MEMBER,
     email: Annotated[str | None, typer.Option(help="Email, unique in the tenant.")] = None,
     password: Annotated[
         str | None, typer.Option(help="Password (8..64); generated and printed if omitted.")
@@ -182,16 +221,14 @@ def create_user(
                 p.identity,
                 tenant=tenant,
                 username=username,
-                role=role.upper(),
+                role=role.value,
                 email=email,
                 password=chosen,
             )
         )
     except (AppError, ValidationError) as exc:
-        _fail(f"Could not create user {username!r}: {exc}")
-    typer.secho(
-        f"User {username!r} created in {tenant!r} as {role.upper()}.", fg=typer.colors.GREEN
-    )
+        _fail_with(f"Could not create user {username!r}:", exc)
+    typer.secho(f"User {username!r} created in {tenant!r} as {role.value}.", fg=typer.colors.GREEN)
     if password is None:
         typer.echo(f"  password: {chosen}  (shown once)")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -43,9 +43,43 @@ def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     if not cursor:
         return None
     stamp, raw_id = decode_cursor(cursor, arity=2)
+    return parse_cursor_time(stamp), parse_cursor_uuid(raw_id)
+
+
+# A cursor minted by the server holds a real row's timestamp, never one at the calendar's
+# edges; values there overflow on the way to UTC or in the database driver.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def parse_cursor_time(value: object) -> datetime:
+    """A timestamp decoded from a cursor, in UTC; anything else is a 422.
+
+    Only a timezone-aware ISO 8601 string is accepted (a naive one is ambiguous), and it
+    is converted to UTC here, so an offset that pushes it past year 1 or 9999 fails now
+    rather than as an overflow in the driver (a 500).
+    """
+    if not isinstance(value, str):
+        raise _bad_cursor()
     try:
-        return datetime.fromisoformat(stamp), UUID(raw_id)
-    except (TypeError, ValueError) as exc:
+        moment = datetime.fromisoformat(value)
+        if moment.utcoffset() is None:
+            raise ValueError("naive timestamp")
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise _bad_cursor() from exc
+    if not _EARLIEST <= moment <= _LATEST:
+        raise _bad_cursor()
+    return moment
+
+
+def parse_cursor_uuid(value: object) -> UUID:
+    """An id decoded from a cursor; anything but a UUID string is a 422."""
+    if not isinstance(value, str):
+        raise _bad_cursor()
+    try:
+        return UUID(value)
+    except ValueError as exc:
         raise _bad_cursor() from exc
 
 

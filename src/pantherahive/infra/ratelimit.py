@@ -1,5 +1,10 @@
 """Rate limits on the ``limits`` library: in memory, or in Redis when ``REDIS_URL`` is set
-(so every API process shares one budget)."""
+(so every API process shares one budget).
+
+A route's limiter leaves its state in the request scope (:func:`remember`); the gateway
+puts the ``RateLimit-*`` headers on whatever response goes out — the route's own, or the
+problem document an error handler built in its place.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
+from starlette.types import Scope
 
 from pantherahive.core.errors import RateLimited
+
+SCOPE_KEY = "pantherahive.ratelimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,18 @@ class RateLimitState:
             "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset_seconds),
         }
+
+
+def remember(scope: Scope, state: RateLimitState) -> None:
+    """Record the route limiter's state for the response, whichever response that is."""
+    scope[SCOPE_KEY] = state
+
+
+def remembered_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    state = scope.get(SCOPE_KEY)
+    if not isinstance(state, RateLimitState):
+        return []
+    return [(k.lower().encode(), v.encode()) for k, v in state.headers().items()]
 
 
 class RateLimits:
@@ -60,17 +80,27 @@ class RateLimits:
             raise error
         return state
 
-    async def check(self, item: RateLimitItem, *key: str) -> None:
-        """Refuse with 429 if the budget is spent, without spending any of it."""
-        if self.enabled and not await self._limiter.test(item, *key):
+    async def consume(self, item: RateLimitItem, *key: str) -> None:
+        """Spend one unit of a budget *before* the work it guards; 429 if none is left.
+
+        Spending first is what makes the limit hold under concurrency: a check now and a
+        record later let every request in flight pass the check together.
+        """
+        if self.enabled and not await self._limiter.hit(item, *key):
             state = await self._state(item, *key)
             error = RateLimited(state.reset_seconds, "Too many failed attempts; try again later.")
             error.headers.update(state.headers())
             raise error
 
-    async def record(self, item: RateLimitItem, *key: str) -> None:
+    async def refund(self, item: RateLimitItem, *key: str) -> None:
+        """Give back the one unit a :meth:`consume` spent (a negative hit)."""
         if self.enabled:
-            await self._limiter.hit(item, *key)
+            await self._limiter.hit(item, *key, cost=-1)
+
+    async def clear(self, item: RateLimitItem, *key: str) -> None:
+        """Forget every unit spent on this key."""
+        if self.enabled:
+            await self._limiter.clear(item, *key)
 
     async def _state(self, item: RateLimitItem, *key: str) -> RateLimitState:
         stats = await self._limiter.get_window_stats(item, *key)

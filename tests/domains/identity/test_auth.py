@@ -208,7 +208,13 @@ async def test_password_change_revokes_sessions(
         headers=user.headers,
         json={"currentPassword": "not-it-at-all", "newPassword": "brand-new-pass-2"},
     )
-    assert wrong.status_code == 401
+    # the session is fine, the field is wrong: not a 401 that reads as "log in again"
+    assert wrong.status_code == 422
+    assert "www-authenticate" not in wrong.headers
+    assert wrong.json()["errors"] == [
+        {"field": "currentPassword", "message": "is not your current password"}
+    ]
+    assert (await _me(client, user.token)).status_code == 200
     ok = await client.post(
         "/v1/users/me/password",
         headers=user.headers,
@@ -248,3 +254,66 @@ async def test_password_reset_flow_is_single_use_and_revokes_sessions(
     refresh = await client.post("/v1/auth/refresh", json={"refreshToken": user.refresh_token})
     assert refresh.status_code == 401
     assert (await _login(client, tenant.slug, user.username, "reset-pass-33")).status_code == 200
+
+
+async def _reuse_events(client: httpx.AsyncClient, tenant: TenantHandle) -> int:
+    return (await outbox_types(tenant.id)).count("auth.refresh_reused")
+
+
+@pytest.mark.parametrize("revocation", ["logout", "deactivation", "password_change"])
+async def test_a_revoked_refresh_token_is_a_plain_401_not_a_reuse(
+    client: httpx.AsyncClient, tenant: TenantHandle, revocation: str
+) -> None:
+    user = await add_user(client, tenant, "MEMBER")
+    if revocation == "logout":
+        out = await client.post("/v1/auth/logout", json={"refreshToken": user.refresh_token})
+        assert out.status_code == 204
+    elif revocation == "deactivation":
+        gone = await client.delete(f"/v1/users/{user.id}", headers=tenant.admin.headers)
+        assert gone.status_code == 204
+    else:
+        changed = await client.post(
+            "/v1/users/me/password",
+            headers=user.headers,
+            json={"currentPassword": PASSWORD, "newPassword": "brand-new-pass-2"},
+        )
+        assert changed.status_code == 204
+    before = await _reuse_events(client, tenant)
+    for _ in range(2):
+        refused = await client.post("/v1/auth/refresh", json={"refreshToken": user.refresh_token})
+        assert refused.status_code == 401
+        assert refused.json()["type"].endswith("/unauthenticated")
+    assert await _reuse_events(client, tenant) == before
+
+
+async def test_a_rotated_token_coming_back_is_reuse_once_per_attempt(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    user = await add_user(client, tenant, "MEMBER")
+    rotated = await client.post("/v1/auth/refresh", json={"refreshToken": user.refresh_token})
+    assert rotated.status_code == 200
+    before = await _reuse_events(client, tenant)
+    replayed = await client.post("/v1/auth/refresh", json={"refreshToken": user.refresh_token})
+    assert replayed.status_code == 401
+    assert replayed.json()["type"].endswith("/invalid-refresh-token")
+    assert await _reuse_events(client, tenant) == before + 1
+    successor = rotated.json()["refreshToken"]
+    dead = await client.post("/v1/auth/refresh", json={"refreshToken": successor})
+    assert dead.status_code == 401  # the family went with it
+
+
+async def test_answers_with_tokens_are_never_cached(client: httpx.AsyncClient) -> None:
+    """RFC 6749 §5.1: Cache-Control: no-store on every response that carries a token."""
+    slug = f"nostore-{uuid.uuid4().hex[:8]}"
+    signup = await client.post(
+        "/v1/tenants",
+        json={"name": slug, "slug": slug, "admin": {"username": "root", "password": PASSWORD}},
+    )
+    login = await _login(client, slug, "root", PASSWORD)
+    refresh = await client.post(
+        "/v1/auth/refresh", json={"refreshToken": login.json()["refreshToken"]}
+    )
+    for answer in (signup, login, refresh):
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["pragma"] == "no-cache"

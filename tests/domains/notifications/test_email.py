@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import re
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pantherahive.domains.notifications.transports import SmtpTransport
+from pantherahive.domains.notifications.api import NotificationsRuntime
+from pantherahive.domains.notifications.transports import LogTransport, SmtpTransport
 from pantherahive.domains.notifications.worker import DeliveryWorker
 from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import (
@@ -288,3 +291,64 @@ async def test_starttls_required_by_the_server(napp: httpx.AsyncClient, tmp_path
     assert all(inbox.encrypted)
     sent = await _deliveries(napp, tenant.admin.headers, member.email)
     assert sent[0]["status"] == "sent"
+
+
+def _log_worker(napp: httpx.AsyncClient, *, reveal_content: bool) -> DeliveryWorker:
+    # A logger of its own at INFO: the platform's are configured (and cached) at WARNING
+    # in tests, which would hide exactly the lines this is about.
+    logger = logging.getLogger(f"test.log_transport.{reveal_content}")
+    logger.setLevel(logging.INFO)
+    transport = LogTransport(
+        "email", reveal_content=reveal_content,
+        logger=structlog.wrap_logger(logger, wrapper_class=structlog.stdlib.BoundLogger,
+                                     processors=[structlog.processors.JSONRenderer()]))
+    p = platform(napp)
+    return DeliveryWorker(
+        db=p.db, settings=p.settings, transports={"email": transport},
+        service=p.notifications.service, webhooks=p.notifications.webhooks, send_webhooks=False)
+
+
+async def _reset_without_smtp(
+    napp: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, *, reveal_content: bool
+) -> tuple[TenantHandle, str, list[str]]:
+    tenant = await create_tenant(napp)
+    member = await add_user(napp, tenant, "MEMBER")
+    assert member.email is not None
+    await napp.post("/v1/auth/password-reset", json={"tenant": tenant.slug, "email": member.email})
+    worker = _log_worker(napp, reveal_content=reveal_content)
+    try:
+        with caplog.at_level(logging.INFO):
+            await worker.run_once()
+    finally:
+        await worker.close()
+    return tenant, member.email, [r.getMessage() for r in caplog.records]
+
+
+async def test_without_smtp_development_logs_the_link(
+    napp: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant, address, lines = await _reset_without_smtp(napp, caplog, reveal_content=True)
+    logged = [line for line in lines if "notification_message" in line and address in line]
+    # the reset token, which is what the developer came for (a welcome may be there too)
+    assert len([line for line in logged if "php_" in line]) == 1
+    (delivery,) = await _deliveries(napp, tenant.admin.headers, address)
+    assert delivery["status"] == "sent"
+
+
+async def test_without_smtp_production_never_logs_the_token(
+    napp: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    tenant, address, lines = await _reset_without_smtp(napp, caplog, reveal_content=False)
+    assert not [line for line in lines if "notification_message" in line]
+    assert not [line for line in lines if "php_" in line]  # no reset token, in any line
+    said = [line for line in lines if "notification_not_sent" in line and address in line]
+    assert len([line for line in said if "account.password_reset" in line]) == 1
+    (delivery,) = await _deliveries(napp, tenant.admin.headers, address)
+    assert delivery["status"] == "failed"  # not "sent": nothing was
+    assert "SMTP" in delivery["lastError"]
+    # and that is what a production platform without SMTP is built with
+    production = NotificationsRuntime(settings_for(tmp_path, env="production"),
+                                      platform(napp).db, key_material="k" * 40)
+    email_transport = production.transports["email"]
+    assert isinstance(email_transport, LogTransport)
+    assert not email_transport.reveal_content

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.pagination import decode_cursor, encode_cursor, parse_cursor_time
 from pantherahive.domains.audit import events
 from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
 from pantherahive.domains.audit.chain import (
@@ -223,11 +223,8 @@ class AuditService:
 
 def _decode(cursor: str) -> tuple[datetime, int]:
     at, seq = decode_cursor(cursor, arity=2)
-    try:
-        moment = datetime.fromisoformat(at) if isinstance(at, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or not isinstance(seq, int) or seq < 1:
+    moment = parse_cursor_time(at)
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq < 2**63:
         raise ValidationFailed(
             "The cursor is not valid for this list.",
             errors=[FieldError("cursor", "malformed or foreign cursor")],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from pantherahive.core.errors import Unauthenticated
 from pantherahive.domains.identity.tables import User
 from pantherahive.infra.db import direct
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.ratelimit import remember
 from pantherahive.infra.security.principal import AuthContext, Role
 
 __all__ = [
@@ -38,7 +39,6 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/a
 
 async def require_auth(
     request: Request,
-    response: Response,
     session: Annotated[AsyncSession, Depends(request_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthContext:
@@ -47,8 +47,7 @@ async def require_auth(
     platform = request.app.state.platform
     auth: AuthContext = await platform.authenticator.principal(session, credentials.credentials)
     limits = platform.rate_limits
-    state = await limits.hit(platform.user_rate_item, "user", str(auth.user_id))
-    response.headers.update(state.headers())
+    remember(request.scope, await limits.hit(platform.user_rate_item, "user", str(auth.user_id)))
     return auth
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import Unauthenticated
+from pantherahive.core.errors import RateLimited, Unauthenticated
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.errors import (
     EmailNotVerified,
@@ -64,21 +64,35 @@ class Authenticator:
         password: str,
         ip: str | None,
     ) -> IssuedTokens:
+        # Each attempt spends its unit of both budgets before the password is checked, so
+        # parallel guesses cannot all slip past a check that only counts finished ones.
+        limit = self.failure_item
         login_key = ("login", tenant_slug, login.lower())
         ip_key = ("login-ip", ip or "unknown")
-        await self.limits.check(self.failure_item, *login_key)
-        await self.limits.check(self.failure_item, *ip_key)
+        await self.limits.consume(limit, *login_key)
+        try:
+            await self.limits.consume(limit, *ip_key)
+        except RateLimited:
+            await self.limits.refund(limit, *login_key)  # this attempt guessed nothing
+            raise
 
         repo = IdentityRepository(session)
-        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
-        user: User | None = None
-        if tenant_id is not None:
-            await set_tenant(session, tenant_id)
-            user = await repo.find_user_by_login(login)
-        ok = await self.identity.passwords.verify(user.password_hash if user else None, password)
+        try:
+            tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+            user: User | None = None
+            if tenant_id is not None:
+                await set_tenant(session, tenant_id)
+                user = await repo.find_user_by_login(login)
+            ok = await self.identity.passwords.verify(
+                user.password_hash if user else None, password
+            )
+        except Exception:
+            # Nothing was learnt about the password (the database is down, say): give the
+            # units back rather than lock the user out for an outage.
+            await self.limits.refund(limit, *login_key)
+            await self.limits.refund(limit, *ip_key)
+            raise
         if not ok or user is None or user.status == UserStatus.INACTIVE:
-            await self.limits.record(self.failure_item, *login_key)
-            await self.limits.record(self.failure_item, *ip_key)
             if tenant_id is not None:
                 bind_principal(tenant_id, None)
                 await emit(
@@ -92,6 +106,10 @@ class Authenticator:
                     },
                 )
             raise InvalidCredentials()
+        # The right password: this login's failures are forgiven; the IP gets back only
+        # this attempt's unit, so one good login cannot launder an IP's guesses elsewhere.
+        await self.limits.clear(limit, *login_key)
+        await self.limits.refund(limit, *ip_key)
         if user.status == UserStatus.PENDING_VERIFICATION:
             raise EmailNotVerified()
         bind_principal(user.tenant_id, user.id)
@@ -105,8 +123,11 @@ class Authenticator:
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)
         current = now()
-        if row.used_at is not None or row.revoked_at is not None:
-            # A dead token came back: someone holds a copy. Burn the whole family.
+        if row.used_at is not None:
+            # A token that was already rotated came back: two parties hold copies of it
+            # (the rightful client has moved on to its successor). Burn the whole family.
+            # A merely *revoked* one (logout, deactivation, password change) is no such
+            # signal and falls through to a plain 401 below.
             await repo.revoke_family(row.family_id, current)
             bind_principal(row.tenant_id, row.user_id)
             await emit(
@@ -117,7 +138,12 @@ class Authenticator:
                 data={"familyId": str(row.family_id)},
             )
             raise RefreshTokenRejected()
-        if row.expires_at <= current or user is None or user.status != UserStatus.ACTIVE:
+        if (
+            row.revoked_at is not None
+            or row.expires_at <= current
+            or user is None
+            or user.status != UserStatus.ACTIVE
+        ):
             raise Unauthenticated("The refresh token is not valid.")
         row.used_at = current
         await session.flush()

@@ -1,7 +1,8 @@
 """Where account emails (verification, password reset) go.
 
-Until the notifications service takes these over from events, the token is handed to a
-sender; the default one logs it, which is what a developer running ``make run`` needs.
+identity hands the single-use token to a sender; the platform wires in notifications'
+sender (``main.py``), which emails it — or, with no SMTP relay, logs it in development
+only. Tests pass a :class:`RecordingSender` to read the token back.
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from pantherahive.infra.logging import get_logger
-
-log = get_logger("pantherahive.identity.delivery")
 
 
 class AccountMessageSender(Protocol):
@@ -29,30 +26,6 @@ class AccountMessageSender(Protocol):
         self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
         session: AsyncSession | None = None,
     ) -> None: ...
-
-
-class LoggingSender:
-    """Development sender: writes the single-use token to the log instead of mailing it."""
-
-    async def send_verification(
-        self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str,
-        session: AsyncSession | None = None,
-    ) -> None:
-        log.info(
-            "account_email", kind="verify_email", user_id=str(user_id), to=email, action_token=token
-        )
-
-    async def send_password_reset(
-        self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
-        session: AsyncSession | None = None,
-    ) -> None:
-        log.info(
-            "account_email",
-            kind="password_reset",
-            user_id=str(user_id),
-            to=email,
-            action_token=token,
-        )
 
 
 class RecordingSender:

@@ -31,17 +31,24 @@ from pantherahive.domains.identity.schemas import (
 from pantherahive.domains.identity.service import IdentityService, IssuedTokens
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.ratelimit import remember
 from pantherahive.infra.security.principal import Role
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 
 
-async def anonymous_rate_limit(request: Request, response: Response) -> None:
+async def anonymous_rate_limit(request: Request) -> None:
     """300/min per IP on the routes that need no token."""
     platform = request.app.state.platform
     ip = request.client.host if request.client else "unknown"
     state = await platform.rate_limits.hit(platform.anonymous_rate_item, "anon", ip)
-    response.headers.update(state.headers())
+    remember(request.scope, state)
+
+
+async def no_store(response: Response) -> None:
+    """Answers that carry tokens must not be cached by anything (RFC 6749 §5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 async def _identity(request: Request) -> IdentityService:
@@ -74,24 +81,32 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     status_code=status.HTTP_201_CREATED,
     tags=["tenants"],
     responses=_problems(403, 409, 422, 429),
+    dependencies=[Depends(no_store)],
 )
 async def create_tenant(body: TenantCreate, session: Session, identity: Identity) -> TenantCreated:
     """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
 
     Refused with 403 when sign-up is closed (`PANTHERAHIVE_SIGNUP_OPEN=false`); a taken
-    slug is 409.
+    slug is 409. When the platform requires email verification, `admin.email` is
+    required, the ADMIN starts `PENDING_VERIFICATION` and the token fields are `null`:
+    log in after verifying.
     """
-    tenant, user, tokens = await identity.create_tenant(session, body=body)
+    tenant, user, tokens = await identity.sign_up(session, body=body)
     return TenantCreated(
         tenant=TenantRead.model_validate(tenant),
         user=UserRead.model_validate(user),
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_in=tokens.expires_in,
+        access_token=tokens.access_token if tokens else None,
+        refresh_token=tokens.refresh_token if tokens else None,
+        expires_in=tokens.expires_in if tokens else None,
     )
 
 
-@public.post("/v1/auth/login", tags=["auth"], responses=_problems(401, 403, 422, 429))
+@public.post(
+    "/v1/auth/login",
+    tags=["auth"],
+    responses=_problems(401, 403, 422, 429),
+    dependencies=[Depends(no_store)],
+)
 async def login(body: LoginRequest, request: Request, session: Session, auth: Auth) -> TokenPair:
     """Exchange a username or email and password for an access and a refresh token.
 
@@ -108,12 +123,18 @@ async def login(body: LoginRequest, request: Request, session: Session, auth: Au
     return _pair(tokens)
 
 
-@public.post("/v1/auth/refresh", tags=["auth"], responses=_problems(401, 422, 429))
+@public.post(
+    "/v1/auth/refresh",
+    tags=["auth"],
+    responses=_problems(401, 422, 429),
+    dependencies=[Depends(no_store)],
+)
 async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
     """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
 
-    Presenting a dead token again revokes its whole family (every token descended from the
-    same login): 401.
+    Presenting an already-rotated token again is reuse: its whole family (every token
+    descended from the same login) is revoked, 401. A token revoked by logout,
+    deactivation or a password change is just a 401.
     """
     return _pair(await auth.refresh(session, body.refresh_token))
 
@@ -178,8 +199,9 @@ async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> Use
 async def change_my_password(
     body: PasswordChange, auth: CurrentAuth, session: Session, identity: Identity
 ) -> None:
-    """Change the caller's password (the current one is required). Every session of the
-    caller, this one included, is revoked: log in again."""
+    """Change the caller's password (the current one is required; a wrong one is 422 on
+    `currentPassword`). Every session of the caller, this one included, is revoked: log
+    in again."""
     await identity.change_password(session, auth, body=body)
 
 
@@ -208,7 +230,8 @@ async def list_users(
 async def create_user(
     body: UserCreate, auth: CurrentAuth, session: Session, identity: Identity
 ) -> UserRead:
-    """Create a user (ADMIN only). Username and email are unique within the tenant (409)."""
+    """Create a user (ADMIN only). Username and email are unique within the tenant (409).
+    While email verification is required, `email` is too (422)."""
     return UserRead.model_validate(await identity.create_user(session, auth, body=body))
 
 

@@ -89,13 +89,21 @@ class TokenPair(ApiModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
+_PENDING = (
+    " null when the platform requires email verification: the ADMIN is then"
+    " PENDING_VERIFICATION and logs in after verifying."
+)
+
+
 class TenantCreated(ApiModel):
     tenant: TenantRead
     user: UserRead
-    access_token: str
-    refresh_token: str
+    access_token: str | None = Field(description="The ADMIN's access token;" + _PENDING)
+    refresh_token: str | None = Field(description="The ADMIN's refresh token;" + _PENDING)
     token_type: Literal["Bearer"] = "Bearer"
-    expires_in: int
+    expires_in: int | None = Field(
+        description="Seconds until the access token expires;" + _PENDING
+    )
 
 
 class LoginRequest(RequestModel):

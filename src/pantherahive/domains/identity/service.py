@@ -20,7 +20,6 @@ from pantherahive.domains.identity import events
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
     DuplicateUser,
-    InvalidCredentials,
     LastAdmin,
     SignupClosed,
 )
@@ -119,16 +118,29 @@ class IdentityService:
         return token
 
     # ---- tenants ------------------------------------------------------------------------
-    async def create_tenant(
+    async def sign_up(
         self, session: AsyncSession, *, body: TenantCreate
-    ) -> tuple[Tenant, User, IssuedTokens]:
+    ) -> tuple[Tenant, User, IssuedTokens | None]:
+        """Self-service tenant creation (``POST /v1/tenants``), which the platform may close.
+
+        Closing sign-up closes only this door: an operator still makes tenants with
+        ``pantherahive create-tenant``, which calls :meth:`create_tenant` directly.
+        """
         if not self.config.signup_open:
             raise SignupClosed()
+        return await self.create_tenant(session, body=body)
+
+    async def create_tenant(
+        self, session: AsyncSession, *, body: TenantCreate
+    ) -> tuple[Tenant, User, IssuedTokens | None]:
+        """The tenant, its first ADMIN, and that ADMIN's session — None while the ADMIN
+        has an email address to verify first (tokens that could not be used)."""
         if body.admin.role is not Role.ADMIN:
             raise ValidationFailed(
                 "A tenant's first user must be an ADMIN.",
                 errors=[_field("admin.role", "must be ADMIN")],
             )
+        self._require_email(body.admin.email, "admin.email")
         repo = IdentityRepository(session)
         if await repo.tenant_id_for_slug(body.slug) is not None:
             raise Conflict(f"The slug {body.slug!r} is taken.", errors=[_field("slug", "taken")])
@@ -151,8 +163,9 @@ class IdentityService:
             data={"name": body.name, "slug": body.slug},
         )
         user = await self.add_user(session, body.admin, user_id=admin_id)
-        tokens = await self.issue_session(session, user)
-        return tenant, user, tokens
+        if user.status == UserStatus.PENDING_VERIFICATION:
+            return tenant, user, None
+        return tenant, user, await self.issue_session(session, user)
 
     # ---- users --------------------------------------------------------------------------
     async def add_user(
@@ -160,6 +173,7 @@ class IdentityService:
     ) -> User:
         """Create a user in the transaction's tenant with no permission check: for the
         system (sign-up, CLI). Requests go through ``create_user``."""
+        self._require_email(body.email, "email")
         repo = IdentityRepository(session)
         taken = await repo.username_or_email_taken(body.username, body.email)
         if taken:
@@ -199,6 +213,15 @@ class IdentityService:
         if pending:
             await self._request_verification(session, user)
         return user
+
+    def _require_email(self, email: str | None, field: str) -> None:
+        """A user who must verify an email address cannot be made without one: they
+        could never log in."""
+        if self.config.require_email_verification and not email:
+            raise ValidationFailed(
+                "An email address is required: new users must verify theirs.",
+                errors=[_field(field, "required while email verification is on")],
+            )
 
     async def _request_verification(self, session: AsyncSession, user: User) -> None:
         token = await self.issue_action_token(
@@ -377,7 +400,12 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
         if not await self.passwords.verify(user.password_hash, body.current_password):
-            raise InvalidCredentials()
+            # The session is fine (not a 401, which clients read as "log in again"): the
+            # field is wrong.
+            raise ValidationFailed(
+                "The current password is not correct.",
+                errors=[_field("currentPassword", "is not your current password")],
+            )
         await self.set_password(session, user, body.new_password)
 
     async def set_password(self, session: AsyncSession, user: User, password: str) -> None:

@@ -33,10 +33,12 @@ class NotificationsRuntime:
                                            base_url=settings.app_base_url)
         self.webhooks = WebhookService(key_material=key_material,
                                        allow_private=settings.webhook_allow_private_addresses)
+        reveal = settings.env != "production"  # message text (and tokens) in the log
         self.transports: dict[str, Transport] = {
-            "email": SmtpTransport(settings) if settings.smtp_host else LogTransport("email"),
+            "email": (SmtpTransport(settings) if settings.smtp_host
+                      else LogTransport("email", reveal_content=reveal)),
             "sms": (TwilioSmsTransport(settings) if settings.sms_provider_url
-                    else LogTransport("sms")),
+                    else LogTransport("sms", reveal_content=reveal)),
         }
         self.worker = DeliveryWorker(db=db, settings=settings, transports=self.transports,
                                      service=self.service, webhooks=self.webhooks)

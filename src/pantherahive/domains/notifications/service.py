@@ -156,7 +156,8 @@ class NotificationService:
         return Delivery(
             id=uuid4(), tenant_id=row.tenant_id, notification_id=row.id, channel=channel,
             template_name=template, recipient=recipient, status="pending", attempts=0,
-            last_error=None, payload=payload, next_attempt_at=at, created_at=at, sent_at=None,
+            last_error=None, payload={**payload, "template": template}, next_attempt_at=at,
+            created_at=at, sent_at=None,
         )
 
     # ---- the user's own notifications ----------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import aiosmtplib
 import httpx
+import structlog
 
 from pantherahive.infra.logging import get_logger
 from pantherahive.settings import Settings
@@ -125,12 +126,27 @@ class TwilioSmsTransport:
 
 
 class LogTransport:
-    """Development stand-in when no SMTP/SMS is configured: the message goes to the log
-    (that is how a developer sees a verification token after ``make run``)."""
+    """Stand-in when no SMTP relay / SMS provider is configured.
 
-    def __init__(self, channel: str) -> None:
+    In development the whole message goes to the log: that is how a developer running
+    ``make run`` gets a verification or password-reset link. In production a log is no
+    place for a single-use token (logs are shipped, kept and read by many): only the fact
+    that the message could not be sent is logged — recipient and template — and the
+    delivery fails with that reason instead of pretending it was sent.
+    """
+
+    def __init__(self, channel: str, *, reveal_content: bool = True,
+                 logger: structlog.stdlib.BoundLogger | None = None) -> None:
         self.channel = channel
+        self.reveal_content = reveal_content
+        self.log = logger or log
 
     async def send(self, recipient: str, payload: dict[str, Any]) -> None:
-        log.info("notification_message", channel=self.channel, to=recipient,
-                 subject=payload.get("subject"), text=payload.get("text"))
+        if not self.reveal_content:
+            self.log.warning("notification_not_sent", channel=self.channel, to=recipient,
+                             template=payload.get("template"), reason="not configured")
+            what = "SMTP relay (PANTHERAHIVE_SMTP_HOST)" if self.channel == "email" else (
+                "SMS provider (PANTHERAHIVE_SMS_PROVIDER_URL)")
+            raise DeliveryError(f"no {what} is configured", permanent=True)
+        self.log.info("notification_message", channel=self.channel, to=recipient,
+                      subject=payload.get("subject"), text=payload.get("text"))

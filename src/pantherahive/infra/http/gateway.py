@@ -1,6 +1,7 @@
 """The gateway duties, as one pure ASGI middleware (cheaper than a stack of them):
 request ids, request context, body-size limit, JSON content type, security headers,
-metrics by route template, one access log line, and a problem+json 500 that never leaks.
+metrics by route template, one access log line, and a problem+json 500 that never leaks
+(or a 503 with ``Retry-After`` when what failed is a dependency being down).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pantherahive.infra.context import begin_context
 from pantherahive.infra.http.problems import send_problem
 from pantherahive.infra.logging import get_logger
 from pantherahive.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from pantherahive.infra.ratelimit import remembered_headers
+from pantherahive.infra.unavailable import RETRY_AFTER_SECONDS, dependency_unavailable
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -59,12 +62,18 @@ class GatewayMiddleware:
                 status_holder[0] = message["status"]
                 out = list(message.get("headers", []))
                 out.append((b"x-request-id", request_id.encode()))
+                # A 429 carries the headers of the limit that refused it; anything else,
+                # error or not, those of the route's limiter, if it ran.
+                if not any(name.lower() == b"ratelimit-limit" for name, _ in out):
+                    out.extend(remembered_headers(scope))
                 out.extend(_SECURITY_HEADERS)
                 if not path.startswith(_DOCS_PATHS):
                     out.append(_API_CSP)
                 message = {**message, "headers": out}
             await send(message)
 
+        failure: Exception | None = None
+        unavailable = False
         try:
             early = self._refuse_early(method, headers, scope.get("query_string", b""))
             if early is not None:
@@ -77,15 +86,19 @@ class GatewayMiddleware:
             if not response_started:
                 await send_problem(send_wrapped, 413, exc.detail, path)
         except Exception as exc:
-            status_holder[0] = 500
-            log.error(
-                "unhandled_error",
-                method=method,
-                path=path,
-                error=type(exc).__name__,
-                traceback="".join(traceback.format_exception(exc)),
-            )
-            if not response_started:
+            failure = exc
+            unavailable = dependency_unavailable(exc)
+            status_holder[0] = 503 if unavailable else 500
+            # (If a streamed response broke off, the client sees the cut; we log it below.)
+            if not response_started and unavailable:
+                await send_problem(
+                    send_wrapped,
+                    503,
+                    "A service this request needs is unavailable; retry shortly.",
+                    path,
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            elif not response_started:
                 await send_problem(
                     send_wrapped, 500, "An unexpected error occurred; it has been logged.", path
                 )
@@ -96,8 +109,23 @@ class GatewayMiddleware:
             status = status_holder[0]
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
             HTTP_LATENCY.labels(method, template).observe(elapsed)
-            if status >= 500:
-                log.error("request_failed", method=method, route=template, status=status)
+            if status >= 500 or failure is not None:
+                # Exactly one line per failed request, carrying the request id (bound in
+                # the context) and, for a bug, the traceback; an outage needs no traceback.
+                details: dict[str, str] = {}
+                if failure is not None:
+                    details["error"] = type(failure).__name__
+                    if not unavailable:
+                        details["traceback"] = "".join(traceback.format_exception(failure))
+                log.error(
+                    "request_failed",
+                    method=method,
+                    path=path,
+                    route=template,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                    **details,
+                )
             else:
                 log.info(
                     "request",

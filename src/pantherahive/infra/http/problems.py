@@ -62,19 +62,18 @@ def problem_response(status: int, body: bytes, headers: dict[str, str] | None = 
     return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
-async def send_problem(send: Send, status: int, detail: str, instance: str) -> None:
+async def send_problem(
+    send: Send, status: int, detail: str, instance: str, headers: dict[str, str] | None = None
+) -> None:
     """Answer with a problem document from raw ASGI middleware, outside FastAPI."""
     raw = problem_body(status, detail=detail, instance=instance)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(raw)).encode()),
-            ],
-        }
-    )
+    out = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    for name, value in (headers or {}).items():
+        out.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -103,20 +102,37 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field_path(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
-        for err in exc.errors()
-    ]
-    path_errors = [e for e in exc.errors() if e.get("loc", ("",))[0] == "path"]
-    if path_errors and len(path_errors) == len(exc.errors()):
-        # A malformed id in a path names no resource at all: 404, as the contract says.
+    problems = exc.errors()
+    if any(_location(err) == "path" for err in problems):
+        # A malformed id in a path names no resource at all: 404, as the contract says —
+        # whatever else is wrong with the request.
         return problem_response(
             404, problem_body(404, detail="No such resource.", instance=request.url.path)
         )
+    errors = [_field_error(err) for err in problems]
     body = problem_body(
         422, detail="The request is not valid.", instance=request.url.path, errors=errors
     )
     return problem_response(422, body)
+
+
+def _location(err: Any) -> str:
+    loc = err.get("loc") or ("",)
+    return str(loc[0])
+
+
+def _field_error(err: Any) -> dict[str, str]:
+    if err.get("type") == "json_invalid":
+        # loc is ("body", <character offset>): the offset is no field of anything.
+        reason = str((err.get("ctx") or {}).get("error", "")).strip()
+        position = err.get("loc", ())[-1] if len(err.get("loc", ())) > 1 else None
+        message = "The body is not valid JSON"
+        if reason:
+            message += f": {reason}"
+        if isinstance(position, int):
+            message += f" (at character {position})"
+        return {"field": "body", "message": message + "."}
+    return {"field": _field_path(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -176,19 +192,63 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+IDEMPOTENCY_KEY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe. A repeat with the same key and the same body within 24 hours "
+        "returns the first answer (same status and body, header `Idempotent-Replayed: true`) "
+        "and changes nothing; the same key with another body is 422. Keys belong to the "
+        "caller: the user of the access token, or the client address without one."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_REPLAYED_HEADER: dict[str, Any] = {
+    "description": "`true` when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+_BODY_METHODS = {"post", "put", "patch"}
+
+
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
-    """Make the generated OpenAPI tell the truth: every error is problem+json."""
+    """Make the generated OpenAPI tell the truth: every error is problem+json, and what the
+    gateway and the unit of work do for every route is documented on every route."""
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            for code in ("422", "429", "500"):
+            codes = ["422", "429", "500", "503"]  # 503: a dependency is down
+            if method in _BODY_METHODS:
+                codes += ["413", "415"]  # the body-size limit and JSON-only bodies
+            for code in codes:
                 responses.setdefault(code, {"description": _HTTP_SLUGS[int(code)][1]})
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     response["content"] = _PROBLEM_CONTENT
+            if method == "post":
+                _document_idempotency(operation)
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
     return schema
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    parameters = operation.setdefault("parameters", [])
+    if not any(p.get("name", "").lower() == "idempotency-key" for p in parameters):
+        parameters.append(IDEMPOTENCY_KEY_HEADER)
+    responses = operation["responses"]
+    for code, response in responses.items():
+        if code.isdigit() and int(code) < 500 and int(code) not in (401, 429):
+            response.setdefault("headers", {})["Idempotent-Replayed"] = _REPLAYED_HEADER
+    responses.setdefault(
+        "409",
+        {
+            "description": "Conflict (also: a request with this Idempotency-Key is still "
+            "running; retry after `Retry-After`)"
+        },
+    )
+    responses["409"]["content"] = _PROBLEM_CONTENT

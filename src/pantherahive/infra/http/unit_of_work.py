@@ -2,29 +2,38 @@
 
 The request's session is opened lazily by :func:`request_session`; this middleware owns
 its end. It buffers the response while a transaction is open, commits (or rolls back),
-and only then sends, so every 2xx is durable. An ``Idempotency-Key`` result is stored in
-that same transaction, so a create and the record of it commit together; a concurrent
-duplicate blocks on the key's unique index, then rolls its own work back and replays the
-winner's response.
+and only then sends, so every 2xx is durable.
+
+``Idempotency-Key`` (any POST): the key is claimed in the request's own transaction
+*before* the route runs, and the answer is written over the claim in that same
+transaction, so a create and the record of it commit together. A duplicate that arrives
+mid-flight blocks on the claim until the first request's transaction ends, then replays
+its answer: the route never runs twice at once (a refresh retried while the first is
+still running must not look like a stolen token coming back). A refused request (4xx)
+rolls back to a savepoint taken after the claim and still stores its answer.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.http.idempotency import IdempotencyStore, StoredResponse
 from pantherahive.infra.http.problems import send_problem
 from pantherahive.infra.http.state import UOW_KEY, UnitOfWorkState
 from pantherahive.infra.logging import get_logger
 
 MAX_KEY_LENGTH = 255
+# A duplicate waits for the first request at most this long (the statement timeout), then
+# is told to come back.
+_WAIT_GAVE_UP = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
 # Answers that say nothing about the request itself: a retry may well succeed.
 _TRANSIENT = frozenset({401, 429})
 # Headers that describe the moment of the first answer, not the answer itself.
@@ -74,6 +83,8 @@ class _Idempotent:
     key: str
     fingerprint: bytes
     tenant_id: str | None
+    # the claim's savepoint: rolling back to it undoes the route's writes, not the claim
+    savepoint: AsyncSessionTransaction | None = None
 
 
 @dataclass
@@ -99,13 +110,11 @@ class UnitOfWorkMiddleware:
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         idempotency: Callable[[], IdempotencyStore],
         principal: ScopeResolver,
-        idempotency_excluded_prefixes: tuple[str, ...] = ("/v1/auth/",),
     ) -> None:
         self.app = app
         self._sessions = sessions
         self._idempotency = idempotency
         self._principal = principal
-        self._excluded = idempotency_excluded_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,30 +125,22 @@ class UnitOfWorkMiddleware:
 
         idem: _Idempotent | None = None
         raw_key = _header(scope, b"idempotency-key")
-        if (
-            raw_key is not None
-            and scope["method"] == "POST"
-            and not scope["path"].startswith(self._excluded)
-        ):
+        if raw_key is not None and scope["method"] == "POST":
             if not raw_key or len(raw_key) > MAX_KEY_LENGTH:
                 await send_problem(
                     send, 422, "Idempotency-Key must be 1 to 255 characters.", scope["path"]
                 )
                 return
             resolved = self._principal(scope)
-        else:
-            resolved = None
-        if resolved is not None and raw_key is not None:
-            body, receive = await _read_body(receive)
-            scope_key, tenant_id = resolved
-            fingerprint = hashlib.sha256(
-                b"\0".join([scope["path"].encode(), scope.get("query_string", b""), body])
-            ).digest()
-            idem = _Idempotent(scope_key, raw_key, fingerprint, tenant_id)
-            existing = await self._idempotency().lookup(idem.scope_key, idem.key, idem.tenant_id)
-            if existing is not None:
-                await self._replay_or_refuse(existing, idem, scope, send)
-                return
+            if resolved is not None:
+                body, receive = await _read_body(receive)
+                scope_key, tenant_id = resolved
+                fingerprint = self._idempotency().fingerprint(
+                    scope["path"], scope.get("query_string", b""), body
+                )
+                idem = _Idempotent(scope_key, raw_key, fingerprint, tenant_id)
+                if not await self._claim(state, idem, scope, send):
+                    return
 
         buffer = _Buffer()
         passthrough = False
@@ -161,23 +162,51 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, capture)
         except BaseException:
             if state.session is not None:
-                await state.session.rollback()
-                await state.session.close()
+                await _discard(state.session)
             raise
         if passthrough:
             return
 
-        replay = await self._finish(state, buffer, idem)
-        if replay is not None:
-            await self._replay_or_refuse(replay, idem, scope, send)  # type: ignore[arg-type]
-            return
+        await self._finish(state, buffer, idem)
         for message in buffer.messages:
             await send(message)
 
+    async def _claim(
+        self, state: UnitOfWorkState, idem: _Idempotent, scope: Scope, send: Send
+    ) -> bool:
+        """Replay a stored answer, or take the key for this request; True to go on."""
+        store = self._idempotency()
+        existing = await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
+        if existing is None:
+            assert state.sessions is not None
+            session = state.session = state.sessions()
+            try:
+                if await store.claim(
+                    session, idem.scope_key, idem.key, idem.tenant_id, idem.fingerprint
+                ):
+                    idem.savepoint = await session.begin_nested()
+                    return True
+            except DBAPIError as exc:
+                state.session = None
+                await _discard(session)
+                if getattr(exc.orig, "sqlstate", None) not in _WAIT_GAVE_UP:
+                    raise
+                await _busy(send, scope)
+                return False
+            # We waited for the key's holder, which has committed its answer: replay it.
+            state.session = None
+            await _discard(session)
+            existing = await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
+        if existing is None:
+            await _busy(send, scope)
+        else:
+            await self._replay_or_refuse(existing, idem, scope, send)
+        return False
+
     async def _finish(
         self, state: UnitOfWorkState, buffer: _Buffer, idem: _Idempotent | None
-    ) -> StoredResponse | None:
-        """Commit or roll back; return the winner's response if we lost an idempotency race."""
+    ) -> None:
+        """Commit or roll back, with the idempotency claim settled in the same transaction."""
         store = self._idempotency()
         session = state.session
         keep = buffer.status < 400 or (state.commit_on_error and buffer.status < 500)
@@ -189,38 +218,42 @@ class UnitOfWorkMiddleware:
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in buffer.headers],
                 body=buffer.body(),
             )
+        if session is None:
+            if idem is not None:
+                await self._settle_elsewhere(idem, stored)
+            return
         try:
-            if session is not None and keep:
-                if stored is not None and idem is not None:
-                    won = await store.save(
-                        session,
-                        idem.scope_key,
-                        idem.key,
-                        idem.tenant_id,
-                        stored,
-                        scope_tenant=False,
-                    )
-                    if not won:
-                        await session.rollback()
-                        return await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
-                    stored = None
+            if idem is not None:
+                if not keep and stored is not None and idem.savepoint is not None:
+                    # A refused request: its writes go, its claim and its answer stay.
+                    await idem.savepoint.rollback()
+                    keep = True
+                if stored is not None:
+                    await store.record(session, idem.scope_key, idem.key, stored)
+                elif keep:
+                    # Kept writes (a failed login's event) but an answer not to replay.
+                    await store.release(session, idem.scope_key, idem.key)
+            if keep:
                 await session.commit()
-            elif session is not None:
+            else:
                 await session.rollback()
-        except DBAPIError:
-            await session.rollback() if session is not None else None
+        except BaseException:
+            await _discard(session)
             raise
-        finally:
-            if session is not None:
-                await session.close()
-        if stored is not None and idem is not None:
-            # A refused request still claims its key, in a transaction of its own.
-            async with self._sessions()() as own:
-                won = await store.save(own, idem.scope_key, idem.key, idem.tenant_id, stored)
-                await own.commit()
-            if not won:
-                return await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
-        return None
+        await session.close()
+
+    async def _settle_elsewhere(self, idem: _Idempotent, stored: StoredResponse | None) -> None:
+        """The route ended the request's session itself (a streamed answer), committing the
+        claim with it: settle the claim in a transaction of its own."""
+        store = self._idempotency()
+        async with self._sessions()() as own:
+            if idem.tenant_id:
+                await set_tenant(own, idem.tenant_id)
+            if stored is not None:
+                await store.record(own, idem.scope_key, idem.key, stored)
+            else:
+                await store.release(own, idem.scope_key, idem.key)
+            await own.commit()
 
     async def _replay_or_refuse(
         self, existing: StoredResponse, idem: _Idempotent, scope: Scope, send: Send
@@ -242,6 +275,25 @@ class UnitOfWorkMiddleware:
         headers.append((b"idempotent-replayed", b"true"))
         await send({"type": "http.response.start", "status": existing.status, "headers": headers})
         await send({"type": "http.response.body", "body": existing.body})
+
+
+async def _busy(send: Send, scope: Scope) -> None:
+    await send_problem(
+        send,
+        409,
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        scope["path"],
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _discard(session: AsyncSession) -> None:
+    """Roll back and close, on a path that is already failing: a dead connection must not
+    replace the error being reported with one from the clean-up."""
+    with contextlib.suppress(Exception):
+        await session.rollback()
+    with contextlib.suppress(Exception):
+        await session.close()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
