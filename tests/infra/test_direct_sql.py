@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from pantherahive.infra.db import direct
 from pantherahive.infra.db.engine import Database
 from tests.support.db import database_url
+from tests.support.servers import owner_connection
 
 _SCRATCH = "CREATE TEMP TABLE IF NOT EXISTS direct_probe (id uuid PRIMARY KEY)"
 
@@ -73,5 +75,33 @@ async def test_orm_writes_are_visible_to_direct_reads_in_the_same_transaction() 
                 session, "SELECT id FROM direct_probe WHERE id = $1", probe
             ) is None
             await session.rollback()
+    finally:
+        await db.dispose()
+
+
+async def test_after_a_lost_connection_the_pool_starts_afresh() -> None:
+    """Killed backends (a restart, a failover) fail one direct statement, not every later
+    request: the dead connections are thrown away, as SQLAlchemy does for its own."""
+    db = Database.connect(database_url(), role=None, pool_size=3, max_overflow=0)
+    try:
+        sessions = [db.sessions() for _ in range(3)]
+        # three pooled connections, and only theirs are killed
+        pids = [await direct.fetchval(session, "SELECT pg_backend_pid()") for session in sessions]
+        for session in sessions:
+            await session.close()
+        owner = await owner_connection(database_url())
+        try:
+            killed = await owner.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM unnest($1::int[]) AS pid", pids
+            )
+        finally:
+            await owner.close()
+        assert killed == 3
+        async with db.sessions() as session:
+            with pytest.raises(Exception, match="closed"):
+                await direct.fetchval(session, "SELECT 1")
+        for _ in range(3):
+            async with db.sessions() as session:
+                assert await direct.fetchval(session, "SELECT 1") == 1
     finally:
         await db.dispose()

@@ -26,6 +26,7 @@ _SERVER_GONE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,  # a pooled connection's protocol broken by a termination
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     StorageError,

@@ -20,9 +20,34 @@ from typing import Any, cast
 
 import asyncpg
 from asyncpg import Record
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 __all__ = ["Record", "connection", "execute", "fetch", "fetchrow", "fetchval"]
+
+
+# A connection that fails like this is dead: SQLAlchemy would invalidate it (and the pool)
+# had the statement gone through it; a direct statement must say so itself, or the pool
+# hands dead connections to the next requests.
+_DEAD_CONNECTION = (
+    asyncpg.InterfaceError,
+    # the protocol lost track of its state, e.g. a server-side termination notice that
+    # arrived while the connection sat idle in the pool: the connection is unusable
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+
+
+async def _begun(session: AsyncSession) -> tuple[AsyncConnection, asyncpg.Connection[Record]]:
+    sa_connection = await session.connection()
+    pooled = await sa_connection.get_raw_connection()
+    adapted: Any = pooled.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return sa_connection, cast("asyncpg.Connection[Record]", pooled.driver_connection)
 
 
 async def connection(session: AsyncSession) -> asyncpg.Connection[Record]:
@@ -31,29 +56,46 @@ async def connection(session: AsyncSession) -> asyncpg.Connection[Record]:
     SQLAlchemy's adapter sends ``BEGIN`` only before its own first statement; a direct
     statement may come first, so begin here exactly as the adapter would.
     """
+    return (await _begun(session))[1]
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, _DEAD_CONNECTION):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+async def _run(session: AsyncSession, method: str, sql: str, args: tuple[Any, ...]) -> Any:
     sa_connection = await session.connection()
-    pooled = await sa_connection.get_raw_connection()
-    adapted: Any = pooled.dbapi_connection
-    if adapted._transaction is None:
-        await adapted._start_transaction()
-    return cast("asyncpg.Connection[Record]", pooled.driver_connection)
+    try:
+        _, conn = await _begun(session)
+        return await getattr(conn, method)(sql, *args)
+    except Exception as exc:
+        if _connection_lost(exc):
+            # As SQLAlchemy does on a disconnect: a server restart or failover has closed
+            # every pooled connection, so the whole pool is replaced, not just this one.
+            await sa_connection.invalidate(exc)
+            await sa_connection.engine.dispose()
+        raise
 
 
 async def fetchrow(session: AsyncSession, sql: str, *args: Any) -> Record | None:
-    conn = await connection(session)
-    return await conn.fetchrow(sql, *args)
+    row: Record | None = await _run(session, "fetchrow", sql, args)
+    return row
 
 
 async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Record]:
-    conn = await connection(session)
-    return await conn.fetch(sql, *args)
+    rows: list[Record] = await _run(session, "fetch", sql, args)
+    return rows
 
 
 async def fetchval(session: AsyncSession, sql: str, *args: Any) -> Any:
-    conn = await connection(session)
-    return await conn.fetchval(sql, *args)
+    return await _run(session, "fetchval", sql, args)
 
 
 async def execute(session: AsyncSession, sql: str, *args: Any) -> str:
-    conn = await connection(session)
-    return await conn.execute(sql, *args)
+    status: str = await _run(session, "execute", sql, args)
+    return status
