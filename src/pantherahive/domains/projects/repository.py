@@ -20,6 +20,9 @@ _ACCESS_ROLE = (
     " WHERE p.id = $1"
 )
 _ACCESS_ROLE_KEY_SHARE = _ACCESS_ROLE + " FOR KEY SHARE OF p"
+_LOCK_MEMBERSHIP = (
+    "SELECT 1 FROM projects.members WHERE project_id = $1 AND user_id = $2 FOR KEY SHARE"
+)
 _IS_MEMBER = (
     "SELECT 1 FROM projects.projects p WHERE p.id = $1 AND (p.owner_id = $2 OR EXISTS"
     " (SELECT 1 FROM projects.members m WHERE m.project_id = p.id AND m.user_id = $2))"
@@ -70,12 +73,8 @@ class ProjectRepository:
     async def lock_membership(self, project_id: UUID, user_id: UUID) -> bool:
         """Whether the user has a membership row (the owner has one too), locked FOR KEY
         SHARE until the transaction ends, so it cannot be deleted meanwhile."""
-        stmt = (
-            select(Member.user_id)
-            .where(Member.project_id == project_id, Member.user_id == user_id)
-            .with_for_update(read=True, key_share=True)
-        )
-        return (await self.session.execute(stmt)).first() is not None
+        row = await direct.fetchrow(self.session, _LOCK_MEMBERSHIP, project_id, user_id)
+        return row is not None
 
     async def existing_ids(self, project_ids: Collection[UUID]) -> set[UUID]:
         stmt = select(Project.id).where(Project.id.in_(project_ids))

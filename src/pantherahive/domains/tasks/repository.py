@@ -96,6 +96,11 @@ _SEARCH_SAMPLE_SQL = (
 )
 
 
+_GRAPH_KEY = "hashtextextended('tasks.graph:' || $1, 0)"
+_LOCK_GRAPH_SQL = f"SELECT pg_advisory_xact_lock({_GRAPH_KEY})"
+_LOCK_GRAPH_SHARED_SQL = f"SELECT pg_advisory_xact_lock_shared({_GRAPH_KEY})"
+
+
 class Node(NamedTuple):
     id: UUID
     project_id: UUID
@@ -312,11 +317,8 @@ class TaskRepository:
         Adding an edge takes it exclusively, so two edges that together close a cycle are
         checked one after the other; moving a task to DONE takes it shared, so no new
         blocker can appear between the check and the commit."""
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        await self.session.execute(
-            text(f"SELECT {function}(hashtextextended('tasks.graph:' || :project, 0))"),
-            {"project": str(project_id)},
-        )
+        sql = _LOCK_GRAPH_SHARED_SQL if shared else _LOCK_GRAPH_SQL
+        await direct.execute(self.session, sql, str(project_id))
 
     async def edge_exists(self, task_id: UUID, depends_on_id: UUID) -> bool:
         stmt = select(TaskDependency.task_id).where(
