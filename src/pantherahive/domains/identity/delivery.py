@@ -1,7 +1,11 @@
 """Where account emails (verification, password reset) go.
 
-Until the notifications service takes these over from events, the token is handed to a
-sender; the default one logs it, which is what a developer running ``make run`` needs.
+identity hands the single-use token to an ``AccountMessageSender`` inside the request's
+transaction. The composition root (``main.py``) wires in notifications' sender, which
+writes the in-app notification and the email delivery in that same transaction — so the
+email exists exactly when the token does. ``LoggingSender`` (writes the token to the log)
+and ``RecordingSender`` (keeps it, for tests and the CLI's demo) are the alternatives a
+caller of ``create_app(sender=…)`` may pass.
 """
 
 from __future__ import annotations
