@@ -4,7 +4,6 @@ backoff and end ``failed`` with the reason."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
@@ -209,9 +208,16 @@ async def test_deliveries_are_admin_only(napp: httpx.AsyncClient) -> None:
     assert forbidden.status_code == 403
     assert (await napp.get("/v1/notifications/deliveries")).status_code == 401
     other = await create_tenant(napp)
-    await asyncio.sleep(0)
-    mine = await napp.get("/v1/notifications/deliveries?limit=200", headers=other.admin.headers)
-    assert all(d["recipient"].endswith(f"{other.slug}.example") for d in mine.json()["items"])
+    await add_user(napp, other, "MEMBER")
+    await process_events(napp)  # the welcome emails of both tenants exist now
+    mine = (await napp.get("/v1/notifications/deliveries?limit=200",
+                           headers=other.admin.headers)).json()["items"]
+    assert len(mine) == 2, mine  # the other tenant's ADMIN and MEMBER welcomes, nothing else
+    assert all(d["recipient"].endswith(f"@{other.slug}.example") for d in mine)
+    theirs = (await napp.get("/v1/notifications/deliveries?limit=200",
+                             headers=tenant.admin.headers)).json()
+    assert theirs["items"]
+    assert not any(d["recipient"].endswith(f"@{other.slug}.example") for d in theirs["items"])
     login = await napp.post("/v1/auth/login", json={"tenant": tenant.slug, "login": "admin",
                                                     "password": PASSWORD})
     assert login.status_code == 200
