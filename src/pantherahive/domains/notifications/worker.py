@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
+from pantherahive.domains.notifications.egress import pinned_client
 from pantherahive.domains.notifications.repository import NotificationRepository
 from pantherahive.domains.notifications.service import Draft, NotificationService
 from pantherahive.domains.notifications.transports import DeliveryError, Transport
@@ -59,10 +60,15 @@ class DeliveryWorker:
         self.backoff_max = settings.delivery_backoff_max_seconds
         self.poll = settings.delivery_poll_seconds
         self.disable_after = settings.webhook_disable_after_failures
-        self.http = http or httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+        # Connections go only to the addresses their own lookup checked (DNS rebinding).
+        self.http = http or pinned_client(
+            resolver=self._resolve, allow_private=webhooks.allow_private,
+            timeout=settings.webhook_timeout_seconds)
         self.send_webhooks = send_webhooks
         self._task: asyncio.Task[None] | None = None
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        return await self.webhooks.resolver(host, port)
 
     def delay(self, attempts: int) -> timedelta:
         """Exponential: base, 2·base, 4·base … capped."""
@@ -182,7 +188,8 @@ class DeliveryWorker:
         error: DeliveryError | None = None
         started = time.perf_counter()
         try:
-            await check_url(str(job["url"]), allow_private=self.webhooks.allow_private)
+            await check_url(str(job["url"]), allow_private=self.webhooks.allow_private,
+                            resolver=self.webhooks.resolver)
             body = body_of(job["payload"])  # type: ignore[arg-type]
             secrets: list[str] = job["secrets"]  # type: ignore[assignment]
             stamp = int(time.time())
