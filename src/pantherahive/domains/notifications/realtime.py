@@ -1,9 +1,10 @@
 """Real-time fan-out: a notification committed in any process reaches the SSE/WebSocket
 connections of its user in every API process.
 
-Publishing happens inside the creating transaction: ``pg_notify`` is transactional, so a
-rolled-back notification is never announced. With ``REDIS_URL`` the processes listen on
-Redis pub/sub instead, and the message is published right after the commit.
+Publishing happens inside the creating transaction — the insert statement itself calls
+``pg_notify``, which is transactional, so a rolled-back notification is never announced.
+With ``REDIS_URL`` the processes listen on Redis pub/sub instead, and the message is
+published right after the commit.
 Each process keeps a :class:`Hub` of its own connections, keyed by (tenant, user).
 """
 
@@ -16,8 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pantherahive.infra.logging import get_logger
 
@@ -89,27 +89,22 @@ class Publisher:
         self._redis: Any = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def publish(self, session: AsyncSession, message: dict[str, Any]) -> None:
-        payload = encode(message)
-        if self.redis_url is None:
-            await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
-            return
-        loop = asyncio.get_running_loop()
+    def publish_soon(self, messages: list[dict[str, Any]]) -> None:
+        """Redis mode: publish committed notifications (called after the commit). Embedded
+        mode needs no call: the creating statement runs ``pg_notify`` itself."""
+        task = asyncio.get_running_loop().create_task(
+            self._redis_publish([encode(m) for m in messages]))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-        def after_commit(_session: Any) -> None:
-            task = loop.create_task(self._redis_publish(payload))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-        event.listen(session.sync_session, "after_commit", after_commit, once=True)
-
-    async def _redis_publish(self, payload: str) -> None:
+    async def _redis_publish(self, payloads: list[str]) -> None:
         try:
             if self._redis is None:
                 import redis.asyncio as redis
 
                 self._redis = redis.from_url(str(self.redis_url))
-            await self._redis.publish(CHANNEL, payload)
+            for payload in payloads:
+                await self._redis.publish(CHANNEL, payload)
         except Exception as exc:
             # Real time is best effort: the notification is committed and clients that
             # reconnect with Last-Event-ID get it.

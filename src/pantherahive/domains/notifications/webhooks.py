@@ -39,7 +39,6 @@ from pantherahive.domains.notifications.schemas import (
     WebhookWithSecret,
 )
 from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
-from pantherahive.infra.bus.consumer import Event
 
 SIGNATURE_HEADER = "X-PantheraHive-Signature"
 EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
@@ -87,20 +86,6 @@ def _validate_events(events: list[str]) -> list[str]:
                                errors=[FieldError("events", f"invalid event type {b!r}")
                                        for b in bad])
     return sorted(set(events))
-
-
-async def enqueue_webhook_deliveries(session: AsyncSession, event: Event) -> None:
-    """One pending delivery per enabled subscription naming this event type (or ``*``) that
-    existed when the event happened (consumers may run behind)."""
-    repo = NotificationRepository(session)
-    for hook in await repo.subscribed_webhooks(event.type):
-        if hook.created_at > event.occurred_at:
-            continue
-        await repo.insert_webhook_delivery({
-            "id": uuid4(), "tenant_id": event.tenant_id, "webhook_id": hook.id,
-            "event_id": event.id, "event_type": event.type, "payload": event.envelope(),
-            "status": "pending", "attempts": 0, "next_attempt_at": now(), "created_at": now(),
-        })
 
 
 class WebhookService:

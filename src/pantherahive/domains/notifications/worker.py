@@ -248,7 +248,7 @@ class DeliveryWorker:
     async def _notify_disabled(self, session: AsyncSession, tenant_id: UUID, webhook_id: UUID,
                                url: str, reason: str) -> None:
         admins = await active_admin_ids(session)
-        await self.service.notify(session, tenant_id, [Draft(
+        self.service.notify(session, tenant_id, [Draft(
             user_id=admin, type=catalog.WEBHOOK_DISABLED, title="A webhook was disabled",
             body=f"Deliveries to {url} kept failing, so the webhook was disabled: {reason}",
             data={"webhookId": str(webhook_id), "url": url},
