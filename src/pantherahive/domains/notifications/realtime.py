@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pantherahive.domains.notifications.metrics import OPEN_STREAMS
 from pantherahive.infra.logging import get_logger
 
 CHANNEL = "pantherahive_notifications"
@@ -28,22 +31,45 @@ QUEUE_SIZE = 1000
 log = get_logger("pantherahive.notifications.realtime")
 
 
+@dataclass(frozen=True, slots=True)
+class StreamPrincipal:
+    """Who holds a stream, and what their access token was checked against when it opened:
+    the stream ends once the token would no longer work (``NotificationsRuntime``'s guard
+    re-checks every heartbeat interval)."""
+
+    tenant_id: UUID
+    user_id: UUID
+    token_version: int
+    expires_at: datetime
+
+
+# Queue sentinels: the client is too far behind (it resumes with Last-Event-ID), or its
+# credentials no longer hold (deactivated, token expired or revoked).
+BEHIND: dict[str, Any] = {"end": "behind"}
+REVOKED: dict[str, Any] = {"end": "revoked"}
+Stream = asyncio.Queue[dict[str, Any]]
+
+
 class Hub:
     """This process's live connections. A full queue (a stalled client) is closed rather than
     allowed to grow; the client resumes with Last-Event-ID."""
 
     def __init__(self) -> None:
-        self._queues: dict[tuple[str, str], set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._queues: dict[tuple[str, str], set[Stream]] = {}
+        self._principals: dict[Stream, StreamPrincipal] = {}
 
     @contextlib.contextmanager
-    def subscribe(self, tenant_id: UUID, user_id: UUID) -> Iterator[
-            asyncio.Queue[dict[str, Any] | None]]:
-        key = (str(tenant_id), str(user_id))
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self, principal: StreamPrincipal, kind: str) -> Iterator[Stream]:
+        key = (str(principal.tenant_id), str(principal.user_id))
+        queue: Stream = asyncio.Queue(QUEUE_SIZE)
         self._queues.setdefault(key, set()).add(queue)
+        self._principals[queue] = principal
+        OPEN_STREAMS.labels(kind).inc()
         try:
             yield queue
         finally:
+            OPEN_STREAMS.labels(kind).dec()
+            self._principals.pop(queue, None)
             queues = self._queues.get(key)
             if queues is not None:
                 queues.discard(queue)
@@ -52,16 +78,26 @@ class Hub:
 
     @property
     def connections(self) -> int:
-        return sum(len(queues) for queues in self._queues.values())
+        return len(self._principals)
+
+    def streams(self) -> list[tuple[Stream, StreamPrincipal]]:
+        return list(self._principals.items())
+
+    def end(self, queue: Stream, sentinel: dict[str, Any]) -> None:
+        """Make the stream's next read the sentinel's end (dropping one message if full)."""
+        try:
+            queue.put_nowait(sentinel)
+        except asyncio.QueueFull:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(sentinel)
 
     def dispatch(self, message: dict[str, Any]) -> None:
         for queue in list(self._queues.get((message["tenantId"], message["userId"]), ())):
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                queue.put_nowait(None)
+                self.end(queue, BEHIND)
 
     def dispatch_raw(self, raw: bytes | str) -> None:
         try:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -169,6 +169,7 @@ SELECT gen_random_uuid(), w.tenant_id, w.id, e.id, e.type, CAST(e.payload AS jso
  ORDER BY e.n, w.id
 ON CONFLICT (webhook_id, event_id) WHERE redelivery_of IS NULL DO NOTHING
 """)
+_PURGE_TICKETS = text("SELECT notifications.purge_stream_tickets(:limit)")
 _CLAIMS = {
     name: text(f"SELECT tenant_id, id FROM notifications.{name}(:c, :l, :s)")  # noqa: S608
     for name in ("claim_deliveries", "claim_webhook_deliveries")
@@ -320,16 +321,22 @@ class NotificationRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     # stream tickets
-    async def consume_ticket(self, ticket_hash: bytes, at: datetime) -> UUID | None:
+    async def consume_ticket(self, ticket_hash: bytes,
+                             at: datetime) -> tuple[UUID, int, datetime] | None:
+        """Delete an unexpired ticket: (user, token version, token expiry), else None."""
         stmt = (
-            update(StreamTicket)
+            delete(StreamTicket)
             .where(StreamTicket.ticket_hash == ticket_hash, StreamTicket.used_at.is_(None),
                    StreamTicket.expires_at > at)
-            .values(used_at=at)
-            .returning(StreamTicket.user_id)
+            .returning(StreamTicket.user_id, StreamTicket.token_version,
+                       StreamTicket.token_expires_at)
         )
-        value: UUID | None = (await self.session.execute(stmt)).scalar_one_or_none()
-        return value
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None else (row.user_id, row.token_version, row.token_expires_at)
+
+    async def purge_tickets(self, *, limit: int) -> int:
+        """Delete expired (and legacy used) tickets of every tenant, at most ``limit``."""
+        return int(await self.session.scalar(_PURGE_TICKETS, {"limit": limit}) or 0)
 
     # task read model
     async def apply_task_change(self, tenant_id: UUID, task_id: UUID, change: str,

@@ -16,12 +16,12 @@ from sqlalchemy.util import await_only
 from pantherahive.core.errors import FieldError, Forbidden, Unauthenticated, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import AuthContext, active_user_emails, active_user_ids
+from pantherahive.domains.identity.api import AuthContext, active_user_emails, token_versions
 from pantherahive.domains.notifications.catalog import LOCKED_CHANNELS, TYPES, Channel
 from pantherahive.domains.notifications.errors import LockedPreference, NotificationNotFound
 from pantherahive.domains.notifications.metrics import NOTIFICATIONS_CREATED
 from pantherahive.domains.notifications.permissions import NotificationAction, may
-from pantherahive.domains.notifications.realtime import Publisher, encode
+from pantherahive.domains.notifications.realtime import Publisher, StreamPrincipal, encode
 from pantherahive.domains.notifications.rendering import render_email, render_sms
 from pantherahive.domains.notifications.repository import (
     NewDelivery,
@@ -352,25 +352,43 @@ class NotificationService:
         return Page[DeliveryRead](items=[DeliveryRead.model_validate(r) for r in rows],
                                   next_cursor=next_cursor)
 
-    # ---- stream tickets -----------------------------------------------------------------
-    async def issue_ticket(self, session: AsyncSession, auth: AuthContext) -> StreamTicketRead:
+    # ---- streams ----------------------------------------------------------------------
+    async def issue_ticket(self, session: AsyncSession, auth: AuthContext, *,
+                           token_version: int, token_expires_at: datetime) -> StreamTicketRead:
         ticket, digest = new_opaque_token(TICKET_PREFIX, auth.tenant_id)
         await NotificationRepository(session).add(StreamTicket(
             ticket_hash=digest, tenant_id=auth.tenant_id, user_id=auth.user_id,
-            expires_at=now() + TICKET_TTL, used_at=None))
+            expires_at=now() + TICKET_TTL, used_at=None, token_version=token_version,
+            token_expires_at=token_expires_at))
         return StreamTicketRead(ticket=ticket, expires_in=int(TICKET_TTL.total_seconds()))
 
-    async def redeem_ticket(self, session: AsyncSession, ticket: str) -> tuple[UUID, UUID]:
-        """(tenant, user) of a valid, unused ticket — which is used up by this call."""
+    async def redeem_ticket(self, session: AsyncSession, ticket: str) -> StreamPrincipal:
+        """The holder of a valid, unused ticket — which is deleted by this call (spent
+        tickets leave no row behind; the worker purges expired ones)."""
         parsed = parse_opaque_token(TICKET_PREFIX, ticket)
         if parsed is None:
             raise Unauthenticated("The stream ticket is not valid.")
         tenant_id, digest = parsed
         await set_tenant(session, tenant_id)
-        user_id = await NotificationRepository(session).consume_ticket(digest, now())
-        if user_id is None or not await active_user_ids(session, {user_id}):
+        spent = await NotificationRepository(session).consume_ticket(digest, now())
+        if spent is None:
             raise Unauthenticated("The stream ticket is not valid, expired or used.")
-        return tenant_id, user_id
+        principal = StreamPrincipal(tenant_id, *spent)
+        if not await self.still_valid(session, [principal]):
+            raise Unauthenticated("The stream ticket is not valid, expired or used.")
+        return principal
+
+    async def still_valid(self, session: AsyncSession,
+                          principals: list[StreamPrincipal]) -> list[StreamPrincipal]:
+        """Those whose access token would still work now: not expired, the user ACTIVE and
+        the token's version current. All of one tenant (the session's)."""
+        at = now()
+        live = [p for p in principals if p.expires_at > at]
+        versions = await token_versions(session, {p.user_id for p in live})
+        return [p for p in live if versions.get(p.user_id) == p.token_version]
+
+    async def purge_tickets(self, session: AsyncSession) -> int:
+        return await NotificationRepository(session).purge_tickets(limit=1000)
 
 
 def _preferences_read(row: StoredPreferences | None) -> PreferencesRead:

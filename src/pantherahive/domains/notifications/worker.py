@@ -39,6 +39,7 @@ from pantherahive.settings import Settings
 log = get_logger("pantherahive.notifications.worker")
 LEASE_SECONDS = 120
 BATCH = 50
+PURGE_EVERY_SECONDS = 60.0
 
 
 def now() -> datetime:
@@ -66,6 +67,7 @@ class DeliveryWorker:
             timeout=settings.webhook_timeout_seconds)
         self.send_webhooks = send_webhooks
         self._task: asyncio.Task[None] | None = None
+        self._next_purge = 0.0
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await self.webhooks.resolver(host, port)
@@ -93,6 +95,9 @@ class DeliveryWorker:
     async def _loop(self) -> None:
         while True:
             try:
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                    await self.purge_tickets()
                 handled = await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -116,6 +121,17 @@ class DeliveryWorker:
         jobs += [self._deliver_webhook(t, i) for t, i in hook_work]
         await asyncio.gather(*jobs)
         return len(jobs)
+
+    async def purge_tickets(self) -> int:
+        """Delete expired stream tickets of every tenant (spent ones are deleted when used)."""
+        purged = 0
+        while True:
+            async with self.db.sessions() as session:
+                count = await NotificationRepository(session).purge_tickets(limit=1000)
+                await session.commit()
+            purged += count
+            if count < 1000:
+                return purged
 
     async def _in_tenant(self, tenant_id: UUID,
                          work: Callable[[AsyncSession], Awaitable[None]]) -> None:
