@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
+from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.identity.api import active_admin_ids
@@ -194,10 +195,23 @@ class DeliveryWorker:
                 row.status, row.last_error = "failed", "the webhook is disabled"
                 return
             row.attempts += 1
+            try:
+                secrets = self.webhooks.signing_secrets(hook, now())
+            except InvalidToken:
+                # The key material changed since the secret was stored: this delivery can
+                # never be signed. Final, with the reason (rotate the secret to go on).
+                row.status, row.next_attempt_at = "failed", now()
+                row.last_error = ("the webhook's secret cannot be decrypted (the key "
+                                  "material changed?); rotate the secret")
+                unsigned.append(row.id)
+                return
             job.update(url=hook.url, payload=row.payload, event_id=str(row.event_id),
-                       secrets=self.webhooks.signing_secrets(hook, now()))
+                       secrets=secrets)
 
+        unsigned: list[UUID] = []
         await self._in_tenant(tenant_id, begin)
+        if unsigned:
+            log.warning("webhook_secret_undecryptable", delivery_id=str(delivery_id))
         if not job:
             return
         status: int | None = None
