@@ -171,6 +171,17 @@ async def test_preferences_defaults_locked_types_and_effect(napp: httpx.AsyncCli
     extra = await napp.put("/v1/notifications/preferences", headers=member.headers,
                            json={"types": {}, "colour": "red"})
     assert extra.status_code == 422
+    # every problem of the body in one answer, each field named
+    both = await napp.put("/v1/notifications/preferences", headers=member.headers, json={
+        "types": {"nope.never": {"email": False},
+                  "account.verify_email": {"inApp": False, "email": False}}})
+    assert both.status_code == 422
+    assert both.json()["type"].endswith("/validation-error")
+    assert sorted(e["field"] for e in both.json()["errors"]) == [
+        "types.account.verify_email.email", "types.account.verify_email.inApp",
+        "types.nope.never"]
+    unchanged = (await napp.get("/v1/notifications/preferences", headers=member.headers)).json()
+    assert unchanged == prefs
 
     saved = await napp.put("/v1/notifications/preferences", headers=member.headers, json={
         "types": {"task.assigned": {"email": False}, "project.member_added": {"inApp": False}}})

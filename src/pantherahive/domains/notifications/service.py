@@ -323,8 +323,12 @@ class NotificationService:
                                              "account-security messages cannot be switched off"))
                     continue
                 channels.setdefault(type_, {})[ch.value] = value
-        if errors:
-            raise ValidationFailed("Unknown notification type.", errors=errors)
+        if errors:  # every problem of the body in one answer, unknown types first
+            raise ValidationFailed(
+                "Unknown notification type" + (
+                    "; account-security notifications cannot be switched off." if locked
+                    else "."),
+                errors=errors + locked)
         if locked:
             raise LockedPreference("Account-security notifications cannot be switched off.",
                                    errors=locked)
