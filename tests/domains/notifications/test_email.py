@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
+import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pantherahive.domains.notifications.transports import SmtpTransport
 from pantherahive.domains.notifications.worker import DeliveryWorker
-from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant
+from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant, running_app, unique
 from tests.domains.notifications.conftest import (
     emit_event,
     notifications_of,
@@ -26,7 +28,7 @@ from tests.domains.notifications.conftest import (
     process_events,
     settings_for,
 )
-from tests.support.servers import free_port
+from tests.support.servers import free_port, owner_connection
 
 
 class Inbox:
@@ -305,3 +307,73 @@ async def test_starttls_required_by_the_server(napp: httpx.AsyncClient, tmp_path
     assert all(inbox.encrypted)
     sent = await _deliveries(napp, tenant.admin.headers, member.email)
     assert sent[0]["status"] == "sent"
+
+
+async def test_verify_email_notification_email_and_token(
+    database_url: str, smtp: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With require_email_verification on, identity's request writes the notification and
+    its email in its own transaction; the email (real SMTP) carries a token that verifies
+    the address. A user without an address gets nothing — there is nowhere to send it."""
+    controller, inbox = smtp
+    settings = settings_for(tmp_path, require_email_verification=True)
+    async with running_app(database_url, settings) as vapp:
+        slug = unique("verify")
+        address = f"root@{slug}.example"
+        created = await vapp.post("/v1/tenants", json={"name": slug, "slug": slug, "admin": {
+            "username": "root", "password": PASSWORD, "email": address}})
+        assert created.status_code == 201, created.text
+        assert created.json()["user"]["status"] == "PENDING_VERIFICATION"
+        root_id = created.json()["user"]["id"]
+        owner = await owner_connection(database_url)
+        try:
+            notes = await owner.fetch(
+                "SELECT id, type, in_app, document FROM notifications.notifications "
+                "WHERE user_id = $1", uuid.UUID(root_id))
+            assert [(n["type"], n["in_app"]) for n in notes] == [("account.verify_email", True)]
+            pending = await owner.fetch(
+                "SELECT channel, template_name, recipient, status FROM notifications.deliveries "
+                "WHERE notification_id = $1", notes[0]["id"])
+            assert [tuple(d) for d in pending] == [
+                ("email", "account.verify_email", address, "pending")]
+        finally:
+            await owner.close()
+        assert "phv_" not in str(notes[0]["document"])  # the token is in the email only
+
+        worker = _worker(vapp, tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
+                         smtp_starttls=False, smtp_username="mailer", smtp_password="s3cret")
+        try:
+            await worker.run_once()
+        finally:
+            await worker.close()
+        mine = [m for m in inbox.messages if address in m[1]]
+        assert len(mine) == 1
+        message = mine[0][2]
+        assert message["Subject"] == "Verify your email address"
+        assert message["X-PantheraHive-Notification-Id"] == str(notes[0]["id"])
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        token = re.search(r"(phv_\S+)", text).group(1)  # type: ignore[union-attr]
+        assert token in message.get_body(preferencelist=("html",)).get_content()
+
+        verified = await vapp.post("/v1/auth/verify-email", json={"token": token})
+        assert verified.status_code == 204, verified.text
+        login = await vapp.post("/v1/auth/login", json={
+            "tenant": slug, "login": "root", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        root = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+        listed = await notifications_of(vapp, root, "account.verify_email")
+        assert [n["id"] for n in listed] == [str(notes[0]["id"])]
+
+        # no address: the sender has nothing to send and says so in the log
+        caplog.set_level(logging.WARNING, logger="pantherahive.notifications.sender")
+        bare = await vapp.post("/v1/users", headers=root, json={
+            "username": "bare", "password": PASSWORD, "role": "MEMBER"})
+        assert bare.status_code == 201, bare.text
+        owner = await owner_connection(database_url)
+        try:
+            assert await owner.fetchval(
+                "SELECT count(*) FROM notifications.notifications WHERE user_id = $1",
+                uuid.UUID(bare.json()["id"])) == 0
+        finally:
+            await owner.close()
+        assert any("account_email_not_sent" in r.getMessage() for r in caplog.records)
