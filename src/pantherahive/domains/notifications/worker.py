@@ -22,6 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
 from pantherahive.domains.notifications.egress import pinned_client
+from pantherahive.domains.notifications.metrics import (
+    DELIVERY_ATTEMPTS,
+    WEBHOOK_DELIVERY_ATTEMPTS,
+)
 from pantherahive.domains.notifications.repository import NotificationRepository
 from pantherahive.domains.notifications.service import Draft, NotificationService
 from pantherahive.domains.notifications.transports import DeliveryError, Transport
@@ -171,13 +175,19 @@ class DeliveryWorker:
                 return
             if error is None:
                 row.status, row.sent_at, row.payload, row.last_error = "sent", now(), None, None
+                outcome.append("sent")
             elif error.permanent or row.attempts >= self.max_attempts:
                 row.status, row.payload, row.last_error = "failed", None, error.reason
+                outcome.append("failed")
             else:
                 row.last_error = error.reason
                 row.next_attempt_at = now() + self.delay(row.attempts)
+                outcome.append("retried")
 
+        outcome: list[str] = []
         await self._in_tenant(tenant_id, finish)
+        if outcome:
+            DELIVERY_ATTEMPTS.labels(str(job["channel"]), outcome[0]).inc()
         log.info("delivery_attempt", channel=job["channel"], delivery_id=str(delivery_id),
                  ok=error is None, error=error.reason if error else None)
 
@@ -211,6 +221,7 @@ class DeliveryWorker:
         unsigned: list[UUID] = []
         await self._in_tenant(tenant_id, begin)
         if unsigned:
+            WEBHOOK_DELIVERY_ATTEMPTS.labels("failed").inc()
             log.warning("webhook_secret_undecryptable", delivery_id=str(delivery_id))
         if not job:
             return
@@ -251,14 +262,17 @@ class DeliveryWorker:
             hook = await repo.get_webhook(row.webhook_id, for_update=True)
             if error is None:
                 row.status, row.sent_at, row.last_error = "sent", now(), None
+                outcome.append("sent")
                 if hook is not None:
                     hook.consecutive_failures = 0
                 return
             row.last_error = error.reason
             if not error.permanent and row.attempts < self.max_attempts:
                 row.next_attempt_at = now() + self.delay(row.attempts)
+                outcome.append("retried")
                 return
             row.status = "failed"
+            outcome.append("failed")
             if hook is None or not hook.enabled:
                 return
             hook.consecutive_failures += 1
@@ -271,7 +285,10 @@ class DeliveryWorker:
                 await self._notify_disabled(session, tenant_id, hook.id, hook.url,
                                             hook.disabled_reason)
 
+        outcome: list[str] = []
         await self._in_tenant(tenant_id, finish)
+        if outcome:
+            WEBHOOK_DELIVERY_ATTEMPTS.labels(outcome[0]).inc()
         if disabled:
             log.warning("webhook_disabled", webhook_id=str(disabled[0]))
 
