@@ -2,6 +2,7 @@
 p99 under 100 ms at 200 notifications/s to 1,000 open connections on one API process).
 
     .venv/bin/python -m bench.notifications_sse [--users 1000] [--rate 200] [--duration 20]
+    .venv/bin/python -m bench.notifications_sse --direct   # the real-time layer alone
 
 One API process (`pantherahive serve`, embedded bus: consumers in the process) on a real
 PostgreSQL; this process opens one SSE connection per user over loopback, records the API
@@ -10,6 +11,13 @@ outbox (as the database owner, autocommit) at the given rate, each naming one us
 carrying its send time. Latency = client receipt - event commit request, on one clock.
 The event goes through the whole path: outbox NOTIFY → consumer → notification row +
 delivery row + pg_notify → listener → hub → SSE frame.
+
+Every notification carries its number, so each one is either received (its latency
+counts) or **lost** (not received within ``--grace`` seconds after the last send). Lost
+ones count as infinitely late in the percentiles: a p99 is only a number if at most 1 %
+was lost, and ``met`` needs zero losses, the achieved rate within 5 % of the asked one,
+and p99 under 100 ms. Results go to ``bench/results/notifications-sse-<UTC>[-direct]
+.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -18,20 +26,26 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import statistics
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.db import connect, provision
-from bench.processes import start_platform
+from bench.processes import start_platform, tree_cpu_seconds
+from bench.report import git, machine, versions
 from pantherahive.infra.db.migrate import upgrade
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_P99_MS = 100.0
 
 PASSWORD = "bench-password-1"
 
@@ -76,10 +90,13 @@ async def seed(base: str, users: int) -> tuple[str, str, list[tuple[str, str]]]:
 
 
 class Client:
-    """One raw SSE connection (a few KiB here, so 1,000 fit in this process easily)."""
+    """One raw SSE connection (a few KiB here, so 1,000 fit in this process easily).
+    Records the arrival time of each numbered bench notification it sees."""
 
-    def __init__(self, port: int, token: str, latencies: list[float]) -> None:
-        self.port, self.token, self.latencies = port, token, latencies
+    def __init__(self, port: int, token: str, arrivals: dict[int, float],
+                 duplicates: list[int]) -> None:
+        self.port, self.token = port, token
+        self.arrivals, self.duplicates = arrivals, duplicates
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -99,11 +116,26 @@ class Client:
                 elif line.startswith(b"data: "):
                     now = time.time()
                     body = json.loads(line[6:])
-                    sent = body["data"].get("projectName", "")
-                    if sent.startswith("bench "):
-                        self.latencies.append(now - float(sent[6:]))
+                    name = str(body["data"].get("projectName", ""))
+                    if name.startswith("bench "):
+                        number = int(name.split()[1])
+                        if number in self.arrivals:
+                            self.duplicates.append(number)
+                        else:
+                            self.arrivals[number] = now
         finally:
             writer.close()
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile; ``inf`` entries (lost notifications) sort last."""
+    if not ordered:
+        return math.inf
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _ms(value: float) -> float | None:
+    return None if math.isinf(value) else round(value * 1000, 1)
 
 
 async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse.Namespace
@@ -119,9 +151,10 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
                 break
             await asyncio.sleep(0.5)
     await asyncio.sleep(5)
-    latencies: list[float] = []
+    arrivals: dict[int, float] = {}
+    duplicates: list[int] = []
     before = rss_kib(pid)
-    clients = [Client(port, token, latencies) for _, token in members]
+    clients = [Client(port, token, arrivals, duplicates) for _, token in members]
     for client in clients:
         client.task = asyncio.create_task(client.run())
     await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 120)
@@ -130,6 +163,16 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
 
     conn = await connect(owner_url)
     total = int(args.rate * args.duration)
+    sent_at: list[float] = []
+    lags: dict[str, int] = {}
+    profiler = None
+    if args.profile:  # py-spy samples the API process during the load only
+        profiler = await asyncio.create_subprocess_exec(
+            "py-spy", "record", "-p", str(pid), "-f", "raw", "-o", args.profile,
+            "--duration", str(int(args.duration) + 2), "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    lag_watch = asyncio.create_task(_watch_consumers(owner_url, lags))
+    cpu_before = tree_cpu_seconds(pid)
     start = time.perf_counter()
     try:
         for i in range(total):
@@ -138,8 +181,10 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
             if delay > 0:
                 await asyncio.sleep(delay)
             user_id = members[i % len(members)][0]
+            stamp = time.time()
+            sent_at.append(stamp)
             if args.direct:
-                await _direct(conn, tenant_id, user_id)
+                await _direct(conn, tenant_id, user_id, i)
                 continue
             await conn.execute(
                 "INSERT INTO bus.outbox (id, tenant_id, type, occurred_at, actor_id, "
@@ -147,37 +192,83 @@ async def measure(base: str, port: int, pid: int, owner_url: str, args: argparse
                 "$3, 'project', $4, $5::jsonb)",
                 uuid.uuid4(), uuid.UUID(tenant_id), uuid.UUID(admin_id), str(uuid.uuid4()),
                 json.dumps({"userId": user_id, "role": "VIEWER",
-                            "projectName": f"bench {time.time():.6f}"}),
+                            "projectName": f"bench {i} {stamp:.6f}"}),
             )
         achieved = total / (time.perf_counter() - start)
-        deadline = time.monotonic() + 15
-        while len(latencies) < total and time.monotonic() < deadline:  # noqa: ASYNC110
+        deadline = time.monotonic() + args.grace
+        while len(arrivals) < total and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
+        cpu_after = tree_cpu_seconds(pid)
+        elapsed = time.perf_counter() - start
     finally:
+        lag_watch.cancel()
         await conn.close()
+        if profiler is not None:
+            await profiler.wait()
         for client in clients:
             if client.task is not None:
                 client.task.cancel()
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else -1
-
     return {
-        "connections": len(clients), "notifications_sent": total,
-        "notifications_received": len(ordered), "achieved_rate_per_s": round(achieved, 1),
-        "latency_ms": {"p50": round(pct(0.50), 1), "p95": round(pct(0.95), 1),
-                       "p99": round(pct(0.99), 1), "max": round(pct(1.0), 1),
-                       "mean": round(statistics.fmean(ordered) * 1000, 1) if ordered else -1},
+        "connections": len(clients),
+        **summarize(sent_at, arrivals, requested=args.rate, achieved=achieved),
+        "duplicates": len(duplicates),
+        "max_consumer_lag_events": lags,
+        "api_cpu_cores_during_load": (
+            round((cpu_after - cpu_before) / elapsed, 2)
+            if cpu_before is not None and cpu_after is not None else None),
         "api_rss_kib": {"before_connections": before, "with_idle_connections": after},
         "memory_per_idle_connection_kib": round((after - before) / max(len(clients), 1), 1),
     }
 
 
-async def _direct(conn: Any, tenant_id: str, user_id: str) -> None:
+def summarize(sent_at: list[float], arrivals: dict[int, float], *, requested: float,
+              achieved: float) -> dict[str, Any]:
+    """Latencies over **every** notification sent: one never received counts as
+    infinitely late, so its percentile reads ``None`` and the run is not ``met``."""
+    total = len(sent_at)
+    received = sorted(arrivals[i] - sent_at[i] for i in range(total) if i in arrivals)
+    lost = total - len(received)
+    everything = received + [math.inf] * lost
+    p99 = percentile(everything, 0.99)
+    met = (lost == 0 and achieved >= 0.95 * requested
+           and not math.isinf(p99) and p99 * 1000 < TARGET_P99_MS)
+    return {
+        "notifications_sent": total, "notifications_received": len(received),
+        "notifications_lost": lost,
+        "requested_rate_per_s": requested, "achieved_rate_per_s": round(achieved, 1),
+        "latency_ms": {  # over every notification sent; null = beyond the received ones
+            "p50": _ms(percentile(everything, 0.50)), "p95": _ms(percentile(everything, 0.95)),
+            "p99": _ms(p99), "max": _ms(everything[-1]) if everything else None,
+        },
+        "latency_received_only_ms": {
+            "p50": _ms(percentile(received, 0.50)), "p99": _ms(percentile(received, 0.99)),
+            "mean": round(statistics.fmean(received) * 1000, 1) if received else None,
+        },
+        "target": {"p99_ms": TARGET_P99_MS, "lost": 0}, "met": met,
+    }
+
+
+async def _watch_consumers(owner_url: str, lags: dict[str, int]) -> None:
+    """Every 0.5 s: how many committed outbox events each consumer has not handled yet;
+    keeps the maximum per consumer (which one held the notifications back, if any)."""
+    conn = await connect(owner_url)
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT c.consumer, (SELECT count(*) FROM bus.outbox o "
+                "WHERE (o.xid, o.position) > (c.last_xid, c.last_position)) AS lag "
+                "FROM bus.consumer_offsets c")
+            for row in rows:
+                lags[row["consumer"]] = max(lags.get(row["consumer"], 0), int(row["lag"]))
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def _direct(conn: Any, tenant_id: str, user_id: str, number: int) -> None:
     """The real-time layer alone: a notification row and its pg_notify in one transaction,
     exactly what ``NotificationService.notify`` writes, without the event consumer."""
-    data = {"projectName": f"bench {time.time():.6f}"}
+    data = {"projectName": f"bench {number} {time.time():.6f}"}
     nid = uuid.uuid4()
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -194,6 +285,57 @@ async def _direct(conn: Any, tenant_id: str, user_id: str) -> None:
                            json.dumps(message))
 
 
+def markdown(doc: dict[str, Any]) -> str:
+    r = doc["result"]
+    lat = r["latency_ms"]
+    mode = ("notification row + pg_notify → listener → SSE (`--direct`)" if doc["direct"]
+            else "outbox event → embedded consumer runtime → SSE")
+
+    def ms(value: float | None) -> str:
+        return "lost" if value is None else f"{value:,.1f}"
+
+    return "\n".join([
+        f"# Notifications SSE benchmark {doc['stamp']}{' (direct)' if doc['direct'] else ''}",
+        "",
+        f"Path: {mode}. One API process (`pantherahive serve`, embedded bus, consumers in "
+        f"the process), {doc['database']}. {doc['machine']['cpu_count']} CPUs, load average "
+        f"at start {doc['machine']['load_average']} (shared with other work). Commit "
+        f"`{doc['git']['commit'][:12]}`{' (dirty)' if doc['git']['dirty'] else ''}.",
+        "",
+        "Latency = SSE frame received - event commit requested (one clock). A notification "
+        f"not received {doc['args']['grace']} s after the last send is lost and counts as "
+        "infinitely late (`lost` in a percentile column).",
+        "",
+        "| connections | asked/s | achieved/s | sent | received | lost | dup | p50 ms | "
+        "p95 ms | p99 ms | max ms | API cores | KiB per idle conn | met |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {r['connections']:,} | {r['requested_rate_per_s']:g} | "
+        f"{r['achieved_rate_per_s']:g} | {r['notifications_sent']:,} | "
+        f"{r['notifications_received']:,} | {r['notifications_lost']:,} | {r['duplicates']} | "
+        f"{ms(lat['p50'])} | {ms(lat['p95'])} | {ms(lat['p99'])} | {ms(lat['max'])} | "
+        f"{r['api_cpu_cores_during_load']} | {r['memory_per_idle_connection_kib']} | "
+        f"{'yes' if r['met'] else 'NO'} |",
+        "",
+        f"Target: p99 < {TARGET_P99_MS:g} ms with nothing lost at the asked rate.",
+        "",
+        "Largest backlog of each event consumer during the load (outbox events not yet "
+        "handled, sampled every 0.5 s): " + (", ".join(
+            f"{name} {lag:,}" for name, lag in sorted(
+                r.get("max_consumer_lag_events", {}).items(), key=lambda kv: -kv[1]))
+            or "—") + ".",
+        "",
+    ])
+
+
+def write(doc: dict[str, Any]) -> list[Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"notifications-sse-{doc['stamp']}{'-direct' if doc['direct'] else ''}"
+    paths = [RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"]
+    paths[0].write_text(json.dumps(doc, indent=2) + "\n")
+    paths[1].write_text(markdown(doc))
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1000, help="SSE connections (one per user)")
@@ -201,7 +343,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--direct", action="store_true",
                         help="skip the event consumer: write notifications + NOTIFY directly")
+    parser.add_argument("--grace", type=float, default=10.0,
+                        help="seconds after the last send before a missing one is lost")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="py-spy (on PATH) the API process during the load; raw format")
     args = parser.parse_args()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    facts = machine()
     work = Path(tempfile.mkdtemp(prefix="ph-bench-sse-"))
     with provision(os.environ.get("DATABASE_URL"), work, keep=False, run=asyncio.run) as (
             url, description):
@@ -217,7 +366,14 @@ def main() -> None:
             result = asyncio.run(measure(server.base_url, server.port, server.pid, url, args))
         finally:
             server.stop()
-    print(json.dumps({"database": description, **result}, indent=2))
+    doc = {"stamp": stamp, "direct": args.direct, "args": vars(args), "database": description,
+           "machine": facts, "git": git(), "versions": versions(), "result": result}
+    print(json.dumps(doc["result"], indent=2))
+    if not args.no_save:
+        for path in write(doc):
+            print(f"wrote {path}")
+    if not result["met"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

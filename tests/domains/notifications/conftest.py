@@ -99,6 +99,7 @@ class Receiver:
 
     requests: list[Received] = field(default_factory=list)
     script: list[tuple[int, float]] = field(default_factory=list)
+    location: str | None = None  # sent with 3xx answers
     port: int = 0
     server: asyncio.AbstractServer | None = None
 
@@ -132,8 +133,10 @@ class Receiver:
             if delay:
                 await asyncio.sleep(delay)
             payload = b'{"sid": "SM1"}' if status < 300 else b'{"message": "no"}'
+            location = (f"Location: {self.location}\r\n"
+                        if self.location and 300 <= status < 400 else "")
             writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{location}"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
             await writer.drain()
         except (ConnectionError, ValueError, asyncio.IncompleteReadError):

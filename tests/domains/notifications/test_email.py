@@ -4,11 +4,11 @@ backoff and end ``failed`` with the reason."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import logging
 import re
+import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.notifications.transports import LogTransport, SmtpTransport
 from pantherahive.domains.notifications.worker import DeliveryWorker
-from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant
+from tests.conftest import PASSWORD, TenantHandle, add_user, create_tenant, running_app, unique
 from tests.domains.notifications.conftest import (
     emit_event,
     notifications_of,
@@ -30,7 +30,7 @@ from tests.domains.notifications.conftest import (
     process_events,
     settings_for,
 )
-from tests.support.servers import free_port
+from tests.support.servers import free_port, owner_connection
 
 
 class Inbox:
@@ -175,6 +175,17 @@ async def test_preferences_defaults_locked_types_and_effect(napp: httpx.AsyncCli
     extra = await napp.put("/v1/notifications/preferences", headers=member.headers,
                            json={"types": {}, "colour": "red"})
     assert extra.status_code == 422
+    # every problem of the body in one answer, each field named
+    both = await napp.put("/v1/notifications/preferences", headers=member.headers, json={
+        "types": {"nope.never": {"email": False},
+                  "account.verify_email": {"inApp": False, "email": False}}})
+    assert both.status_code == 422
+    assert both.json()["type"].endswith("/validation-error")
+    assert sorted(e["field"] for e in both.json()["errors"]) == [
+        "types.account.verify_email.email", "types.account.verify_email.inApp",
+        "types.nope.never"]
+    unchanged = (await napp.get("/v1/notifications/preferences", headers=member.headers)).json()
+    assert unchanged == prefs
 
     saved = await napp.put("/v1/notifications/preferences", headers=member.headers, json={
         "types": {"task.assigned": {"email": False}, "project.member_added": {"inApp": False}}})
@@ -212,9 +223,16 @@ async def test_deliveries_are_admin_only(napp: httpx.AsyncClient) -> None:
     assert forbidden.status_code == 403
     assert (await napp.get("/v1/notifications/deliveries")).status_code == 401
     other = await create_tenant(napp)
-    await asyncio.sleep(0)
-    mine = await napp.get("/v1/notifications/deliveries?limit=200", headers=other.admin.headers)
-    assert all(d["recipient"].endswith(f"{other.slug}.example") for d in mine.json()["items"])
+    await add_user(napp, other, "MEMBER")
+    await process_events(napp)  # the welcome emails of both tenants exist now
+    mine = (await napp.get("/v1/notifications/deliveries?limit=200",
+                           headers=other.admin.headers)).json()["items"]
+    assert len(mine) == 2, mine  # the other tenant's ADMIN and MEMBER welcomes, nothing else
+    assert all(d["recipient"].endswith(f"@{other.slug}.example") for d in mine)
+    theirs = (await napp.get("/v1/notifications/deliveries?limit=200",
+                             headers=tenant.admin.headers)).json()
+    assert theirs["items"]
+    assert not any(d["recipient"].endswith(f"@{other.slug}.example") for d in theirs["items"])
     login = await napp.post("/v1/auth/login", json={"tenant": tenant.slug, "login": "admin",
                                                     "password": PASSWORD})
     assert login.status_code == 200
@@ -352,3 +370,65 @@ async def test_without_smtp_production_never_logs_the_token(
     email_transport = production.transports["email"]
     assert isinstance(email_transport, LogTransport)
     assert not email_transport.reveal_content
+
+
+async def test_verify_email_notification_email_and_token(
+    database_url: str, smtp: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With require_email_verification on, identity's request writes the notification and
+    its email in its own transaction; the email (real SMTP) carries a token that verifies
+    the address. A user without an address gets nothing — there is nowhere to send it."""
+    controller, inbox = smtp
+    settings = settings_for(tmp_path, require_email_verification=True)
+    async with running_app(database_url, settings) as vapp:
+        slug = unique("verify")
+        address = f"root@{slug}.example"
+        created = await vapp.post("/v1/tenants", json={"name": slug, "slug": slug, "admin": {
+            "username": "root", "password": PASSWORD, "email": address}})
+        assert created.status_code == 201, created.text
+        assert created.json()["user"]["status"] == "PENDING_VERIFICATION"
+        root_id = created.json()["user"]["id"]
+        owner = await owner_connection(database_url)
+        try:
+            notes = await owner.fetch(
+                "SELECT id, type, in_app, document FROM notifications.notifications "
+                "WHERE user_id = $1", uuid.UUID(root_id))
+            assert [(n["type"], n["in_app"]) for n in notes] == [("account.verify_email", True)]
+            pending = await owner.fetch(
+                "SELECT channel, template_name, recipient, status FROM notifications.deliveries "
+                "WHERE notification_id = $1", notes[0]["id"])
+            assert [tuple(d) for d in pending] == [
+                ("email", "account.verify_email", address, "pending")]
+        finally:
+            await owner.close()
+        assert "phv_" not in str(notes[0]["document"])  # the token is in the email only
+
+        worker = _worker(vapp, tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
+                         smtp_starttls=False, smtp_username="mailer", smtp_password="s3cret")
+        try:
+            await worker.run_once()
+        finally:
+            await worker.close()
+        mine = [m for m in inbox.messages  # (a welcome may come too, once it is ACTIVE)
+                if address in m[1] and m[2]["Subject"] == "Verify your email address"]
+        assert len(mine) == 1
+        message = mine[0][2]
+        assert message["X-PantheraHive-Notification-Id"] == str(notes[0]["id"])
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        token = re.search(r"(phv_\S+)", text).group(1)  # type: ignore[union-attr]
+        assert token in message.get_body(preferencelist=("html",)).get_content()
+
+        verified = await vapp.post("/v1/auth/verify-email", json={"token": token})
+        assert verified.status_code == 204, verified.text
+        login = await vapp.post("/v1/auth/login", json={
+            "tenant": slug, "login": "root", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        root = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+        listed = await notifications_of(vapp, root, "account.verify_email")
+        assert [n["id"] for n in listed] == [str(notes[0]["id"])]
+
+        # no address, nowhere to send the token: such a user cannot be created meanwhile
+        bare = await vapp.post("/v1/users", headers=root, json={
+            "username": "bare", "password": PASSWORD, "role": "MEMBER"})
+        assert bare.status_code == 422, bare.text
+        assert [e["field"] for e in bare.json()["errors"]] == ["email"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl
-from pantherahive.domains.notifications.webhooks import check_url
+from pantherahive.domains.notifications.webhooks import WebhookService, check_url
 from tests.conftest import add_user, create_tenant
 from tests.domains.notifications.conftest import (
     Receiver,
@@ -21,6 +22,8 @@ from tests.domains.notifications.conftest import (
     platform,
     process_events,
 )
+from tests.support.db import database_url
+from tests.support.servers import owner_connection
 
 
 def signatures(header: str) -> tuple[int, list[str]]:
@@ -149,3 +152,28 @@ async def test_ssrf_refused_with_the_setting_off(client: httpx.AsyncClient) -> N
     bad_events = await client.post("/v1/webhooks", headers=admin,
                                    json={"url": "https://127.0.0.1/", "events": []})
     assert bad_events.status_code == 422
+
+
+async def test_undecryptable_secret_fails_the_delivery_with_the_reason(
+    napp: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """The key material changed since the secret was stored: the delivery can never be
+    signed, so it ends failed at once instead of being re-claimed forever."""
+    tenant = await create_tenant(napp)
+    hook = (await napp.post("/v1/webhooks", headers=tenant.admin.headers, json={
+        "url": receiver.url + "/hook", "events": ["user.created"]})).json()
+    foreign = WebhookService(key_material="another-key-" + "z" * 40, allow_private=True)
+    owner = await owner_connection(database_url())
+    try:
+        await owner.execute("UPDATE notifications.webhooks SET secret_enc = $1 WHERE id = $2",
+                            foreign.encrypt("whsec_other"), uuid.UUID(hook["id"]))
+    finally:
+        await owner.close()
+    await add_user(napp, tenant, "MEMBER")
+    await _run(napp)
+    await platform(napp).notifications.worker.run_once()  # not claimed again
+    log = (await napp.get(f"/v1/webhooks/{hook['id']}/deliveries",
+                          headers=tenant.admin.headers)).json()["items"]
+    assert [(d["status"], d["attempts"]) for d in log] == [("failed", 1)]
+    assert "cannot be decrypted" in log[0]["lastError"]
+    assert receiver.requests == []

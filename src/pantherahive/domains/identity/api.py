@@ -29,6 +29,7 @@ __all__ = [
     "active_user_emails",
     "active_user_ids",
     "require_auth",
+    "token_versions",
 ]
 
 # Asked whenever a task gets an assignee: fixed SQL, see infra/db/direct.py.
@@ -68,6 +69,17 @@ async def active_user_emails(session: AsyncSession, user_ids: set[UUID]) -> dict
         return {}
     stmt = select(User.id, User.email).where(User.id.in_(user_ids), User.status == "ACTIVE")
     return {row.id: row.email for row in await session.execute(stmt)}
+
+
+async def token_versions(session: AsyncSession, user_ids: set[UUID]) -> dict[UUID, int]:
+    """The token version of each of these users who is ACTIVE in the transaction's tenant:
+    an access token of a user missing here, or carrying another version, no longer works
+    (deactivation, a role or password change bump it)."""
+    if not user_ids:
+        return {}
+    stmt = select(User.id, User.token_version).where(User.id.in_(user_ids),
+                                                     User.status == "ACTIVE")
+    return {row.id: row.token_version for row in await session.execute(stmt)}
 
 
 async def active_admin_ids(session: AsyncSession) -> set[UUID]:

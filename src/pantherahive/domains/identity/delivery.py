@@ -1,8 +1,11 @@
 """Where account emails (verification, password reset) go.
 
-identity hands the single-use token to a sender; the platform wires in notifications'
-sender (``main.py``), which emails it — or, with no SMTP relay, logs it in development
-only. Tests pass a :class:`RecordingSender` to read the token back.
+identity hands the single-use token to an ``AccountMessageSender`` inside the request's
+transaction. The composition root (``main.py``) wires in notifications' sender, which
+writes the in-app notification and the email delivery in that same transaction — so the
+email exists exactly when the token does (with no SMTP relay, the delivery is logged in
+development only). ``RecordingSender`` keeps the token instead, for tests and the CLI's
+demo.
 """
 
 from __future__ import annotations

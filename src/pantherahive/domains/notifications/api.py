@@ -4,8 +4,19 @@ to identity, the real-time hub and listener, and the delivery worker."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from uuid import UUID
+
 from pantherahive.domains.notifications import handlers
-from pantherahive.domains.notifications.realtime import Hub, Listener, Publisher
+from pantherahive.domains.notifications.realtime import (
+    REVOKED,
+    Hub,
+    Listener,
+    Publisher,
+    Stream,
+    StreamPrincipal,
+)
 from pantherahive.domains.notifications.sender import NotificationSender
 from pantherahive.domains.notifications.service import NotificationService
 from pantherahive.domains.notifications.transports import (
@@ -16,8 +27,11 @@ from pantherahive.domains.notifications.transports import (
 )
 from pantherahive.domains.notifications.webhooks import WebhookService
 from pantherahive.domains.notifications.worker import DeliveryWorker
-from pantherahive.infra.db.engine import Database
+from pantherahive.infra.db.engine import Database, set_tenant
+from pantherahive.infra.logging import get_logger
 from pantherahive.settings import Settings
+
+log = get_logger("pantherahive.notifications.runtime")
 
 __all__ = ["CONSUMERS", "NotificationSender", "NotificationsRuntime"]
 
@@ -46,14 +60,50 @@ class NotificationsRuntime:
         self.sender = NotificationSender(self.service)
         self.heartbeat_seconds = settings.sse_heartbeat_seconds
         self.worker_enabled = settings.notifications_worker_enabled
+        self._guard: asyncio.Task[None] | None = None
         handlers.configure(self.service)
+
+    async def check_streams(self) -> int:
+        """End the open streams whose access token no longer works (expired; user not
+        ACTIVE any more; token version bumped by a role or password change); returns how
+        many were ended. One query per tenant with open streams."""
+        by_tenant: dict[UUID, list[StreamPrincipal]] = {}
+        queues: dict[StreamPrincipal, list[Stream]] = {}
+        for queue, principal in self.hub.streams():
+            by_tenant.setdefault(principal.tenant_id, []).append(principal)
+            queues.setdefault(principal, []).append(queue)
+        ended = 0
+        for tenant_id, principals in by_tenant.items():
+            async with self.db.sessions() as session:
+                await set_tenant(session, tenant_id)
+                valid = set(await self.service.still_valid(session, principals))
+            for principal in set(principals) - valid:
+                for queue in queues[principal]:
+                    self.hub.end(queue, REVOKED)
+                    ended += 1
+        return ended
+
+    async def _guard_streams(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.check_streams()
+            except Exception as exc:  # the next round tries again
+                log.warning("stream_guard_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def start(self) -> None:
         self.listener.start()
         if self.worker_enabled:
             self.worker.start()
+        if self._guard is None:
+            self._guard = asyncio.create_task(self._guard_streams(), name="notifications-guard")
 
     async def stop(self) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._guard
+            self._guard = None
         await self.worker.close()
         await self.listener.stop()
         await self.publisher.close()

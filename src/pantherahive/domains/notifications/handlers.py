@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.notifications import catalog
 from pantherahive.domains.notifications.realtime import Publisher
-from pantherahive.domains.notifications.repository import NotificationRepository
-from pantherahive.domains.notifications.service import Draft, NotificationService
-from pantherahive.domains.notifications.webhooks import enqueue_webhook_deliveries
+from pantherahive.domains.notifications.repository import NotificationRepository, TaskViewRow
+from pantherahive.domains.notifications.service import Draft, NotificationService, WebhookEvent
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.settings import get_settings
 
@@ -60,7 +60,7 @@ async def on_user_created(session: AsyncSession, event: Event) -> None:
     if user_id is None:
         return
     username = str(event.data.get("username") or "")
-    await service().notify(session, event.tenant_id, [Draft(
+    service().notify(session, event.tenant_id, [Draft(
         user_id=user_id, type=catalog.ACCOUNT_WELCOME, title="Welcome to PantheraHive",
         body=f"Your account {username} is ready.", data={"username": username},
         email=event.data.get("email") or None,
@@ -76,51 +76,59 @@ async def on_member_added(session: AsyncSession, event: Event) -> None:
         body=f"You are now {role or 'a member'} of the project {name}.",
         data={"projectId": event.subject_id, "projectName": name, "role": role},
     ) for user in _recipients(user_id, actor=event.actor_id)]
-    await service().notify(session, event.tenant_id, drafts, event_id=event.id)
+    service().notify(session, event.tenant_id, drafts, event_id=event.id)
+
+
+def _change(event: Event) -> tuple[str, dict[str, Any]] | None:
+    """Which read-model columns this task event sets, with their values (None: nothing)."""
+    data = event.data
+    project = {"project": _uuid(data.get("projectId"))}
+    if event.type == "task.created":
+        return "created", {
+            **project, "title": str(data.get("title") or "")[:200],
+            "status": str(data.get("status") or "TODO"),
+            "assignee": _uuid(data.get("assigneeId")),
+            "reporter": _uuid(data.get("reporterId")) or event.actor_id,
+            "depends_on": [u for u in (_uuid(d) for d in data.get("dependsOn") or []) if u],
+        }
+    if event.type == "task.updated":
+        title = (data.get("changes") or {}).get("title")
+        if isinstance(title, list) and len(title) == 2:
+            return "title", {**project, "title": str(title[1])[:200]}
+        return None
+    if event.type == "task.assigned":
+        return "assignee", {**project, "assignee": _uuid(data.get("assigneeId"))}
+    if event.type == "task.status_changed":
+        return "status", {**project, "status": str(data.get("to") or "TODO")}
+    if event.type in ("task.dependency_added", "task.dependency_removed"):
+        dep = _uuid(data.get("dependsOnId"))
+        if dep is None:
+            return None
+        return event.type.removeprefix("task."), {**project, "dep": dep}
+    return None
 
 
 async def on_task_event(session: AsyncSession, event: Event) -> None:
-    """Keep the task read model current, then apply the task rules."""
+    """Keep the task read model current (one statement), then apply the task rules."""
     repo = NotificationRepository(session)
     task_id = _uuid(event.subject_id)
     if task_id is None:
         return
-    data = event.data
+    tenant = event.tenant_id
     if event.type == "task.deleted":
-        await repo.delete_task_view(event.tenant_id, task_id)
+        # Its dependents lose the edge, as in tasks; if it was still open, that may have
+        # been their last blocker.
+        status, dependents = await repo.delete_task_view(tenant, task_id)
+        if status is not None and status not in CLOSED and dependents:
+            title = str(event.data.get("title") or "a task")
+            service().notify(session, tenant, _unblocked_drafts(
+                await repo.unblocked_among(tenant, dependents), task_id,
+                f"{title} was deleted", event.actor_id), event_id=event.id)
         return
-    view = await repo.get_task_view(event.tenant_id, task_id)
-    values: dict[str, Any] = {
-        "tenant_id": event.tenant_id, "task_id": task_id,
-        "project_id": _uuid(data.get("projectId")) or (view.project_id if view else None),
-        "title": view.title if view else "", "status": view.status if view else "TODO",
-        "assignee_id": view.assignee_id if view else None,
-        "reporter_id": view.reporter_id if view else None,
-        "depends_on": list(view.depends_on) if view else [],
-    }
-    if event.type == "task.created":
-        values.update(
-            title=str(data.get("title") or "")[:200], status=str(data.get("status") or "TODO"),
-            assignee_id=_uuid(data.get("assigneeId")),
-            reporter_id=_uuid(data.get("reporterId")) or event.actor_id,
-            depends_on=[u for u in (_uuid(d) for d in data.get("dependsOn") or []) if u],
-        )
-    elif event.type == "task.updated":
-        title = (data.get("changes") or {}).get("title")
-        if isinstance(title, list) and len(title) == 2:
-            values["title"] = str(title[1])[:200]
-    elif event.type == "task.assigned":
-        values["assignee_id"] = _uuid(data.get("assigneeId"))
-    elif event.type == "task.status_changed":
-        values["status"] = str(data.get("to") or values["status"])
-    elif event.type == "task.dependency_added":
-        dep = _uuid(data.get("dependsOnId"))
-        if dep is not None and dep not in values["depends_on"]:
-            values["depends_on"].append(dep)
-    elif event.type == "task.dependency_removed":
-        dep = _uuid(data.get("dependsOnId"))
-        values["depends_on"] = [d for d in values["depends_on"] if d != dep]
-    view = await repo.upsert_task_view(values)
+    change = _change(event)
+    if change is None:
+        return
+    view = await repo.apply_task_change(tenant, task_id, *change)
     title = view.title or "a task"
     common = {"taskId": str(task_id), "projectId": str(view.project_id or ""), "title": title}
     drafts: list[Draft] = []
@@ -130,7 +138,7 @@ async def on_task_event(session: AsyncSession, event: Event) -> None:
                         body=f"You are now the assignee of {title}.", data=common)
                   for user in _recipients(view.assignee_id, actor=event.actor_id)]
     elif event.type == "task.status_changed":
-        old, new = data.get("from"), data.get("to")
+        old, new = event.data.get("from"), event.data.get("to")
         drafts = [Draft(user_id=user, type=catalog.TASK_STATUS_CHANGED,
                         title=f"{title}: {old} → {new}",
                         body=f"The task {title} moved from {old} to {new}.",
@@ -138,24 +146,21 @@ async def on_task_event(session: AsyncSession, event: Event) -> None:
                   for user in _recipients(view.reporter_id, view.assignee_id,
                                           actor=event.actor_id)]
         if new in CLOSED and old not in CLOSED:
-            drafts += await _unblocked(repo, task_id, title, event.actor_id)
-    await service().notify(session, event.tenant_id, drafts, event_id=event.id)
+            drafts += _unblocked_drafts(await repo.unblocked_by(tenant, task_id), task_id,
+                                        f"{title} is done", event.actor_id)
+    service().notify(session, tenant, drafts, event_id=event.id)
 
 
-async def _unblocked(repo: NotificationRepository, done_id: UUID, done_title: str,
-                     actor: UUID | None) -> list[Draft]:
-    """Tasks depending on ``done_id`` whose dependencies are now all closed."""
+def _unblocked_drafts(dependents: list[TaskViewRow], dependency: UUID, reason: str,
+                      actor: UUID | None) -> list[Draft]:
     drafts: list[Draft] = []
-    for dependent in await repo.dependents_of(done_id):
-        statuses = await repo.statuses(list(dependent.depends_on))
-        if any(statuses.get(dep, "TODO") not in CLOSED for dep in dependent.depends_on):
-            continue
+    for dependent in dependents:
         title = dependent.title or "a task"
         drafts += [Draft(
             user_id=user, type=catalog.TASK_UNBLOCKED, title=f"Unblocked: {title}",
-            body=f"{done_title} is done: nothing blocks {title} any more.",
+            body=f"{reason}: nothing blocks {title} any more.",
             data={"taskId": str(dependent.task_id), "projectId": str(dependent.project_id or ""),
-                  "title": title, "dependencyId": str(done_id)},
+                  "title": title, "dependencyId": str(dependency)},
         ) for user in _recipients(dependent.assignee_id, actor=actor)]
     return drafts
 
@@ -175,7 +180,8 @@ async def on_event(session: AsyncSession, event: Event) -> None:
         await on_member_added(session, event)
     elif event.type in TASK_EVENTS:
         await on_task_event(session, event)
-    await enqueue_webhook_deliveries(session, event)
+    service().enqueue_webhooks(session, event.tenant_id, WebhookEvent(
+        event.id, event.type, event.occurred_at, orjson.dumps(event.envelope()).decode()))
 
 
 CONSUMERS = [ConsumerSpec("notifications", on_event)]

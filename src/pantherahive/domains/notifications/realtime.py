@@ -1,9 +1,10 @@
 """Real-time fan-out: a notification committed in any process reaches the SSE/WebSocket
 connections of its user in every API process.
 
-Publishing happens inside the creating transaction: ``pg_notify`` is transactional, so a
-rolled-back notification is never announced. With ``REDIS_URL`` the processes listen on
-Redis pub/sub instead, and the message is published right after the commit.
+Publishing happens inside the creating transaction — the insert statement itself calls
+``pg_notify``, which is transactional, so a rolled-back notification is never announced.
+With ``REDIS_URL`` the processes listen on Redis pub/sub instead, and the message is
+published right after the commit.
 Each process keeps a :class:`Hub` of its own connections, keyed by (tenant, user).
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pantherahive.domains.notifications.metrics import OPEN_STREAMS
 from pantherahive.infra.logging import get_logger
 
 CHANNEL = "pantherahive_notifications"
@@ -28,22 +31,45 @@ QUEUE_SIZE = 1000
 log = get_logger("pantherahive.notifications.realtime")
 
 
+@dataclass(frozen=True, slots=True)
+class StreamPrincipal:
+    """Who holds a stream, and what their access token was checked against when it opened:
+    the stream ends once the token would no longer work (``NotificationsRuntime``'s guard
+    re-checks every heartbeat interval)."""
+
+    tenant_id: UUID
+    user_id: UUID
+    token_version: int
+    expires_at: datetime
+
+
+# Queue sentinels: the client is too far behind (it resumes with Last-Event-ID), or its
+# credentials no longer hold (deactivated, token expired or revoked).
+BEHIND: dict[str, Any] = {"end": "behind"}
+REVOKED: dict[str, Any] = {"end": "revoked"}
+Stream = asyncio.Queue[dict[str, Any]]
+
+
 class Hub:
     """This process's live connections. A full queue (a stalled client) is closed rather than
     allowed to grow; the client resumes with Last-Event-ID."""
 
     def __init__(self) -> None:
-        self._queues: dict[tuple[str, str], set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._queues: dict[tuple[str, str], set[Stream]] = {}
+        self._principals: dict[Stream, StreamPrincipal] = {}
 
     @contextlib.contextmanager
-    def subscribe(self, tenant_id: UUID, user_id: UUID) -> Iterator[
-            asyncio.Queue[dict[str, Any] | None]]:
-        key = (str(tenant_id), str(user_id))
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self, principal: StreamPrincipal, kind: str) -> Iterator[Stream]:
+        key = (str(principal.tenant_id), str(principal.user_id))
+        queue: Stream = asyncio.Queue(QUEUE_SIZE)
         self._queues.setdefault(key, set()).add(queue)
+        self._principals[queue] = principal
+        OPEN_STREAMS.labels(kind).inc()
         try:
             yield queue
         finally:
+            OPEN_STREAMS.labels(kind).dec()
+            self._principals.pop(queue, None)
             queues = self._queues.get(key)
             if queues is not None:
                 queues.discard(queue)
@@ -52,16 +78,26 @@ class Hub:
 
     @property
     def connections(self) -> int:
-        return sum(len(queues) for queues in self._queues.values())
+        return len(self._principals)
+
+    def streams(self) -> list[tuple[Stream, StreamPrincipal]]:
+        return list(self._principals.items())
+
+    def end(self, queue: Stream, sentinel: dict[str, Any]) -> None:
+        """Make the stream's next read the sentinel's end (dropping one message if full)."""
+        try:
+            queue.put_nowait(sentinel)
+        except asyncio.QueueFull:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(sentinel)
 
     def dispatch(self, message: dict[str, Any]) -> None:
         for queue in list(self._queues.get((message["tenantId"], message["userId"]), ())):
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                queue.put_nowait(None)
+                self.end(queue, BEHIND)
 
     def dispatch_raw(self, raw: bytes | str) -> None:
         try:
@@ -89,27 +125,22 @@ class Publisher:
         self._redis: Any = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def publish(self, session: AsyncSession, message: dict[str, Any]) -> None:
-        payload = encode(message)
-        if self.redis_url is None:
-            await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
-            return
-        loop = asyncio.get_running_loop()
+    def publish_soon(self, messages: list[dict[str, Any]]) -> None:
+        """Redis mode: publish committed notifications (called after the commit). Embedded
+        mode needs no call: the creating statement runs ``pg_notify`` itself."""
+        task = asyncio.get_running_loop().create_task(
+            self._redis_publish([encode(m) for m in messages]))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-        def after_commit(_session: Any) -> None:
-            task = loop.create_task(self._redis_publish(payload))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-        event.listen(session.sync_session, "after_commit", after_commit, once=True)
-
-    async def _redis_publish(self, payload: str) -> None:
+    async def _redis_publish(self, payloads: list[str]) -> None:
         try:
             if self._redis is None:
                 import redis.asyncio as redis
 
                 self._redis = redis.from_url(str(self.redis_url))
-            await self._redis.publish(CHANNEL, payload)
+            for payload in payloads:
+                await self._redis.publish(CHANNEL, payload)
         except Exception as exc:
             # Real time is best effort: the notification is committed and clients that
             # reconnect with Last-Event-ID get it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext, CurrentAuth
 from pantherahive.domains.notifications.api import NotificationsRuntime
+from pantherahive.domains.notifications.realtime import BEHIND, REVOKED, StreamPrincipal
 from pantherahive.domains.notifications.schemas import (
     DeliveryRead,
     NotificationRead,
@@ -41,11 +43,16 @@ from pantherahive.domains.notifications.service import NotificationService, read
 from pantherahive.domains.notifications.webhooks import WebhookService
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.logging import get_logger
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 WS_UNAUTHENTICATED = 4401
-WS_AUTH_TIMEOUT = 5.0
+WS_SERVER_ERROR = 1011
+# The contract says "within 5 s" of connecting: 4.5 s leaves room for the close handshake.
+WS_AUTH_TIMEOUT = 4.5
+REPLAY_PAGE = 500
+log = get_logger("pantherahive.notifications.router")
 
 
 def _runtime(request: Request) -> NotificationsRuntime:
@@ -92,11 +99,15 @@ async def read_all(auth: CurrentAuth, session: Session, service: Notifications) 
 
 
 @router.post("/stream-ticket", status_code=status.HTTP_201_CREATED, responses=_problems(401))
-async def stream_ticket(auth: CurrentAuth, session: Session,
+async def stream_ticket(request: Request, auth: CurrentAuth, session: Session,
                         service: Notifications) -> StreamTicketRead:
     """A single-use, 60-second ticket for `GET /v1/notifications/stream?ticket=` (browsers'
-    EventSource cannot send an Authorization header, and tokens never go in URLs)."""
-    return await service.issue_ticket(session, auth)
+    EventSource cannot send an Authorization header, and tokens never go in URLs). The
+    stream it opens lasts no longer than the access token that asked for it."""
+    claims = _claims(request.app.state.platform, _bearer(request.headers.get("authorization")))
+    return await service.issue_ticket(
+        session, auth, token_version=claims.token_version,
+        token_expires_at=datetime.fromtimestamp(claims.expires_at, UTC))
 
 
 @router.get("/preferences", responses=_problems(401))
@@ -136,18 +147,34 @@ async def read_one(notification_id: UUID, auth: CurrentAuth, session: Session,
 
 
 # ---- real time ----------------------------------------------------------------------------
-async def _authenticate(runtime: NotificationsRuntime, request_platform: Any,
-                        token: str | None, ticket: str | None) -> tuple[UUID, UUID]:
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def _claims(platform: Any, token: str | None) -> Any:
+    """The access token's claims (its version and expiry); it was verified already."""
+    if token is None:
+        raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
+    return platform.authenticator.identity.tokens.verify(token)
+
+
+async def _authenticate(runtime: NotificationsRuntime, platform: Any,
+                        token: str | None, ticket: str | None) -> StreamPrincipal:
     async with runtime.db.sessions() as session:
         if ticket:
-            tenant_id, user_id = await runtime.service.redeem_ticket(session, ticket)
+            principal = await runtime.service.redeem_ticket(session, ticket)
         elif token:
-            auth: AuthContext = await request_platform.authenticator.principal(session, token)
-            tenant_id, user_id = auth.tenant_id, auth.user_id
+            auth: AuthContext = await platform.authenticator.principal(session, token)
+            claims = _claims(platform, token)
+            principal = StreamPrincipal(auth.tenant_id, auth.user_id, claims.token_version,
+                                        datetime.fromtimestamp(claims.expires_at, UTC))
         else:
             raise Unauthenticated("Send an access token or a stream ticket.")
         await session.commit()
-    return tenant_id, user_id
+    return principal
 
 
 def _frame(seq: int | str, notification: dict[str, Any]) -> bytes:
@@ -168,42 +195,52 @@ async def stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `event: notification`, `id: <opaque>`, `data: <Notification>`,
-    comment heartbeats. Reconnect with `Last-Event-ID` to receive what was missed.
-    Auth: `Authorization: Bearer` or a single-use `?ticket=` from `POST stream-ticket`."""
+    comment heartbeats. Reconnect with `Last-Event-ID` to receive everything missed.
+    Auth: `Authorization: Bearer` or a single-use `?ticket=` from `POST stream-ticket`.
+    The stream ends when the caller's access token stops working (expiry, deactivation,
+    a role or password change)."""
     runtime = _runtime(request)
-    token = None
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" else None
-    tenant_id, user_id = await _authenticate(runtime, request.app.state.platform, token, ticket)
+    principal = await _authenticate(runtime, request.app.state.platform,
+                                    _bearer(authorization), ticket)
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     return StreamingResponse(
-        _events(runtime, tenant_id, user_id, resume),
+        _events(runtime, principal, resume),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(runtime: NotificationsRuntime, tenant_id: UUID, user_id: UUID,
+async def _events(runtime: NotificationsRuntime, principal: StreamPrincipal,
                   resume: int | None) -> AsyncIterator[bytes]:
-    with runtime.hub.subscribe(tenant_id, user_id) as queue:
+    tenant_id, user_id = principal.tenant_id, principal.user_id
+    # Subscribed before the catch-up reads, so nothing committed meanwhile is missed; what
+    # arrives live and was replayed too is dropped by seq (a user's notifications commit
+    # in seq order, so everything at or below the last replayed seq was replayed).
+    with runtime.hub.subscribe(principal, "sse") as queue:
         yield b"retry: 3000\n: connected\n\n"
-        replayed: set[str] = set()
+        replayed_up_to = -1
         if resume is not None:
-            async with runtime.db.sessions() as session:
-                rows = await runtime.service.since(session, tenant_id, user_id, resume)
-            for row in rows:
-                replayed.add(str(row.id))
-                yield _frame(row.seq, read_model(row).model_dump(mode="json", by_alias=True))
+            replayed_up_to = resume
+            while True:  # page by page: memory stays bounded however much was missed
+                async with runtime.db.sessions() as session:
+                    rows = await runtime.service.since(session, tenant_id, user_id,
+                                                       replayed_up_to, REPLAY_PAGE)
+                for row in rows:
+                    yield _frame(row.seq, read_model(row).model_dump(mode="json",
+                                                                     by_alias=True))
+                if rows:
+                    replayed_up_to = rows[-1].seq
+                if len(rows) < REPLAY_PAGE:
+                    break
         while True:
             try:
                 message = await asyncio.wait_for(queue.get(), runtime.heartbeat_seconds)
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
-            if message is None:
-                return  # too far behind: the client reconnects with Last-Event-ID
-            if message["id"] in replayed:
+            if message is BEHIND or message is REVOKED:
+                return  # behind: the client resumes with Last-Event-ID; revoked: 401 then
+            if message["seq"] <= replayed_up_to:
                 continue
             notification = await _materialize(runtime, tenant_id, message)
             if notification is not None:
@@ -224,7 +261,9 @@ async def _materialize(runtime: NotificationsRuntime, tenant_id: UUID,
 async def websocket(websocket: WebSocket) -> None:
     """WebSocket: the first client message is `{"token": "<accessToken>"}`; then the server
     sends `{"event": "ready"}` and `{"event": "notification", "id", "data"}` messages.
-    A bad or missing token closes the socket with code 4401 within 5 s."""
+    A bad or missing token closes the socket with code 4401 within 5 s; so does the token
+    ceasing to work later (expiry, deactivation, a role or password change). A server error
+    while authenticating closes it with 1011."""
     runtime: NotificationsRuntime = websocket.app.state.platform.notifications
     await websocket.accept()
     try:
@@ -232,14 +271,17 @@ async def websocket(websocket: WebSocket) -> None:
         token = first.get("token") if isinstance(first, dict) else None
         if not isinstance(token, str):
             raise Unauthenticated("missing token")
-        tenant_id, user_id = await _authenticate(runtime, websocket.app.state.platform,
-                                                 token, None)
+        principal = await _authenticate(runtime, websocket.app.state.platform, token, None)
     except WebSocketDisconnect:
         return
-    except Exception:
+    except (TimeoutError, ValueError, Unauthenticated):  # silent, not JSON, or a bad token
         await websocket.close(code=WS_UNAUTHENTICATED, reason="unauthenticated")
         return
-    with runtime.hub.subscribe(tenant_id, user_id) as queue:
+    except Exception as exc:
+        log.warning("websocket_auth_error", error=f"{type(exc).__name__}: {exc}")
+        await websocket.close(code=WS_SERVER_ERROR, reason="server error")
+        return
+    with runtime.hub.subscribe(principal, "ws") as queue:
         await websocket.send_json({"event": "ready"})
         receiver = asyncio.create_task(_until_closed(websocket))
         try:
@@ -251,10 +293,14 @@ async def websocket(websocket: WebSocket) -> None:
                     getter.cancel()
                     return
                 message = getter.result()
-                if message is None:
+                if message is BEHIND:
                     await websocket.close(code=1013, reason="too far behind; reconnect")
                     return
-                notification = await _materialize(runtime, tenant_id, message)
+                if message is REVOKED:
+                    await websocket.close(code=WS_UNAUTHENTICATED,
+                                          reason="token expired or revoked")
+                    return
+                notification = await _materialize(runtime, principal.tenant_id, message)
                 if notification is not None:
                     await websocket.send_json({"event": "notification",
                                                "id": str(message["seq"]),

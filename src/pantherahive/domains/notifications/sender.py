@@ -34,7 +34,7 @@ class NotificationSender:
         if session is None or email is None:
             log.warning("account_email_not_sent", kind="verify_email", user_id=str(user_id))
             return
-        await self.service.notify(session, tenant_id, [Draft(
+        self.service.notify(session, tenant_id, [Draft(
             user_id=user_id, type=ACCOUNT_VERIFY_EMAIL, title="Verify your email address",
             body="We sent you an email with a link to confirm your address.",
             email=email, secret_context={"token": token},
@@ -47,7 +47,7 @@ class NotificationSender:
         if session is None:
             log.warning("account_email_not_sent", kind="password_reset", user_id=str(user_id))
             return
-        await self.service.notify(session, tenant_id, [Draft(
+        self.service.notify(session, tenant_id, [Draft(
             user_id=user_id, type=ACCOUNT_PASSWORD_RESET, title="Password reset requested",
             body="We sent you an email to reset your password. Not you? Ignore it.",
             email=email, secret_context={"token": token},

@@ -78,6 +78,10 @@ class StreamTicket(Base):
     user_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The access token that asked for the ticket: a stream opened with it ends when that
+    # token would stop working (expired, or its version bumped by identity).
+    token_version: Mapped[int] = mapped_column(Integer)
+    token_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TaskView(Base):

@@ -9,11 +9,9 @@ A delivery is a POST of the event envelope with ``X-PantheraHive-Event-Id`` and
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +26,7 @@ from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
+from pantherahive.domains.notifications.egress import Resolver, checked_addresses, system_resolver
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
 from pantherahive.domains.notifications.permissions import NotificationAction, may
 from pantherahive.domains.notifications.repository import NotificationRepository
@@ -40,7 +39,6 @@ from pantherahive.domains.notifications.schemas import (
     WebhookWithSecret,
 )
 from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
-from pantherahive.infra.bus.consumer import Event
 
 SIGNATURE_HEADER = "X-PantheraHive-Signature"
 EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
@@ -61,15 +59,12 @@ def signature_header(secrets_: list[str], timestamp: int, body: bytes) -> str:
     return ",".join([f"t={timestamp}", *(f"v1={sign(s, timestamp, body)}" for s in secrets_)])
 
 
-def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
-
-
-async def check_url(url: str, *, allow_private: bool) -> None:
+async def check_url(url: str, *, allow_private: bool,
+                    resolver: Resolver = system_resolver) -> None:
     """Refuse what could reach inside the network: non-https, loopback/private/link-local
-    targets (every address the host resolves to), credentials in the URL."""
+    targets (every address the host resolves to, IPv4 embedded in IPv6 included),
+    credentials in the URL. Deliveries check again on the connection itself
+    (``egress.PinnedBackend``)."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeWebhookUrl("must be an absolute https URL")
@@ -79,15 +74,8 @@ async def check_url(url: str, *, allow_private: bool) -> None:
         raise UnsafeWebhookUrl("must not carry credentials")
     if allow_private:
         return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or 443, proto=6)
-    except OSError as exc:
-        raise UnsafeWebhookUrl("the host does not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if _refused(address):
-            raise UnsafeWebhookUrl("resolves to a loopback, private or reserved address")
+    await checked_addresses(parts.hostname, parts.port or 443, resolver=resolver,
+                            allow_private=False)
 
 
 def _validate_events(events: list[str]) -> list[str]:
@@ -100,25 +88,13 @@ def _validate_events(events: list[str]) -> list[str]:
     return sorted(set(events))
 
 
-async def enqueue_webhook_deliveries(session: AsyncSession, event: Event) -> None:
-    """One pending delivery per enabled subscription naming this event type (or ``*``) that
-    existed when the event happened (consumers may run behind)."""
-    repo = NotificationRepository(session)
-    for hook in await repo.subscribed_webhooks(event.type):
-        if hook.created_at > event.occurred_at:
-            continue
-        await repo.insert_webhook_delivery({
-            "id": uuid4(), "tenant_id": event.tenant_id, "webhook_id": hook.id,
-            "event_id": event.id, "event_type": event.type, "payload": event.envelope(),
-            "status": "pending", "attempts": 0, "next_attempt_at": now(), "created_at": now(),
-        })
-
-
 class WebhookService:
-    def __init__(self, *, key_material: str, allow_private: bool) -> None:
+    def __init__(self, *, key_material: str, allow_private: bool,
+                 resolver: Resolver = system_resolver) -> None:
         digest = hashlib.sha256(b"pantherahive-webhook-secrets:" + key_material.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
         self.allow_private = allow_private
+        self.resolver = resolver  # every lookup of a webhook host, here and in the worker
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
@@ -150,7 +126,7 @@ class WebhookService:
                      body: WebhookCreate) -> WebhookWithSecret:
         self._require(auth)
         url = str(body.url)
-        await check_url(url, allow_private=self.allow_private)
+        await check_url(url, allow_private=self.allow_private, resolver=self.resolver)
         secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
         at = now()
         hook = Webhook(
@@ -183,7 +159,8 @@ class WebhookService:
         self._require(auth)
         hook = await self._get(session, webhook_id, for_update=True)
         if body.url is not None:
-            await check_url(str(body.url), allow_private=self.allow_private)
+            await check_url(str(body.url), allow_private=self.allow_private,
+                            resolver=self.resolver)
             hook.url = str(body.url)
         if body.events is not None:
             hook.events = _validate_events(body.events)

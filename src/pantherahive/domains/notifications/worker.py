@@ -16,10 +16,16 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
+from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
+from pantherahive.domains.notifications.egress import pinned_client
+from pantherahive.domains.notifications.metrics import (
+    DELIVERY_ATTEMPTS,
+    WEBHOOK_DELIVERY_ATTEMPTS,
+)
 from pantherahive.domains.notifications.repository import NotificationRepository
 from pantherahive.domains.notifications.service import Draft, NotificationService
 from pantherahive.domains.notifications.transports import DeliveryError, Transport
@@ -38,6 +44,7 @@ from pantherahive.settings import Settings
 log = get_logger("pantherahive.notifications.worker")
 LEASE_SECONDS = 120
 BATCH = 50
+PURGE_EVERY_SECONDS = 60.0
 
 
 def now() -> datetime:
@@ -59,10 +66,16 @@ class DeliveryWorker:
         self.backoff_max = settings.delivery_backoff_max_seconds
         self.poll = settings.delivery_poll_seconds
         self.disable_after = settings.webhook_disable_after_failures
-        self.http = http or httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+        # Connections go only to the addresses their own lookup checked (DNS rebinding).
+        self.http = http or pinned_client(
+            resolver=self._resolve, allow_private=webhooks.allow_private,
+            timeout=settings.webhook_timeout_seconds)
         self.send_webhooks = send_webhooks
         self._task: asyncio.Task[None] | None = None
+        self._next_purge = 0.0
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        return await self.webhooks.resolver(host, port)
 
     def delay(self, attempts: int) -> timedelta:
         """Exponential: base, 2·base, 4·base … capped."""
@@ -87,6 +100,9 @@ class DeliveryWorker:
     async def _loop(self) -> None:
         while True:
             try:
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                    await self.purge_tickets()
                 handled = await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -110,6 +126,17 @@ class DeliveryWorker:
         jobs += [self._deliver_webhook(t, i) for t, i in hook_work]
         await asyncio.gather(*jobs)
         return len(jobs)
+
+    async def purge_tickets(self) -> int:
+        """Delete expired stream tickets of every tenant (spent ones are deleted when used)."""
+        purged = 0
+        while True:
+            async with self.db.sessions() as session:
+                count = await NotificationRepository(session).purge_tickets(limit=1000)
+                await session.commit()
+            purged += count
+            if count < 1000:
+                return purged
 
     async def _in_tenant(self, tenant_id: UUID,
                          work: Callable[[AsyncSession], Awaitable[None]]) -> None:
@@ -148,13 +175,19 @@ class DeliveryWorker:
                 return
             if error is None:
                 row.status, row.sent_at, row.payload, row.last_error = "sent", now(), None, None
+                outcome.append("sent")
             elif error.permanent or row.attempts >= self.max_attempts:
                 row.status, row.payload, row.last_error = "failed", None, error.reason
+                outcome.append("failed")
             else:
                 row.last_error = error.reason
                 row.next_attempt_at = now() + self.delay(row.attempts)
+                outcome.append("retried")
 
+        outcome: list[str] = []
         await self._in_tenant(tenant_id, finish)
+        if outcome:
+            DELIVERY_ATTEMPTS.labels(str(job["channel"]), outcome[0]).inc()
         log.info("delivery_attempt", channel=job["channel"], delivery_id=str(delivery_id),
                  ok=error is None, error=error.reason if error else None)
 
@@ -172,17 +205,32 @@ class DeliveryWorker:
                 row.status, row.last_error = "failed", "the webhook is disabled"
                 return
             row.attempts += 1
+            try:
+                secrets = self.webhooks.signing_secrets(hook, now())
+            except InvalidToken:
+                # The key material changed since the secret was stored: this delivery can
+                # never be signed. Final, with the reason (rotate the secret to go on).
+                row.status, row.next_attempt_at = "failed", now()
+                row.last_error = ("the webhook's secret cannot be decrypted (the key "
+                                  "material changed?); rotate the secret")
+                unsigned.append(row.id)
+                return
             job.update(url=hook.url, payload=row.payload, event_id=str(row.event_id),
-                       secrets=self.webhooks.signing_secrets(hook, now()))
+                       secrets=secrets)
 
+        unsigned: list[UUID] = []
         await self._in_tenant(tenant_id, begin)
+        if unsigned:
+            WEBHOOK_DELIVERY_ATTEMPTS.labels("failed").inc()
+            log.warning("webhook_secret_undecryptable", delivery_id=str(delivery_id))
         if not job:
             return
         status: int | None = None
         error: DeliveryError | None = None
         started = time.perf_counter()
         try:
-            await check_url(str(job["url"]), allow_private=self.webhooks.allow_private)
+            await check_url(str(job["url"]), allow_private=self.webhooks.allow_private,
+                            resolver=self.webhooks.resolver)
             body = body_of(job["payload"])  # type: ignore[arg-type]
             secrets: list[str] = job["secrets"]  # type: ignore[assignment]
             stamp = int(time.time())
@@ -214,14 +262,17 @@ class DeliveryWorker:
             hook = await repo.get_webhook(row.webhook_id, for_update=True)
             if error is None:
                 row.status, row.sent_at, row.last_error = "sent", now(), None
+                outcome.append("sent")
                 if hook is not None:
                     hook.consecutive_failures = 0
                 return
             row.last_error = error.reason
             if not error.permanent and row.attempts < self.max_attempts:
                 row.next_attempt_at = now() + self.delay(row.attempts)
+                outcome.append("retried")
                 return
             row.status = "failed"
+            outcome.append("failed")
             if hook is None or not hook.enabled:
                 return
             hook.consecutive_failures += 1
@@ -234,14 +285,17 @@ class DeliveryWorker:
                 await self._notify_disabled(session, tenant_id, hook.id, hook.url,
                                             hook.disabled_reason)
 
+        outcome: list[str] = []
         await self._in_tenant(tenant_id, finish)
+        if outcome:
+            WEBHOOK_DELIVERY_ATTEMPTS.labels(outcome[0]).inc()
         if disabled:
             log.warning("webhook_disabled", webhook_id=str(disabled[0]))
 
     async def _notify_disabled(self, session: AsyncSession, tenant_id: UUID, webhook_id: UUID,
                                url: str, reason: str) -> None:
         admins = await active_admin_ids(session)
-        await self.service.notify(session, tenant_id, [Draft(
+        self.service.notify(session, tenant_id, [Draft(
             user_id=admin, type=catalog.WEBHOOK_DISABLED, title="A webhook was disabled",
             body=f"Deliveries to {url} kept failing, so the webhook was disabled: {reason}",
             data={"webhookId": str(webhook_id), "url": url},
