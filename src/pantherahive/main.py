@@ -42,6 +42,7 @@ from pantherahive.infra.http.problems import document_problems, install_problem_
 from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.infra.tracing import instrument_app, instrument_database
@@ -148,6 +149,14 @@ def create_app(
         platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
         holder["platform"] = platform
         app.state.platform = platform
+        install_authentication(
+            app,
+            Authentication(
+                principals=platform.authenticator,
+                rate_limits=platform.rate_limits,
+                user_rate_item=platform.user_rate_item,
+            ),
+        )
         if tracer:
             instrument_database(tracer[0])
         await platform.notifications.start()

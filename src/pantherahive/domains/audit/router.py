@@ -18,9 +18,9 @@ from pantherahive.core.schemas import Page
 from pantherahive.domains.audit.repository import EventFilters
 from pantherahive.domains.audit.schemas import AuditEventRead, ChainVerification
 from pantherahive.domains.audit.service import AuditService
-from pantherahive.domains.identity.api import CurrentAuth
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import end_request_session, request_session
+from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 NDJSON = "application/x-ndjson"
