@@ -12,9 +12,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_cursor, encode_cursor
-from pantherahive.domains.audit import events
 from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
 from pantherahive.domains.audit.chain import (
     ChainCheck,
@@ -28,8 +27,8 @@ from pantherahive.domains.audit.permissions import AuditAction, audit_may
 from pantherahive.domains.audit.repository import AuditRepository, EventFilters
 from pantherahive.domains.audit.schemas import ActorType, ChainVerification
 from pantherahive.infra.bus.consumer import Event
-from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.principal import AuthContext
 
 VERIFY_BATCH = 5_000
@@ -110,14 +109,9 @@ class AuditService:
 
     async def _require(self, session: AsyncSession, auth: AuthContext, action: AuditAction) -> None:
         if not audit_may(auth, action):
-            await emit(
-                session,
-                events.AUTHZ_DENIED,
-                subject_type="audit",
-                subject_id=auth.tenant_id,
-                data={"action": action.value, "role": auth.role.value},
+            raise await deny(
+                session, auth, action.value, subject_type="audit", subject_id=auth.tenant_id
             )
-            raise Forbidden(f"Your role may not perform {action.value}.")
 
     async def list_events(
         self,

@@ -37,6 +37,7 @@ from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tena
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.context import bind_principal, current_context
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.principal import AuthContext, Role
 from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
@@ -227,14 +228,7 @@ class IdentityService:
         subject_id: object,
     ) -> Forbidden:
         """Record an authorization denial (authz.denied) and return the error to raise."""
-        await emit(
-            session,
-            events.AUTHZ_DENIED,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            data={"action": action, "role": auth.role.value},
-        )
-        return Forbidden(f"Your role may not perform {action}.")
+        return await deny(session, auth, action, subject_type=subject_type, subject_id=subject_id)
 
     async def _require(
         self,

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, Unauthenticated, ValidationFailed
+from pantherahive.core.errors import FieldError, Unauthenticated, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext, active_user_emails, active_user_ids
@@ -35,6 +35,7 @@ from pantherahive.domains.notifications.tables import (
     StreamTicket,
 )
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.tokens import new_opaque_token, parse_opaque_token
 
 TICKET_PREFIX = "nst"
@@ -243,7 +244,9 @@ class NotificationService:
         status: str | None,
     ) -> Page[DeliveryRead]:
         if not may(auth, NotificationAction.LIST_DELIVERIES):
-            raise Forbidden("Only ADMINs may list deliveries.")
+            raise await deny(session, auth, NotificationAction.LIST_DELIVERIES.value,
+                             subject_type="delivery", subject_id=auth.tenant_id,
+                             detail="Only ADMINs may list deliveries.")
         rows = await NotificationRepository(session).list_deliveries(
             after=decode_time_id_cursor(cursor), limit=limit + 1, status=status)
         more = len(rows) > limit

@@ -24,7 +24,7 @@ import orjson
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
@@ -41,6 +41,7 @@ from pantherahive.domains.notifications.schemas import (
 )
 from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
 from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.security.authz import deny
 
 SIGNATURE_HEADER = "X-PantheraHive-Signature"
 EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
@@ -134,9 +135,12 @@ class WebhookService:
         return result
 
     @staticmethod
-    def _require(auth: AuthContext) -> None:
+    async def _require(session: AsyncSession, auth: AuthContext,
+                       webhook_id: UUID | None = None) -> None:
         if not may(auth, NotificationAction.MANAGE_WEBHOOKS):
-            raise Forbidden("Only ADMINs may manage webhooks.")
+            raise await deny(session, auth, NotificationAction.MANAGE_WEBHOOKS.value,
+                             subject_type="webhook", subject_id=webhook_id or auth.tenant_id,
+                             detail="Only ADMINs may manage webhooks.")
 
     async def _get(self, session: AsyncSession, webhook_id: UUID, *,
                    for_update: bool = False) -> Webhook:
@@ -148,7 +152,7 @@ class WebhookService:
 
     async def create(self, session: AsyncSession, auth: AuthContext,
                      body: WebhookCreate) -> WebhookWithSecret:
-        self._require(auth)
+        await self._require(session, auth)
         url = str(body.url)
         await check_url(url, allow_private=self.allow_private)
         secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
@@ -164,7 +168,7 @@ class WebhookService:
 
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
                    limit: int) -> Page[WebhookRead]:
-        self._require(auth)
+        await self._require(session, auth)
         rows = await NotificationRepository(session).list_webhooks(
             after=decode_time_id_cursor(cursor), limit=limit + 1
         )
@@ -175,12 +179,12 @@ class WebhookService:
                                  next_cursor=nxt)
 
     async def get(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> WebhookRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         return WebhookRead.model_validate(await self._get(session, webhook_id))
 
     async def update(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                      body: WebhookUpdate) -> WebhookRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
         if body.url is not None:
             await check_url(str(body.url), allow_private=self.allow_private)
@@ -197,14 +201,14 @@ class WebhookService:
         return WebhookRead.model_validate(hook)
 
     async def delete(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> None:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id)
         await session.delete(hook)
         await session.flush()
 
     async def rotate_secret(self, session: AsyncSession, auth: AuthContext,
                             webhook_id: UUID) -> WebhookSecret:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
         secret = "whsec_" + secrets.token_urlsafe(32)
         at = now()
@@ -218,7 +222,7 @@ class WebhookService:
 
     async def deliveries(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID, *,
                          cursor: str | None, limit: int) -> Page[WebhookDeliveryRead]:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
         rows = await NotificationRepository(session).webhook_deliveries(
             webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1)
@@ -230,7 +234,7 @@ class WebhookService:
 
     async def redeliver(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                         delivery_id: UUID) -> WebhookDeliveryRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
         repo = NotificationRepository(session)
         original = await repo.webhook_delivery(delivery_id)

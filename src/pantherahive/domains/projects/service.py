@@ -33,6 +33,7 @@ from pantherahive.domains.projects.schemas import (
 )
 from pantherahive.domains.projects.tables import Member, Project
 from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security import authz
 
 _UPDATABLE = ("name", "description", "owner_id", "status", "start_date", "end_date")
 _NOT_NULL = frozenset({"name", "owner_id", "status"})
@@ -71,18 +72,11 @@ async def deny(
 ) -> Forbidden:
     """Record an authorization denial (authz.denied) and return the error to raise; the
     error commits, so the event survives the failed request."""
-    await emit(
-        session,
-        events.AUTHZ_DENIED,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        data={
-            "action": action.value,
-            "role": auth.role.value,
-            "projectRole": membership.value if membership else None,
-        },
+    return await authz.deny(
+        session, auth, action.value, subject_type=subject_type, subject_id=subject_id,
+        detail=f"You may not perform {action.value} on this project.",
+        data={"projectRole": membership.value if membership else None},
     )
-    return Forbidden(f"You may not perform {action.value} on this project.")
 
 
 async def _authorize(

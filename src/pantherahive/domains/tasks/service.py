@@ -58,6 +58,7 @@ from pantherahive.domains.tasks.schemas import (
     TaskUpdate,
 )
 from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security import authz
 
 DONE = TaskStatus.DONE.value
 _NOT_NULL = ("title", "status", "priority", "labels")
@@ -437,9 +438,9 @@ async def _deny(
 ) -> Forbidden:
     """Record the denial (authz.denied, kept although the request fails) and return the
     error to raise."""
-    await emit(session, events.AUTHZ_DENIED, subject_type=subject_type, subject_id=subject_id,
-               data={"action": action.value, "role": auth.role.value})
-    return Forbidden(f"You may not perform {action.value} here.")
+    return await authz.deny(session, auth, action.value, subject_type=subject_type,
+                            subject_id=subject_id,
+                            detail=f"You may not perform {action.value} here.")
 
 
 async def _emit(session: AsyncSession, event_type: str, task: TaskRecord,
