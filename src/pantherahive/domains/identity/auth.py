@@ -122,6 +122,13 @@ class Authenticator:
         row.used_at = current
         await session.flush()
         bind_principal(user.tenant_id, user.id)
+        await emit(
+            session,
+            events.TOKEN_REFRESHED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"familyId": str(row.family_id)},
+        )
         return await self.identity.issue_session(session, user, family_id=row.family_id)
 
     async def logout(self, session: AsyncSession, refresh_token: str) -> None:

@@ -143,23 +143,36 @@ class IdentityService:
             ) from exc
         admin_id = uuid4()
         bind_principal(tenant_id, admin_id)
+        # The sign-up's audited event; the first ADMIN's user.created accompanies it.
         await emit(
             session,
             events.TENANT_CREATED,
             subject_type="tenant",
             subject_id=tenant_id,
-            data={"name": body.name, "slug": body.slug},
+            data={
+                "name": body.name,
+                "slug": body.slug,
+                "adminId": str(admin_id),
+                "adminUsername": body.admin.username,
+                "adminEmail": body.admin.email,
+            },
         )
-        user = await self.add_user(session, body.admin, user_id=admin_id)
+        user = await self.add_user(session, body.admin, user_id=admin_id, audited=False)
         tokens = await self.issue_session(session, user)
         return tenant, user, tokens
 
     # ---- users --------------------------------------------------------------------------
     async def add_user(
-        self, session: AsyncSession, body: UserCreate, *, user_id: UUID | None = None
+        self,
+        session: AsyncSession,
+        body: UserCreate,
+        *,
+        user_id: UUID | None = None,
+        audited: bool = True,
     ) -> User:
         """Create a user in the transaction's tenant with no permission check: for the
-        system (sign-up, CLI). Requests go through ``create_user``."""
+        system (sign-up, CLI). Requests go through ``create_user``. ``audited=False`` when
+        the creation is part of another audited write (sign-up's tenant.created)."""
         repo = IdentityRepository(session)
         taken = await repo.username_or_email_taken(body.username, body.email)
         if taken:
@@ -195,6 +208,7 @@ class IdentityService:
                 "role": user.role,
                 "status": user.status,
             },
+            audited=audited,
         )
         if pending:
             await self._request_verification(session, user)
@@ -210,6 +224,7 @@ class IdentityService:
             subject_type="user",
             subject_id=user.id,
             data={"email": user.email},
+            audited=False,  # part of the user's creation, which is the audited event
         )
         await self.sender.send_verification(
             tenant_id=user.tenant_id,
@@ -368,6 +383,14 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
         if not await self.passwords.verify(user.password_hash, body.current_password):
+            # A security event like a failed login (InvalidCredentials commits it).
+            await emit(
+                session,
+                events.PASSWORD_CHANGE_FAILED,
+                subject_type="user",
+                subject_id=user.id,
+                data={"reason": "bad_credentials"},
+            )
             raise InvalidCredentials()
         await self.set_password(session, user, body.new_password)
 

@@ -14,6 +14,7 @@ from pantherahive.core.errors import FieldError, Unauthenticated, ValidationFail
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext, active_user_emails, active_user_ids
+from pantherahive.domains.notifications import events
 from pantherahive.domains.notifications.catalog import LOCKED_CHANNELS, TYPES, Channel
 from pantherahive.domains.notifications.errors import LockedPreference, NotificationNotFound
 from pantherahive.domains.notifications.permissions import NotificationAction, may
@@ -34,6 +35,7 @@ from pantherahive.domains.notifications.tables import (
     Preferences,
     StreamTicket,
 )
+from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.tokens import new_opaque_token, parse_opaque_token
@@ -181,9 +183,13 @@ class NotificationService:
     async def mark_read(self, session: AsyncSession, auth: AuthContext, nid: UUID) -> None:
         if not await NotificationRepository(session).mark_read(auth.user_id, nid, now()):
             raise NotificationNotFound("No such notification.")
+        await emit(session, events.NOTIFICATION_READ, subject_type="notification",
+                   subject_id=nid, data={})
 
     async def mark_all_read(self, session: AsyncSession, auth: AuthContext) -> None:
         await NotificationRepository(session).mark_all_read(auth.user_id, now())
+        await emit(session, events.NOTIFICATIONS_ALL_READ, subject_type="user",
+                   subject_id=auth.user_id, data={})
 
     async def since(self, session: AsyncSession, tenant_id: UUID, user_id: UUID, seq: int,
                     limit: int = 500) -> list[Notification]:
@@ -229,11 +235,19 @@ class NotificationService:
         if locked:
             raise LockedPreference("Account-security notifications cannot be switched off.",
                                    errors=locked)
-        phone = body.phone if "phone" in body.model_fields_set else (
-            row.phone if row is not None else None)
+        old_phone = row.phone if row is not None else None
+        phone = body.phone if "phone" in body.model_fields_set else old_phone
         await repo.save_preferences({"tenant_id": auth.tenant_id, "user_id": auth.user_id,
                                      "phone": phone, "channels": channels,
                                      "updated_at": now()})
+        changes: dict[str, list[Any]] = {}
+        old_channels = row.channels if row is not None else {}
+        if channels != old_channels:
+            changes["channels"] = [old_channels, channels]
+        if phone != old_phone:
+            changes["phone"] = [old_phone, phone]
+        await emit(session, events.PREFERENCES_UPDATED, subject_type="user",
+                   subject_id=auth.user_id, data={"changes": changes})
         saved = Preferences(tenant_id=auth.tenant_id, user_id=auth.user_id, phone=phone,
                             channels=channels, updated_at=now())
         return _preferences_read(saved)
@@ -263,6 +277,10 @@ class NotificationService:
         await NotificationRepository(session).add(StreamTicket(
             ticket_hash=digest, tenant_id=auth.tenant_id, user_id=auth.user_id,
             expires_at=now() + TICKET_TTL, used_at=None))
+        # A credential was issued: audited like a login (the ticket itself never is).
+        await emit(session, events.STREAM_TICKET_ISSUED, subject_type="user",
+                   subject_id=auth.user_id,
+                   data={"expiresIn": int(TICKET_TTL.total_seconds())})
         return StreamTicketRead(ticket=ticket, expires_in=int(TICKET_TTL.total_seconds()))
 
     async def redeem_ticket(self, session: AsyncSession, ticket: str) -> tuple[UUID, UUID]:

@@ -28,6 +28,7 @@ from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
+from pantherahive.domains.notifications import events
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
 from pantherahive.domains.notifications.permissions import NotificationAction, may
 from pantherahive.domains.notifications.repository import NotificationRepository
@@ -41,6 +42,7 @@ from pantherahive.domains.notifications.schemas import (
 )
 from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
 from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.security.authz import deny
 
 SIGNATURE_HEADER = "X-PantheraHive-Signature"
@@ -164,6 +166,8 @@ class WebhookService:
             disabled_reason=None, created_at=at, updated_at=at,
         )
         await NotificationRepository(session).add(hook)
+        await emit(session, events.WEBHOOK_CREATED, subject_type="webhook", subject_id=hook.id,
+                   data={"url": hook.url, "events": hook.events, "enabled": hook.enabled})
         return WebhookWithSecret(**WebhookRead.model_validate(hook).model_dump(), secret=secret)
 
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
@@ -186,6 +190,7 @@ class WebhookService:
                      body: WebhookUpdate) -> WebhookRead:
         await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
+        before = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
         if body.url is not None:
             await check_url(str(body.url), allow_private=self.allow_private)
             hook.url = str(body.url)
@@ -198,13 +203,20 @@ class WebhookService:
                 hook.disabled_reason = None
         hook.updated_at = now()
         await session.flush()
+        after = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        await emit(session, events.WEBHOOK_UPDATED, subject_type="webhook", subject_id=hook.id,
+                   data={"changes": changes})
         return WebhookRead.model_validate(hook)
 
     async def delete(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> None:
         await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id)
+        url = hook.url
         await session.delete(hook)
         await session.flush()
+        await emit(session, events.WEBHOOK_DELETED, subject_type="webhook",
+                   subject_id=webhook_id, data={"url": url})
 
     async def rotate_secret(self, session: AsyncSession, auth: AuthContext,
                             webhook_id: UUID) -> WebhookSecret:
@@ -217,6 +229,9 @@ class WebhookService:
         hook.secret_enc = self.encrypt(secret)
         hook.updated_at = at
         await session.flush()
+        await emit(session, events.WEBHOOK_SECRET_ROTATED, subject_type="webhook",
+                   subject_id=webhook_id,
+                   data={"previousSecretExpiresAt": (at + ROTATION_GRACE).isoformat()})
         return WebhookSecret(secret=secret,
                              previous_secret_expires_at=hook.previous_secret_expires_at)
 
@@ -249,6 +264,10 @@ class WebhookService:
             redelivery_of=original.id,
         )
         await repo.add(copy)
+        await emit(session, events.WEBHOOK_REDELIVERY_REQUESTED, subject_type="webhook",
+                   subject_id=webhook_id,
+                   data={"deliveryId": str(copy.id), "redeliveryOf": str(original.id),
+                         "eventId": str(original.event_id), "eventType": original.event_type})
         return WebhookDeliveryRead.model_validate(copy)
 
 

@@ -264,12 +264,15 @@ async def update_project(
 
 async def _transfer_ownership(session: AsyncSession, project: Project, new_owner: UUID) -> None:
     """The old owner stays on the project as an EDITOR; the new owner's membership becomes
-    OWNER (created if they were not a member)."""
+    OWNER (created if they were not a member). The membership events are derived: the
+    audited event is project.updated, whose changes carry ownerId."""
     repo = ProjectRepository(session)
     old = await repo.get_member(project.id, project.owner_id)
     if old is not None:
         old.role = ProjectRole.EDITOR.value
-        await _member_event(session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR)
+        await _member_event(
+            session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR, audited=False
+        )
     member = await repo.get_member(project.id, new_owner)
     if member is None:
         await repo.add(
@@ -281,11 +284,13 @@ async def _transfer_ownership(session: AsyncSession, project: Project, new_owner
                 added_at=now(),
             )
         )
-        await _member_event(session, project, new_owner, None, ProjectRole.OWNER)
+        await _member_event(session, project, new_owner, None, ProjectRole.OWNER, audited=False)
     else:
         previous = ProjectRole(member.role)
         member.role = ProjectRole.OWNER.value
-        await _member_event(session, project, new_owner, previous, ProjectRole.OWNER)
+        await _member_event(
+            session, project, new_owner, previous, ProjectRole.OWNER, audited=False
+        )
     await session.flush()
 
 
@@ -381,6 +386,8 @@ async def _member_event(
     user_id: UUID,
     old: ProjectRole | None,
     new: ProjectRole | None,
+    *,
+    audited: bool = True,
 ) -> None:
     if old is None and new is not None:
         event_type = events.MEMBER_ADDED
@@ -403,6 +410,7 @@ async def _member_event(
         subject_type="project",
         subject_id=project.id,
         data=data,
+        audited=audited,
     )
 
 
@@ -424,6 +432,7 @@ async def drop_memberships_of(
             data={"userId": str(user_id), "role": member.role, "reason": "user.deactivated"},
             tenant_id=tenant_id,
             actor_id=actor_id,
+            audited=False,  # follows from user.deactivated, the audited event
         )
     return len(removed)
 

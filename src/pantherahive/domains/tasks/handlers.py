@@ -42,10 +42,11 @@ async def on_member_removed(session: AsyncSession, event: Event) -> None:
             (events.TASK_UPDATED, {"changes": {"assigneeId": [user_id, None]}}),
             (events.TASK_ASSIGNED, {"assigneeId": None, "previousAssigneeId": user_id}),
         ):
+            # Derived from the membership change, which is the audited event.
             await emit(
                 session, event_type, subject_type="task", subject_id=task_id,
                 data=jsonable({"projectId": project_id, **data}),
-                tenant_id=event.tenant_id, actor_id=event.actor_id,
+                tenant_id=event.tenant_id, actor_id=event.actor_id, audited=False,
             )
 
 

@@ -34,6 +34,9 @@ class Event:
     request_id: str | None = None
     ip: str | None = None
     position: int | None = None
+    # Internal, not part of the public envelope: False for a derived event, which the
+    # audit trail does not record (outbox.emit).
+    audited: bool = True
 
     def envelope(self) -> dict[str, Any]:
         """The public JSON envelope (camelCase), as webhooks and transports send it."""

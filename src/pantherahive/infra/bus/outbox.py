@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, insert
+from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, Integer, String, Text, insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +42,7 @@ class OutboxEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    audited: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 async def emit(
@@ -54,10 +55,14 @@ async def emit(
     tenant_id: UUID | None = None,
     actor_id: UUID | None = None,
     version: int = 1,
+    audited: bool = True,
 ) -> UUID:
     """Write one event envelope in the caller's transaction.
 
     Tenant and actor default to the authenticated principal of the current request.
+    ``audited=False`` marks a derived event (one that accompanies the write's primary
+    event, or follows from another event): every consumer receives it, but the audit
+    trail records only the primary event, which carries the full ``changes``.
     """
     ctx = current_context()
     tenant = tenant_id or ctx.tenant_id
@@ -77,6 +82,7 @@ async def emit(
             data=data or {},
             request_id=ctx.request_id,
             ip=ctx.ip,
+            audited=audited,
         )
     )
     EVENTS_EMITTED.labels(event_type).inc()

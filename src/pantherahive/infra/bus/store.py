@@ -18,7 +18,7 @@ from pantherahive.infra.bus.consumer import Event
 
 _COLUMNS = (
     "position, id, tenant_id, type, version, occurred_at, actor_id, subject_type, subject_id, "
-    "data, request_id, ip, xid::text AS xid"
+    "data, request_id, ip, audited, xid::text AS xid"
 )
 MAX_ERROR_CHARS = 8000
 # Statements assembled from the constants above only (no input reaches the SQL text).
