@@ -16,6 +16,7 @@ from pantherahive.infra.bus.metrics import CONSUMER_LAG, HANDLER_ERRORS
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
+from pantherahive.infra.context import begin_context, bind_principal, current_context
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
 
@@ -254,3 +255,35 @@ async def test_the_api_process_runs_the_consumers_in_embedded_mode(
         return runtime.running == names
 
     await wait_until(all_running)
+
+
+async def test_follow_up_events_carry_the_triggering_request(
+    app_db: Database, owner_db: Database
+) -> None:
+    """A handler's own events inherit the request id, address and actor of the event that
+    caused them (emit reads the request context, which the runner binds per event), and
+    the caller's context is left as it was."""
+    tenant, actor = uuid.uuid4(), uuid.uuid4()
+    kind = f"bt{uuid.uuid4().hex[:8]}"
+    name = f"test.follow.{uuid.uuid4().hex[:8]}"
+
+    async def follow_up(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        await emit(session, f"{kind}.followed", subject_type="thing", subject_id=event.id,
+                   data={}, audited=False)
+
+    begin_context("req-trigger", "10.1.2.3")
+    bind_principal(tenant, actor)
+    async with app_db.sessions() as session, session.begin():
+        await set_tenant(session, tenant)
+        await emit(session, f"{kind}.happened", subject_type="thing", subject_id=1, data={})
+    begin_context("req-of-the-caller", None)
+    await drain(app_db, [ConsumerSpec(name, follow_up, frozenset({f"{kind}.happened"}))])
+    assert current_context().request_id == "req-of-the-caller"
+    assert current_context().user_id is None
+
+    async with owner_db.sessions() as session:
+        row = (await session.execute(
+            text("SELECT request_id, ip, actor_id, tenant_id, audited FROM bus.outbox "
+                 "WHERE type = :t"), {"t": f"{kind}.followed"})).one()
+    assert (row.request_id, row.ip, row.actor_id, row.tenant_id, row.audited) == (
+        "req-trigger", "10.1.2.3", actor, tenant, False)

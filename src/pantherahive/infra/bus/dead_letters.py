@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from pantherahive.infra.bus import store
 from pantherahive.infra.bus.consumer import ConsumerSpec
+from pantherahive.infra.bus.runner import run_handler
 from pantherahive.infra.bus.store import DeadLetter
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
@@ -65,7 +66,7 @@ async def replay(
             if locked is None:
                 return ReplayResult.NOT_FOUND
             await store.claim_marker(session, spec.name, locked.event)
-            await spec.handler(session, locked.event)
+            await run_handler(spec, session, locked.event)
             await store.mark_replayed(session, dead_letter_id)
     except Exception as exc:
         log.warning("replay failed", dead_letter=dead_letter_id, error=repr(exc))

@@ -14,10 +14,18 @@ from pantherahive.infra.bus import store
 from pantherahive.infra.bus.codec import Cursor
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
+from pantherahive.infra.context import caused_by
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
 
 log = get_logger(__name__)
+
+
+async def run_handler(spec: ConsumerSpec, session: AsyncSession, event: Event) -> None:
+    """The handler, in the context of the request that caused the event: its follow-up
+    events carry the triggering request id, address and actor."""
+    with caused_by(event.request_id, event.ip, event.tenant_id, event.actor_id):
+        await spec.handler(session, event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +89,7 @@ class ConsumerRunner:
                     if not await self._claim(session, event, cursor):
                         EVENTS_CONSUMED.labels(self.name, Outcome.DUPLICATE).inc()
                         return Outcome.DUPLICATE
-                    await self.spec.handler(session, event)
+                    await run_handler(self.spec, session, event)
             except Exception as exc:
                 HANDLER_ERRORS.labels(self.name).inc()
                 log.warning(
@@ -161,7 +169,7 @@ class ConsumerRunner:
                     if done and self.stopping.is_set():
                         break  # graceful stop: commit what is done, leave the rest
                     await set_tenant(session, row.event.tenant_id)
-                    await self.spec.handler(session, row.event)
+                    await run_handler(self.spec, session, row.event)
                     done.append(row)
                 if done:
                     await store.write_offset(session, self.name, done[-1].cursor)
