@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from pantherahive import __version__
-from pantherahive.consumers import all_consumers
+from pantherahive.consumers import ANNOUNCED_SCHEMAS, all_consumers
 from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
 from pantherahive.domains.audit import router as audit_router
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
@@ -210,6 +210,7 @@ def create_app(
         sessions=lambda: holder["platform"].db.sessions,
         idempotency=lambda: holder["platform"].idempotency,
         principal=principal,
+        announced_schemas=ANNOUNCED_SCHEMAS,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -62,6 +62,9 @@ class ConsumerSpec:
     name: str
     handler: Handler
     types: frozenset[str] | None = None
+    # Schemas whose rows this consumer's handler may change only together with an event
+    # (the runner refuses the handler's transaction otherwise; infra.bus.guard).
+    announced_schemas: frozenset[str] = frozenset()
 
     def wants(self, event_type: str) -> bool:
         return self.types is None or event_type in self.types

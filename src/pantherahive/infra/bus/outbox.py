@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pantherahive.infra.bus.guard import mark_emitted
 from pantherahive.infra.context import current_context
 from pantherahive.infra.db.base import Base
 from pantherahive.infra.metrics import EVENTS_EMITTED
@@ -85,5 +86,6 @@ async def emit(
             audited=audited,
         )
     )
+    mark_emitted(session)
     EVENTS_EMITTED.labels(event_type).inc()
     return event_id
