@@ -17,7 +17,7 @@ from pantherahive.infra.bus import store
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.control import ControlConnection
-from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_PUBLISHED
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from pantherahive.infra.bus.runner import ConsumerRunner, Outcome, RetryPolicy
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -201,11 +201,29 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
 
     async def handle(self, runner: ConsumerRunner, subscription: S, message: M) -> bool:
         """Deliver one message; False when stopping left it unacknowledged (redelivered)."""
-        event = decode(self.payload(message))
-        if runner.spec.wants(event.type) and await runner.deliver(event) is Outcome.STOPPED:
-            return False
+        payload = self.payload(message)
+        try:
+            event = decode(payload)
+        except Exception as exc:
+            # Not an event at all: redelivering it would stall this consumer for ever
+            # (unlimited redelivery). Park the bytes with the error, then acknowledge.
+            await self._park_malformed(runner, payload, exc)
+        else:
+            if runner.spec.wants(event.type) and await runner.deliver(event) is Outcome.STOPPED:
+                return False
         await self.ack(subscription, message)
         return True
+
+    async def _park_malformed(
+        self, runner: ConsumerRunner, payload: bytes, exc: Exception
+    ) -> None:
+        async with self.db.sessions() as session, session.begin():
+            parked = await store.park_malformed(
+                session, runner.name, payload, store.describe_error(exc)
+            )
+        EVENTS_CONSUMED.labels(runner.name, Outcome.PARKED).inc()
+        log.error("malformed message parked in dead letters", consumer=runner.name,
+                  dead_letter=parked, bytes=len(payload), error=repr(exc))
 
 
 def _scheme(bus_url: str) -> str:
