@@ -115,11 +115,14 @@ async def export_audit_events(
 
 @router.get("/verify", responses=_problems(401, 403))
 async def verify_audit_chain(
-    auth: CurrentAuth, session: Session, audit: Audit
+    request: Request, auth: CurrentAuth, session: Session, audit: Audit
 ) -> ChainVerification:
-    """Re-compute the tenant's hash chain over archived segments and live events;
-    `firstBrokenSeq` is the first event whose hash, link or position is wrong."""
-    return await audit.verify(session, auth)
+    """Re-compute the tenant's hash chain over archived segments and live events, from
+    one consistent snapshot; `firstBrokenSeq` is the first event whose hash, link or
+    position is wrong."""
+    await audit.authorize_verify(session, auth)
+    await end_request_session(request)
+    return await audit.verify(request.app.state.platform.db.sessions, auth.tenant_id)
 
 
 @router.get("/{event_id}", responses=_problems(401, 403, 404))

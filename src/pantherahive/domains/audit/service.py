@@ -35,6 +35,12 @@ VERIFY_BATCH = 5_000
 _READ_ONLY = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
+async def read_snapshot(session: AsyncSession) -> None:
+    """Make the transaction one consistent, read-only snapshot (its first statement):
+    segments, live rows and chain head are then read as of one moment."""
+    await session.execute(_READ_ONLY)
+
+
 def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(changes, rest)`` of an event's data.
 
@@ -155,7 +161,7 @@ class AuditService:
         """NDJSON lines, oldest first, from a session of its own (the response outlives
         the request's unit of work); one snapshot, constant memory."""
         async with sessions() as session, session.begin():
-            await session.execute(_READ_ONLY)
+            await read_snapshot(session)
             await set_tenant(session, tenant_id)
             chunk: list[bytes] = []
             async for row in AuditRepository(session).stream(tenant_id, filters):
@@ -166,12 +172,24 @@ class AuditService:
             if chunk:
                 yield b"".join(chunk)
 
-    async def verify(self, session: AsyncSession, auth: AuthContext) -> ChainVerification:
+    async def authorize_verify(self, session: AsyncSession, auth: AuthContext) -> None:
         await self._require(session, auth, AuditAction.VERIFY)
-        return await self.verify_tenant(session, auth.tenant_id)
+
+    async def verify(
+        self, sessions: async_sessionmaker[AsyncSession], tenant_id: UUID
+    ) -> ChainVerification:
+        """``verify_tenant`` in a session of its own, one snapshot from start to end."""
+        async with sessions() as session, session.begin():
+            await read_snapshot(session)
+            await set_tenant(session, tenant_id)
+            return await self.verify_tenant(session, tenant_id)
 
     async def verify_tenant(self, session: AsyncSession, tenant_id: UUID) -> ChainVerification:
-        """Re-compute the whole chain: archived segments first, then the live rows."""
+        """Re-compute the whole chain: archived segments first, then the live rows.
+
+        Run it in a snapshot (``read_snapshot`` first): at READ COMMITTED an archive that
+        commits between the read of the segments and the read of the live rows moves rows
+        from the one to the other unseen, and a sound chain reads as broken."""
         repo = AuditRepository(session)
         check = ChainCheck()
         # The head first: events appended while we verify lie beyond it and are left out.
