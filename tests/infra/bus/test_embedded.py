@@ -287,3 +287,28 @@ async def test_follow_up_events_carry_the_triggering_request(
                  "WHERE type = :t"), {"t": f"{kind}.followed"})).one()
     assert (row.request_id, row.ip, row.actor_id, row.tenant_id, row.audited) == (
         "req-trigger", "10.1.2.3", actor, tenant, False)
+
+
+async def test_delivery_is_by_transaction_id_not_causal_order(
+    app_db: Database, recorder: Recorder, effects: Effects
+) -> None:
+    """docs/events.md, "Delivery order": B takes its xid first (it writes before reading),
+    A commits a cause, B reads it and emits the effect — the effect is delivered first."""
+    tenant = uuid.uuid4()
+    async with app_db.sessions() as b:
+        await b.begin()
+        await set_tenant(b, tenant)
+        await b.execute(text("SELECT pg_current_xact_id()"))  # B's first write takes its xid
+        async with app_db.sessions() as a, a.begin():
+            await set_tenant(a, tenant)
+            cause = await emit(a, recorder.happened, subject_type="thing", subject_id="cause",
+                               tenant_id=tenant)
+        seen = await b.scalar(text("SELECT count(*) FROM bus.outbox WHERE id = :id"),
+                              {"id": cause})
+        assert seen == 1  # B read A's committed cause (READ COMMITTED) ...
+        effect = await emit(b, recorder.other, subject_type="thing", subject_id="effect",
+                            tenant_id=tenant)
+        await b.commit()
+    await drain(app_db, [recorder.spec])
+    # ... and its effect is delivered before it: xid order, not causal order.
+    assert [r.event_id for r in await effects.rows(recorder.name)] == [effect, cause]
