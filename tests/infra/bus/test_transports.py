@@ -286,6 +286,63 @@ async def test_consumer_crashing_mid_batch_gets_redelivery_and_handles_each_even
     assert [row.event_id for row in await effects.rows(recorder.name)] == ids
 
 
+async def test_a_worker_that_loses_its_leadership_connection_stops_consuming(
+    broker: Broker, app_db: Database, owner_db: Database, effects: Effects, emit_events: Emit,
+    running: Any,
+) -> None:
+    """Its advisory locks die with the control connection, so another process may take
+    the consumer: this one must stop consuming, then lead again on a new connection. (Two
+    consumers: their locks are taken on one connection, one query at a time.)"""
+    if broker.kind != "nats":
+        pytest.skip("BrokerWorker.run is transport-agnostic: one broker proves it")
+    recorder, other = Recorder(), Recorder()
+    entered: list[int] = []
+    left: list[int] = []
+
+    class Watched(NatsWorker):
+        async def consume(self, spec: ConsumerSpec, stopping: asyncio.Event) -> None:
+            entered.append(1)
+            try:
+                await super().consume(spec, stopping)
+            finally:
+                left.append(1)
+
+    worker = Watched(app_db, [recorder.spec, other.spec], url=broker.url, stream=STREAM,
+                     retry=FAST, ack_wait=1.0, batch_size=50, poll_interval=0.2,
+                     lease_retry=0.2)
+    running(worker.run)
+    first = await emit_events(uuid.uuid4(), 2, recorder.happened)
+    others = await emit_events(uuid.uuid4(), 2, other.happened)
+    publisher = publisher_for(broker)
+    try:
+        await relay_all(Relay(app_db, publisher))
+        await wait_until(lambda: all_handled_once(effects, recorder.name, first))
+        await wait_until(lambda: all_handled_once(effects, other.name, others))
+
+        async with owner_db.sessions() as session, session.begin():
+            terminated = await session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks, "
+                    "(SELECT hashtextextended(:key, 0) AS k) AS lock WHERE "
+                    "locktype = 'advisory' AND granted AND "
+                    "classid = ((lock.k >> 32) & 4294967295)::oid AND "
+                    "objid = (lock.k & 4294967295)::oid"
+                ),
+                {"key": f"pantherahive:consumer:{recorder.name}"},
+            )
+        assert terminated == 1
+
+        async def stopped_and_led_again() -> bool:
+            return len(left) >= 2 and len(entered) >= 4
+
+        await wait_until(stopped_and_led_again)
+        second = await emit_events(uuid.uuid4(), 2, recorder.happened)
+        await relay_all(Relay(app_db, publisher))
+    finally:
+        await publisher.close()
+    await wait_until(lambda: all_handled_once(effects, recorder.name, first + second))
+
+
 async def publish_raw(broker: Broker, payload: bytes) -> None:
     """Put bytes on the bus that no relay would ever write."""
     if broker.kind == "nats":

@@ -156,9 +156,10 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         partitions: int = 3,
         commit_timeout: float = 10.0,
         connect_timeout: float = CONNECT_TIMEOUT,
+        lease_retry: float = 5.0,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval)
+                         poll_interval=poll_interval, lease_retry=lease_retry)
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
         self.servers = bootstrap_servers(url)

@@ -98,9 +98,10 @@ class NatsWorker(BrokerWorker[NatsSubscription, Msg]):
         ack_wait: float = 30.0,
         batch_size: int = 100,
         poll_interval: float = 1.0,
+        lease_retry: float = 5.0,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval)
+                         poll_interval=poll_interval, lease_retry=lease_retry)
         self.url = url
         self.stream = stream
         self.ack_wait = ack_wait

@@ -115,12 +115,14 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         retry: RetryPolicy,
         batch_size: int = 100,
         poll_interval: float = 1.0,
+        lease_retry: float = 5.0,
     ) -> None:
         self.db = db
         self.consumers = list(consumers)
         self.retry = retry
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.lease_retry = lease_retry
 
     @abc.abstractmethod
     async def subscribe(self, spec: ConsumerSpec) -> S: ...
@@ -146,20 +148,63 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         """Messages of the subscription not acknowledged yet (for the lag gauge)."""
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Run every consumer whose lock this process wins until ``stopping`` is set."""
-        async with ControlConnection(self.db) as control:
-            tasks = [
-                asyncio.create_task(self._lead(control, spec, stopping), name=spec.name)
-                for spec in self.consumers
-            ]
-            await asyncio.gather(*tasks)
+        """Run every consumer whose lock this process wins until ``stopping`` is set.
 
-    async def _lead(
-        self, control: ControlConnection, spec: ConsumerSpec, stopping: asyncio.Event
-    ) -> None:
-        while not stopping.is_set() and not await control.try_lock(f"consumer:{spec.name}"):
-            await wait_any(5.0, stopping)
-        await self.consume(spec, stopping)
+        Leadership lives on one control connection. Its locks are taken one after the
+        other (one connection runs one query at a time), retried every ``lease_retry``
+        seconds for consumers another process runs, and the connection is pinged as often:
+        when it dies, its locks are gone (another process may take them), so this
+        process's consumers stop — after the event in hand — and it starts over.
+        """
+        backoff = 0.5
+        while not stopping.is_set():
+            halt = asyncio.Event()
+            tasks: dict[str, asyncio.Task[None]] = {}
+            try:
+                async with ControlConnection(self.db) as control:
+                    backoff = 0.5
+                    try:
+                        while not stopping.is_set() and control.alive():
+                            for spec in self.consumers:
+                                if spec.name not in tasks and await control.try_lock(
+                                    f"consumer:{spec.name}"
+                                ):
+                                    tasks[spec.name] = asyncio.create_task(
+                                        self.consume(spec, halt), name=spec.name
+                                    )
+                            await self._wait(stopping, tasks)
+                            await control.ping()
+                    finally:
+                        # Consumers finish their event while the locks are still held.
+                        halt.set()
+                        await asyncio.gather(*tasks.values(), return_exceptions=True)
+            except Exception as exc:
+                log.warning("broker worker lost its control connection; its consumers "
+                            "stopped", error=repr(exc))
+            if not stopping.is_set():
+                await wait_any(backoff, stopping)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _wait(self, stopping: asyncio.Event, tasks: dict[str, asyncio.Task[None]]) -> None:
+        """``lease_retry`` seconds, or less if stopping or if a consumer task ended: one
+        that died of an exception is restarted on the next round; one that died of anything
+        else (the process going down) takes the worker with it."""
+        waiter = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait([waiter, *tasks.values()], timeout=self.lease_retry,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        for name, task in list(tasks.items()):
+            if not task.done():
+                continue
+            del tasks[name]
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, Exception):
+                raise error
+            if error is not None:
+                log.error("broker consumer died; restarting it", consumer=name,
+                          error=repr(error))
 
     async def consume(self, spec: ConsumerSpec, stopping: asyncio.Event) -> None:
         runner = ConsumerRunner(self.db, spec, self.retry, stopping)
