@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import Unauthenticated
+from pantherahive.core.errors import RateLimited, Unauthenticated
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.errors import (
     EmailNotVerified,
     InvalidActionToken,
     InvalidCredentials,
+    LoginThrottled,
     RefreshTokenRejected,
 )
 from pantherahive.domains.identity.repository import IdentityRepository
@@ -66,8 +67,11 @@ class Authenticator:
     ) -> IssuedTokens:
         login_key = ("login", tenant_slug, login.lower())
         ip_key = ("login-ip", ip or "unknown")
-        await self.limits.check(self.failure_item, *login_key)
-        await self.limits.check(self.failure_item, *ip_key)
+        try:
+            await self.limits.check(self.failure_item, *login_key)
+            await self.limits.check(self.failure_item, *ip_key)
+        except RateLimited as refused:
+            raise await self._throttled(session, tenant_slug, login, refused) from refused
 
         repo = IdentityRepository(session)
         tenant_id = await repo.tenant_id_for_slug(tenant_slug)
@@ -101,6 +105,27 @@ class Authenticator:
             session, events.LOGIN_SUCCEEDED, subject_type="user", subject_id=user.id, data={}
         )
         return await self.identity.issue_session(session, user)
+
+    async def _throttled(
+        self, session: AsyncSession, tenant_slug: str, login: str, refused: RateLimited
+    ) -> RateLimited:
+        """A throttled attempt is a failed login too: record it (the returned 429
+        commits, so the event stays) unless the tenant is unknown."""
+        repo = IdentityRepository(session)
+        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        if tenant_id is None:
+            return refused
+        await set_tenant(session, tenant_id)
+        user = await repo.find_user_by_login(login)
+        bind_principal(tenant_id, None)
+        await emit(
+            session,
+            events.LOGIN_FAILED,
+            subject_type="user",
+            subject_id=user.id if user else login[:100],
+            data={"login": login[:254], "reason": "throttled"},
+        )
+        return LoginThrottled.of(refused)
 
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pantherahive.core.errors import BadRequest, Conflict, Forbidden, Unauthenticated
+from pantherahive.core.errors import BadRequest, Conflict, Forbidden, RateLimited, Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -11,6 +11,18 @@ class InvalidCredentials(Unauthenticated):
 
     def __init__(self) -> None:
         super().__init__("The tenant, login or password is wrong.")
+
+
+class LoginThrottled(RateLimited):
+    """The 429 of a login refused by the failure limit; commits its auth.login_failed."""
+
+    commit = True
+
+    @classmethod
+    def of(cls, refused: RateLimited) -> LoginThrottled:
+        throttled = cls(1, refused.detail)
+        throttled.headers = dict(refused.headers)
+        return throttled
 
 
 class RefreshTokenRejected(Unauthenticated):
