@@ -16,6 +16,7 @@ from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_cursor, encode_cursor
 from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
 from pantherahive.domains.audit.chain import (
+    GENESIS_HASH,
     ChainCheck,
     compute_hash,
     document,
@@ -176,54 +177,86 @@ class AuditService:
         await self._require(session, auth, AuditAction.VERIFY)
 
     async def verify(
-        self, sessions: async_sessionmaker[AsyncSession], tenant_id: UUID
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tenant_id: UUID,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
     ) -> ChainVerification:
         """``verify_tenant`` in a session of its own, one snapshot from start to end."""
+        if to_seq is not None and to_seq < from_seq:
+            raise ValidationFailed(
+                "toSeq must not be below fromSeq.",
+                errors=[FieldError("toSeq", "must be at least fromSeq")],
+            )
         async with sessions() as session, session.begin():
             await read_snapshot(session)
             await set_tenant(session, tenant_id)
-            return await self.verify_tenant(session, tenant_id)
+            return await self.verify_tenant(session, tenant_id, from_seq=from_seq, to_seq=to_seq)
 
-    async def verify_tenant(self, session: AsyncSession, tenant_id: UUID) -> ChainVerification:
-        """Re-compute the whole chain: archived segments first, then the live rows.
+    async def verify_tenant(
+        self,
+        session: AsyncSession,
+        tenant_id: UUID,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+    ) -> ChainVerification:
+        """Re-compute the chain — archived segments first, then the live rows — from
+        ``from_seq`` (whose link to the event before it is taken as stored) to ``to_seq``
+        (default: the head, whose remembered hash is then checked too).
 
         Run it in a snapshot (``read_snapshot`` first): at READ COMMITTED an archive that
         commits between the read of the segments and the read of the live rows moves rows
         from the one to the other unseen, and a sound chain reads as broken."""
         repo = AuditRepository(session)
-        check = ChainCheck()
+        check = ChainCheck(expected_seq=from_seq, prev_hash=GENESIS_HASH if from_seq == 1
+                           else None)
         # The head first: events appended while we verify lie beyond it and are left out.
         head = await repo.chain_head(tenant_id)
         head_seq = head[0] if head is not None else 0
+        last = head_seq if to_seq is None else min(to_seq, head_seq)
         for segment in await repo.segments(tenant_id):
-            if segment.first_seq != check.expected_seq:
-                check.broken_at(check.expected_seq)
+            if segment.last_seq < from_seq:
+                continue
+            if segment.first_seq > last:
                 break
+            if segment.first_seq > check.expected_seq or (
+                segment.first_seq < check.expected_seq and check.checked
+            ):
+                check.broken_at(check.expected_seq)  # a missing or overlapping segment
+                break
+            at = check.expected_seq  # a bad segment breaks the chain where we enter it
             try:
                 blob = await self.archive.get(segment.path)
             except Exception:  # a missing or unreadable object breaks the chain there
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             if sha256(blob).hexdigest() != segment.sha256:
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             try:
-                intact = check.feed_all(decode_segment(blob))
+                intact = check.feed_all(
+                    doc for doc in decode_segment(blob) if from_seq <= doc.get("seq", 0) <= last
+                )
             except (OSError, EOFError, ValueError):  # not gzip, or not NDJSON
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             if not intact:
                 break
-            if check.expected_seq != segment.last_seq + 1:
+            if check.expected_seq != min(segment.last_seq, last) + 1:
                 check.broken_at(check.expected_seq)
                 break
-        while check.ok and check.expected_seq <= head_seq:
+        while check.ok and check.expected_seq <= last:
             rows = await repo.live_batch(
-                tenant_id, after_seq=check.expected_seq - 1, up_to=head_seq, limit=VERIFY_BATCH
+                tenant_id, after_seq=check.expected_seq - 1, up_to=last, limit=VERIFY_BATCH
             )
             if not rows or not check.feed_all(document(row) for row in rows):
                 break
-        if check.ok and head is not None and (
+        if check.ok and check.expected_seq <= last:
+            check.broken_at(check.expected_seq)  # rows of the range are missing
+        if check.ok and to_seq is None and head is not None and (
             head[0] != check.expected_seq - 1 or head[1] != check.prev_hash
         ):
             # The newest events were removed: the head still remembers them.
@@ -231,7 +264,6 @@ class AuditService:
         return ChainVerification(
             ok=check.ok, checked=check.checked, first_broken_seq=check.first_broken_seq
         )
-
 
 def _decode(cursor: str) -> tuple[datetime, int]:
     at, seq = decode_cursor(cursor, arity=2)
