@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from pantherahive.infra.bus.codec import encode, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import BrokerWorker
 from pantherahive.infra.db.engine import Database
@@ -157,9 +158,11 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         commit_timeout: float = 10.0,
         connect_timeout: float = CONNECT_TIMEOUT,
         lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval, lease_retry=lease_retry)
+                         poll_interval=poll_interval, lease_retry=lease_retry,
+                         pruner=pruner)
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
         self.servers = bootstrap_servers(url)

@@ -18,6 +18,7 @@ from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.control import ControlConnection
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import ConsumerRunner, Outcome, RetryPolicy
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -116,6 +117,7 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         batch_size: int = 100,
         poll_interval: float = 1.0,
         lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         self.db = db
         self.consumers = list(consumers)
@@ -123,6 +125,7 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lease_retry = lease_retry
+        self.pruner = pruner
 
     @abc.abstractmethod
     async def subscribe(self, spec: ConsumerSpec) -> S: ...
@@ -172,6 +175,8 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
                                     tasks[spec.name] = asyncio.create_task(
                                         self.consume(spec, halt), name=spec.name
                                     )
+                            if self.pruner is not None:
+                                await self.pruner.tick(control)
                             await self._wait(stopping, tasks)
                             await control.ping()
                     finally:
@@ -295,10 +300,12 @@ def open_publisher(settings: Settings) -> Publisher:
 def open_worker(
     db: Database, settings: Settings, consumers: Sequence[ConsumerSpec]
 ) -> BrokerWorker[object, object]:
-    from pantherahive.infra.bus.runtime import retry_policy
+    from pantherahive.infra.bus.runtime import pruner_from_settings, retry_policy
 
     scheme = _scheme(settings.bus_url)
     retry = retry_policy(settings)
+    # With a broker, an outbox row may go once the relay published it.
+    pruner = pruner_from_settings(db, settings, None)
     worker: BrokerWorker[object, object]
     if scheme in {"nats", "tls"}:
         from pantherahive.infra.bus.nats_transport import NatsWorker
@@ -306,7 +313,7 @@ def open_worker(
         worker = NatsWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, stream=settings.bus_stream, retry=retry,
             ack_wait=settings.bus_ack_wait_seconds, batch_size=settings.bus_batch_size,
-            poll_interval=settings.bus_poll_interval_seconds,
+            poll_interval=settings.bus_poll_interval_seconds, pruner=pruner,
         )
         return worker
     if scheme == "kafka":
@@ -315,7 +322,7 @@ def open_worker(
         worker = KafkaWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, topic=settings.bus_stream, retry=retry,
             batch_size=settings.bus_batch_size, poll_interval=settings.bus_poll_interval_seconds,
-            commit_timeout=settings.bus_ack_wait_seconds,
+            commit_timeout=settings.bus_ack_wait_seconds, pruner=pruner,
         )
         return worker
     raise ValueError(f"BUS_URL must be nats://… or kafka://… for a worker, not {settings.bus_url}")
