@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from pantherahive import __version__
-from pantherahive.consumers import all_consumers
+from pantherahive.consumers import ANNOUNCED_SCHEMAS, all_consumers
 from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
 from pantherahive.domains.audit import router as audit_router
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
@@ -44,6 +44,7 @@ from pantherahive.infra.http.problems import document_problems, install_problem_
 from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.infra.tracing import instrument_app, instrument_database
@@ -150,6 +151,14 @@ def create_app(
         platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
         holder["platform"] = platform
         app.state.platform = platform
+        install_authentication(
+            app,
+            Authentication(
+                principals=platform.authenticator,
+                rate_limits=platform.rate_limits,
+                user_rate_item=platform.user_rate_item,
+            ),
+        )
         if tracer:
             instrument_database(tracer[0])
         await platform.notifications.start()
@@ -211,6 +220,7 @@ def create_app(
         sessions=lambda: holder["platform"].db.sessions,
         idempotency=lambda: holder["platform"].idempotency,
         principal=principal,
+        announced_schemas=ANNOUNCED_SCHEMAS,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     bus_batch_size: int = Field(default=200, ge=1, le=10_000)
     bus_stream: str = Field(default="PANTHERAHIVE_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     bus_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    bus_retention_days: int = Field(default=7, ge=1)
+    bus_prune_interval_seconds: float = Field(default=3600.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=15_000, ge=100)

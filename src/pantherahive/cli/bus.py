@@ -125,10 +125,14 @@ def list_dead_letters(
         for letter in parked:
             state = f"replayed {letter.replayed_at:%Y-%m-%d %H:%M:%S}" if letter.replayed_at \
                 else "parked"
+            if letter.event is not None:
+                what = f"{letter.event.type}\t{letter.event.id}\ttenant={letter.event.tenant_id}"
+            else:  # a message that is not an event: no type, id or tenant to trust
+                size = len(letter.payload or b"")
+                what = f"(malformed)\t{size} bytes\ttenant=?"
             typer.echo(
-                f"{letter.id}\t{letter.consumer}\t{letter.event.type}\t{letter.event.id}\t"
-                f"tenant={letter.event.tenant_id}\tattempts={letter.attempts}\t{state}\t"
-                f"{error_summary(letter.error)}"
+                f"{letter.id}\t{letter.consumer}\t{what}\tattempts={letter.attempts}\t"
+                f"{state}\t{error_summary(letter.error)}"
             )
 
     asyncio.run(work())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
@@ -43,3 +45,22 @@ def bind_principal(tenant_id: UUID, user_id: UUID | None) -> None:
     structlog.contextvars.bind_contextvars(
         tenant_id=str(tenant_id), user_id=str(user_id) if user_id else None
     )
+
+
+@contextmanager
+def caused_by(
+    request_id: str | None, ip: str | None, tenant_id: UUID, user_id: UUID | None
+) -> Iterator[RequestContext]:
+    """Run a consumer's handler in the context of the request that caused its event, so
+    the events it emits (follow-ups) carry that request id, address and actor — and
+    restore the caller's context afterwards."""
+    ctx = RequestContext(request_id=request_id, ip=ip, tenant_id=tenant_id, user_id=user_id)
+    token = _current.set(ctx)
+    try:
+        with structlog.contextvars.bound_contextvars(
+            request_id=request_id, tenant_id=str(tenant_id),
+            user_id=str(user_id) if user_id else None,
+        ):
+            yield ctx
+    finally:
+        _current.reset(token)

@@ -207,3 +207,53 @@ async def test_verify_endpoint_spans_archive_and_live_rows(
     assert body["checked"] >= archived + 1
     listed = await client.get("/v1/audit-events", headers=tenant.admin.headers)
     assert all(item["seq"] > segments[-1].last_seq for item in listed.json()["items"])
+
+
+async def test_verify_a_range_across_archive_and_live_rows(
+    client: httpx.AsyncClient, database_url: str, owner_db: Database, tmp_path: Path
+) -> None:
+    store = local_store(tmp_path)
+    tenant_id = uuid4()
+    await seed(client, tenant_id)
+    await archive_before(owner_db.sessions, store, before=START + timedelta(days=20),
+                         tenant_id=tenant_id)  # segments 1..10, 11..20; live 21..30
+
+    async def check(from_seq: int, to_seq: int | None) -> tuple[bool, int, int | None]:
+        result = await AuditService(store).verify(
+            app_db(client).sessions, tenant_id, from_seq=from_seq, to_seq=to_seq)
+        return result.ok, result.checked, result.first_broken_seq
+
+    assert await check(5, 25) == (True, 21, None)  # inside a segment, across, into live
+    assert await check(12, 18) == (True, 7, None)
+    assert await check(26, None) == (True, 5, None)
+    async with owner(database_url) as conn, conn.transaction():
+        await conn.execute(DISABLE_TRIGGER)
+        await conn.execute("UPDATE audit.audit_events SET ip = '10.0.0.1' "
+                           "WHERE tenant_id = $1 AND seq = 23", tenant_id)
+        await conn.execute(ENABLE_TRIGGER)
+    assert await check(5, 25) == (False, 19, 23)
+    assert await check(1, 22) == (True, 22, None)
+    assert await check(24, None) == (True, 7, None)  # the link into 24 is taken as stored
+    assert await check(1, None) == (False, 23, 23)
+    # Rows of the range gone (the head does not cover a bounded range): still reported.
+    async with owner(database_url) as conn, conn.transaction():
+        await conn.execute(DISABLE_TRIGGER)
+        await conn.execute("DELETE FROM audit.audit_events WHERE tenant_id = $1 AND seq >= 27",
+                           tenant_id)
+        await conn.execute(ENABLE_TRIGGER)
+    assert await check(24, 28) == (False, 3, 27)
+
+
+async def test_verify_endpoint_takes_a_range(
+    client: httpx.AsyncClient, tenant: TenantHandle
+) -> None:
+    await drain(app_db(client), CONSUMERS)
+    await record(app_db(client), *[make_event(UUID(tenant.id)) for _ in range(4)])
+    headers = tenant.admin.headers
+    ranged = await client.get("/v1/audit-events/verify", headers=headers,
+                              params={"fromSeq": 2, "toSeq": 3})
+    assert ranged.json() == {"ok": True, "checked": 2, "firstBrokenSeq": None}
+    reversed_ = await client.get("/v1/audit-events/verify", headers=headers,
+                                 params={"fromSeq": 3, "toSeq": 2})
+    assert reversed_.status_code == 422
+    assert reversed_.json()["errors"][0]["field"] == "toSeq"

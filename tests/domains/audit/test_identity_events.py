@@ -3,11 +3,20 @@ request id and the changes — through the real outbox and consumer runtime."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from pantherahive.domains.audit.handlers import CONSUMERS
 from pantherahive.infra.bus.runtime import drain
-from tests.conftest import PASSWORD, TenantHandle, unique
+from tests.conftest import (
+    PASSWORD,
+    TenantHandle,
+    create_tenant,
+    make_settings,
+    running_app,
+    unique,
+)
 from tests.domains.audit.helpers import app_db
 
 
@@ -124,3 +133,27 @@ async def test_role_change_and_deactivation_are_one_audit_event_each(
     by_action = {e["action"]: e for e in trail_of_member}
     assert by_action["user.role_changed"]["changes"] == {"role": ["MEMBER", "MANAGER"]}
     assert by_action["user.deactivated"]["changes"] == {"status": ["ACTIVE", "INACTIVE"]}
+
+
+async def test_a_throttled_login_is_audited_as_a_failed_login(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="2/5 minutes")
+    async with running_app(database_url, settings) as own:
+        tenant = await create_tenant(own)
+        attempt = {"tenant": tenant.slug, "login": "admin", "password": "wrong-password"}
+        for n in range(2):
+            bad = await own.post("/v1/auth/login", json=attempt,
+                                 headers={"X-Request-ID": f"req-bad-{n}"})
+            assert bad.status_code == 401
+        throttled = await own.post("/v1/auth/login", json=attempt,
+                                   headers={"X-Request-ID": "req-throttled"})
+        assert throttled.status_code == 429
+        assert "Retry-After" in throttled.headers
+        failed = await trail(own, tenant, action="auth.login_failed")
+    by_request = {event["requestId"]: event for event in failed}
+    assert set(by_request) == {"req-bad-0", "req-bad-1", "req-throttled"}
+    event = by_request["req-throttled"]
+    assert event["data"]["reason"] == "throttled"
+    assert event["resourceId"] == tenant.admin.id
+    assert event["actorType"] == "system"

@@ -16,6 +16,7 @@ from pantherahive.infra.bus.metrics import CONSUMER_LAG, HANDLER_ERRORS
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
+from pantherahive.infra.context import begin_context, bind_principal, current_context
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
 
@@ -254,3 +255,60 @@ async def test_the_api_process_runs_the_consumers_in_embedded_mode(
         return runtime.running == names
 
     await wait_until(all_running)
+
+
+async def test_follow_up_events_carry_the_triggering_request(
+    app_db: Database, owner_db: Database
+) -> None:
+    """A handler's own events inherit the request id, address and actor of the event that
+    caused them (emit reads the request context, which the runner binds per event), and
+    the caller's context is left as it was."""
+    tenant, actor = uuid.uuid4(), uuid.uuid4()
+    kind = f"bt{uuid.uuid4().hex[:8]}"
+    name = f"test.follow.{uuid.uuid4().hex[:8]}"
+
+    async def follow_up(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        await emit(session, f"{kind}.followed", subject_type="thing", subject_id=event.id,
+                   data={}, audited=False)
+
+    begin_context("req-trigger", "10.1.2.3")
+    bind_principal(tenant, actor)
+    async with app_db.sessions() as session, session.begin():
+        await set_tenant(session, tenant)
+        await emit(session, f"{kind}.happened", subject_type="thing", subject_id=1, data={})
+    begin_context("req-of-the-caller", None)
+    await drain(app_db, [ConsumerSpec(name, follow_up, frozenset({f"{kind}.happened"}))])
+    assert current_context().request_id == "req-of-the-caller"
+    assert current_context().user_id is None
+
+    async with owner_db.sessions() as session:
+        row = (await session.execute(
+            text("SELECT request_id, ip, actor_id, tenant_id, audited FROM bus.outbox "
+                 "WHERE type = :t"), {"t": f"{kind}.followed"})).one()
+    assert (row.request_id, row.ip, row.actor_id, row.tenant_id, row.audited) == (
+        "req-trigger", "10.1.2.3", actor, tenant, False)
+
+
+async def test_delivery_is_by_transaction_id_not_causal_order(
+    app_db: Database, recorder: Recorder, effects: Effects
+) -> None:
+    """docs/events.md, "Delivery order": B takes its xid first (it writes before reading),
+    A commits a cause, B reads it and emits the effect — the effect is delivered first."""
+    tenant = uuid.uuid4()
+    async with app_db.sessions() as b:
+        await b.begin()
+        await set_tenant(b, tenant)
+        await b.execute(text("SELECT pg_current_xact_id()"))  # B's first write takes its xid
+        async with app_db.sessions() as a, a.begin():
+            await set_tenant(a, tenant)
+            cause = await emit(a, recorder.happened, subject_type="thing", subject_id="cause",
+                               tenant_id=tenant)
+        seen = await b.scalar(text("SELECT count(*) FROM bus.outbox WHERE id = :id"),
+                              {"id": cause})
+        assert seen == 1  # B read A's committed cause (READ COMMITTED) ...
+        effect = await emit(b, recorder.other, subject_type="thing", subject_id="effect",
+                            tenant_id=tenant)
+        await b.commit()
+    await drain(app_db, [recorder.spec])
+    # ... and its effect is delivered before it: xid order, not causal order.
+    assert [r.event_id for r in await effects.rows(recorder.name)] == [effect, cause]

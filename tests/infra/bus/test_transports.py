@@ -13,15 +13,30 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from pantherahive.cli.main import app as cli
+from pantherahive.infra.bus import dead_letters
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-from pantherahive.infra.bus.kafka_transport import KafkaPublisher, KafkaWorker
+from pantherahive.infra.bus.kafka_transport import (
+    KafkaPublisher,
+    KafkaWorker,
+    bootstrap_servers,
+    ensure_topic,
+)
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED
-from pantherahive.infra.bus.nats_transport import NatsPublisher, NatsWorker, connect
+from pantherahive.infra.bus.nats_transport import (
+    NatsPublisher,
+    NatsWorker,
+    connect,
+    ensure_stream,
+)
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import (
+    SUBJECT_PREFIX,
     BrokerWorker,
     Publisher,
     Relay,
@@ -29,6 +44,7 @@ from pantherahive.infra.bus.transports import (
     run_worker,
 )
 from pantherahive.infra.db.engine import Database
+from pantherahive.settings import get_settings
 from tests.conftest import create_tenant, make_settings
 from tests.infra.bus.brokers import Broker, kafka_broker, nats_broker
 from tests.infra.bus.conftest import Effects, Emit, Recorder
@@ -244,7 +260,11 @@ async def test_consumer_crashing_mid_batch_gets_redelivery_and_handles_each_even
     base: Any = NatsWorker if broker.kind == "nats" else KafkaWorker
 
     async def crash_on_fourth_ack(self: Any, subscription: Any, message: Any) -> None:
-        event = decode(self.payload(message))
+        try:
+            event = decode(self.payload(message))
+        except ValueError:  # a malformed message, parked: ack it like the worker does
+            await base.ack(self, subscription, message)
+            return
         if event.type == recorder.happened and len(acked) == 3:
             # The handler's transaction has committed; the process dies before the ack.
             raise Crash
@@ -264,3 +284,126 @@ async def test_consumer_crashing_mid_batch_gets_redelivery_and_handles_each_even
     # The fourth event came again and was recognised, not handled twice.
     assert EVENTS_CONSUMED.labels(recorder.name, "duplicate")._value.get() > duplicates
     assert [row.event_id for row in await effects.rows(recorder.name)] == ids
+
+
+async def test_a_worker_that_loses_its_leadership_connection_stops_consuming(
+    broker: Broker, app_db: Database, owner_db: Database, effects: Effects, emit_events: Emit,
+    running: Any,
+) -> None:
+    """Its advisory locks die with the control connection, so another process may take
+    the consumer: this one must stop consuming, then lead again on a new connection. (Two
+    consumers: their locks are taken on one connection, one query at a time.)"""
+    if broker.kind != "nats":
+        pytest.skip("BrokerWorker.run is transport-agnostic: one broker proves it")
+    recorder, other = Recorder(), Recorder()
+    entered: list[int] = []
+    left: list[int] = []
+
+    class Watched(NatsWorker):
+        async def consume(self, spec: ConsumerSpec, stopping: asyncio.Event) -> None:
+            entered.append(1)
+            try:
+                await super().consume(spec, stopping)
+            finally:
+                left.append(1)
+
+    worker = Watched(app_db, [recorder.spec, other.spec], url=broker.url, stream=STREAM,
+                     retry=FAST, ack_wait=1.0, batch_size=50, poll_interval=0.2,
+                     lease_retry=0.2)
+    running(worker.run)
+    first = await emit_events(uuid.uuid4(), 2, recorder.happened)
+    others = await emit_events(uuid.uuid4(), 2, other.happened)
+    publisher = publisher_for(broker)
+    try:
+        await relay_all(Relay(app_db, publisher))
+        await wait_until(lambda: all_handled_once(effects, recorder.name, first))
+        await wait_until(lambda: all_handled_once(effects, other.name, others))
+
+        async with owner_db.sessions() as session, session.begin():
+            terminated = await session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks, "
+                    "(SELECT hashtextextended(:key, 0) AS k) AS lock WHERE "
+                    "locktype = 'advisory' AND granted AND "
+                    "classid = ((lock.k >> 32) & 4294967295)::oid AND "
+                    "objid = (lock.k & 4294967295)::oid"
+                ),
+                {"key": f"pantherahive:consumer:{recorder.name}"},
+            )
+        assert terminated == 1
+
+        async def stopped_and_led_again() -> bool:
+            return len(left) >= 2 and len(entered) >= 4
+
+        await wait_until(stopped_and_led_again)
+        second = await emit_events(uuid.uuid4(), 2, recorder.happened)
+        await relay_all(Relay(app_db, publisher))
+    finally:
+        await publisher.close()
+    await wait_until(lambda: all_handled_once(effects, recorder.name, first + second))
+
+
+async def publish_raw(broker: Broker, payload: bytes) -> None:
+    """Put bytes on the bus that no relay would ever write."""
+    if broker.kind == "nats":
+        nc = await connect(broker.url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, STREAM)
+            await js.publish(f"{SUBJECT_PREFIX}.garbage", payload, stream=STREAM)
+        finally:
+            await nc.close()
+        return
+    servers = bootstrap_servers(broker.url)
+    await ensure_topic(servers, STREAM, 3)
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(STREAM, payload, key=b"garbage")
+    finally:
+        await producer.stop()
+
+
+async def test_a_malformed_message_is_parked_and_the_stream_goes_on(
+    broker: Broker, app_db: Database, owner_db: Database, effects: Effects, emit_events: Emit,
+    running: Any, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Garbage followed by a valid event: the garbage is parked (raw bytes and the error)
+    and acknowledged, the event is handled, and `dead-letters list` shows the garbage.
+    (Last in this module: every later consumer of the stream would park it too.)"""
+    recorder = Recorder()
+    garbage = b"\x00not an event " + uuid.uuid4().hex.encode()
+    await publish_raw(broker, garbage)
+    ids = await emit_events(uuid.uuid4(), 1, recorder.happened)
+    publisher = publisher_for(broker)
+    try:
+        await relay_all(Relay(app_db, publisher, batch_size=500))
+    finally:
+        await publisher.close()
+
+    running(worker_for(broker, app_db, [recorder.spec]).run)
+    await wait_until(lambda: all_handled_once(effects, recorder.name, ids))
+
+    async def parked() -> bool:
+        return bool(await dead_letters.list_parked(owner_db, consumer=recorder.name))
+
+    await wait_until(parked)
+    [letter] = await dead_letters.list_parked(owner_db, consumer=recorder.name)
+    assert letter.event is None
+    assert letter.payload == garbage
+    assert "JSONDecodeError" in letter.error
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        listed = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["dead-letters", "list", "--consumer", recorder.name]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert listed.exit_code == 0, listed.output
+    [line] = [ln for ln in listed.output.splitlines() if f"\t{recorder.name}\t" in ln]
+    assert f"(malformed)\t{len(garbage)} bytes\ttenant=?" in line
+    assert "JSONDecodeError" in line
+    replayed = await dead_letters.replay(owner_db, app_db, [recorder.spec], letter.id)
+    assert replayed is dead_letters.ReplayResult.MALFORMED

@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from pantherahive.domains.audit.archive import ArchiveConfig, ArchiveStore
 from pantherahive.domains.audit.handlers import CONSUMERS
-from pantherahive.domains.audit.service import AuditService
+from pantherahive.domains.audit.service import AuditService, read_snapshot
 
-__all__ = ["CONSUMERS", "ArchiveConfig", "ArchiveStore", "AuditService"]
+__all__ = ["CONSUMERS", "ArchiveConfig", "ArchiveStore", "AuditService", "read_snapshot"]

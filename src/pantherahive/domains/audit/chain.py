@@ -67,7 +67,8 @@ class ChainCheck:
     """Walks documents in seq order and remembers the first one that does not fit."""
 
     expected_seq: int = 1
-    prev_hash: str = GENESIS_HASH
+    # None: take the first document's prevHash as given (a range that starts mid-chain).
+    prev_hash: str | None = GENESIS_HASH
     checked: int = 0
     first_broken_seq: int | None = None
 
@@ -86,9 +87,8 @@ class ChainCheck:
             self.first_broken_seq = self.expected_seq
             return False
         stored = document.get("hash")
-        if document.get("prevHash") != self.prev_hash or stored != compute_hash(
-            self.prev_hash, document
-        ):
+        prev = self.prev_hash if self.prev_hash is not None else str(document.get("prevHash"))
+        if document.get("prevHash") != prev or stored != compute_hash(prev, document):
             self.first_broken_seq = seq
             return False
         self.prev_hash = str(stored)

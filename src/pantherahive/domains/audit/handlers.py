@@ -9,8 +9,10 @@ from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 
 
 async def on_any_event(session: AsyncSession, event: Event) -> None:
-    """Idempotent on ``event.id``: a redelivered event is recorded once."""
-    await record_event(session, event)
+    """Idempotent on ``event.id``: a redelivered event is recorded once. Derived events
+    (``audited`` false) are not recorded: their write's primary event is."""
+    if event.audited:
+        await record_event(session, event)
 
 
 CONSUMERS: list[ConsumerSpec] = [ConsumerSpec("audit", on_any_event)]

@@ -18,9 +18,9 @@ from pantherahive.core.schemas import Page
 from pantherahive.domains.audit.repository import EventFilters
 from pantherahive.domains.audit.schemas import AuditEventRead, ChainVerification
 from pantherahive.domains.audit.service import AuditService
-from pantherahive.domains.identity.api import CurrentAuth
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import end_request_session, request_session
+from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 NDJSON = "application/x-ndjson"
@@ -79,7 +79,8 @@ async def list_audit_events(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Page[AuditEventRead]:
-    """The tenant's audit trail, newest first (by `seq`). Filters combine with AND."""
+    """The tenant's audit trail, newest first by (`occurredAt`, `seq`) — the same as `seq`
+    order unless events arrived out of order. Filters combine with AND."""
     items, next_cursor = await audit.list_events(
         session, auth, filters=filters, cursor=cursor, limit=limit
     )
@@ -113,13 +114,29 @@ async def export_audit_events(
     )
 
 
-@router.get("/verify", responses=_problems(401, 403))
+@router.get("/verify", responses=_problems(401, 403, 422))
 async def verify_audit_chain(
-    auth: CurrentAuth, session: Session, audit: Audit
+    request: Request,
+    auth: CurrentAuth,
+    session: Session,
+    audit: Audit,
+    from_seq: Annotated[int, Query(alias="fromSeq", ge=1)] = 1,
+    to_seq: Annotated[int | None, Query(alias="toSeq", ge=1)] = None,
 ) -> ChainVerification:
-    """Re-compute the tenant's hash chain over archived segments and live events;
-    `firstBrokenSeq` is the first event whose hash, link or position is wrong."""
-    return await audit.verify(session, auth)
+    """Re-compute the tenant's hash chain over archived segments and live events, from
+    one consistent snapshot; `firstBrokenSeq` is the first event whose hash, link or
+    position is wrong.
+
+    The cost is linear in the events checked: every archived segment overlapping the
+    range is downloaded and re-hashed, then the live rows are read 5 000 at a time. For a
+    large trail verify a range (`fromSeq`..`toSeq`; `fromSeq`'s link to the event before
+    it is taken as stored, and the chain head is checked only when `toSeq` is omitted),
+    or run `pantherahive audit verify` out of band."""
+    await audit.authorize_verify(session, auth)
+    await end_request_session(request)
+    return await audit.verify(
+        request.app.state.platform.db.sessions, auth.tenant_id, from_seq=from_seq, to_seq=to_seq
+    )
 
 
 @router.get("/{event_id}", responses=_problems(401, 403, 404))

@@ -12,11 +12,11 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_cursor, encode_cursor, parse_cursor_time
-from pantherahive.domains.audit import events
 from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
 from pantherahive.domains.audit.chain import (
+    GENESIS_HASH,
     ChainCheck,
     compute_hash,
     document,
@@ -28,12 +28,18 @@ from pantherahive.domains.audit.permissions import AuditAction, audit_may
 from pantherahive.domains.audit.repository import AuditRepository, EventFilters
 from pantherahive.domains.audit.schemas import ActorType, ChainVerification
 from pantherahive.infra.bus.consumer import Event
-from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.principal import AuthContext
 
 VERIFY_BATCH = 5_000
 _READ_ONLY = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+async def read_snapshot(session: AsyncSession) -> None:
+    """Make the transaction one consistent, read-only snapshot (its first statement):
+    segments, live rows and chain head are then read as of one moment."""
+    await session.execute(_READ_ONLY)
 
 
 def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,14 +116,9 @@ class AuditService:
 
     async def _require(self, session: AsyncSession, auth: AuthContext, action: AuditAction) -> None:
         if not audit_may(auth, action):
-            await emit(
-                session,
-                events.AUTHZ_DENIED,
-                subject_type="audit",
-                subject_id=auth.tenant_id,
-                data={"action": action.value, "role": auth.role.value},
+            raise await deny(
+                session, auth, action.value, subject_type="audit", subject_id=auth.tenant_id
             )
-            raise Forbidden(f"Your role may not perform {action.value}.")
 
     async def list_events(
         self,
@@ -161,7 +162,7 @@ class AuditService:
         """NDJSON lines, oldest first, from a session of its own (the response outlives
         the request's unit of work); one snapshot, constant memory."""
         async with sessions() as session, session.begin():
-            await session.execute(_READ_ONLY)
+            await read_snapshot(session)
             await set_tenant(session, tenant_id)
             chunk: list[bytes] = []
             async for row in AuditRepository(session).stream(tenant_id, filters):
@@ -172,46 +173,90 @@ class AuditService:
             if chunk:
                 yield b"".join(chunk)
 
-    async def verify(self, session: AsyncSession, auth: AuthContext) -> ChainVerification:
+    async def authorize_verify(self, session: AsyncSession, auth: AuthContext) -> None:
         await self._require(session, auth, AuditAction.VERIFY)
-        return await self.verify_tenant(session, auth.tenant_id)
 
-    async def verify_tenant(self, session: AsyncSession, tenant_id: UUID) -> ChainVerification:
-        """Re-compute the whole chain: archived segments first, then the live rows."""
+    async def verify(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tenant_id: UUID,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+    ) -> ChainVerification:
+        """``verify_tenant`` in a session of its own, one snapshot from start to end."""
+        if to_seq is not None and to_seq < from_seq:
+            raise ValidationFailed(
+                "toSeq must not be below fromSeq.",
+                errors=[FieldError("toSeq", "must be at least fromSeq")],
+            )
+        async with sessions() as session, session.begin():
+            await read_snapshot(session)
+            await set_tenant(session, tenant_id)
+            return await self.verify_tenant(session, tenant_id, from_seq=from_seq, to_seq=to_seq)
+
+    async def verify_tenant(
+        self,
+        session: AsyncSession,
+        tenant_id: UUID,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+    ) -> ChainVerification:
+        """Re-compute the chain — archived segments first, then the live rows — from
+        ``from_seq`` (whose link to the event before it is taken as stored) to ``to_seq``
+        (default: the head, whose remembered hash is then checked too).
+
+        Run it in a snapshot (``read_snapshot`` first): at READ COMMITTED an archive that
+        commits between the read of the segments and the read of the live rows moves rows
+        from the one to the other unseen, and a sound chain reads as broken."""
         repo = AuditRepository(session)
-        check = ChainCheck()
+        check = ChainCheck(expected_seq=from_seq, prev_hash=GENESIS_HASH if from_seq == 1
+                           else None)
         # The head first: events appended while we verify lie beyond it and are left out.
         head = await repo.chain_head(tenant_id)
         head_seq = head[0] if head is not None else 0
+        last = head_seq if to_seq is None else min(to_seq, head_seq)
         for segment in await repo.segments(tenant_id):
-            if segment.first_seq != check.expected_seq:
-                check.broken_at(check.expected_seq)
+            if segment.last_seq < from_seq:
+                continue
+            if segment.first_seq > last:
                 break
+            if segment.first_seq > check.expected_seq or (
+                segment.first_seq < check.expected_seq and check.checked
+            ):
+                check.broken_at(check.expected_seq)  # a missing or overlapping segment
+                break
+            at = check.expected_seq  # a bad segment breaks the chain where we enter it
             try:
                 blob = await self.archive.get(segment.path)
             except Exception:  # a missing or unreadable object breaks the chain there
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             if sha256(blob).hexdigest() != segment.sha256:
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             try:
-                intact = check.feed_all(decode_segment(blob))
+                intact = check.feed_all(
+                    doc for doc in decode_segment(blob) if from_seq <= doc.get("seq", 0) <= last
+                )
             except (OSError, EOFError, ValueError):  # not gzip, or not NDJSON
-                check.broken_at(segment.first_seq)
+                check.broken_at(at)
                 break
             if not intact:
                 break
-            if check.expected_seq != segment.last_seq + 1:
+            if check.expected_seq != min(segment.last_seq, last) + 1:
                 check.broken_at(check.expected_seq)
                 break
-        while check.ok and check.expected_seq <= head_seq:
+        while check.ok and check.expected_seq <= last:
             rows = await repo.live_batch(
-                tenant_id, after_seq=check.expected_seq - 1, up_to=head_seq, limit=VERIFY_BATCH
+                tenant_id, after_seq=check.expected_seq - 1, up_to=last, limit=VERIFY_BATCH
             )
             if not rows or not check.feed_all(document(row) for row in rows):
                 break
-        if check.ok and head is not None and (
+        if check.ok and check.expected_seq <= last:
+            check.broken_at(check.expected_seq)  # rows of the range are missing
+        if check.ok and to_seq is None and head is not None and (
             head[0] != check.expected_seq - 1 or head[1] != check.prev_hash
         ):
             # The newest events were removed: the head still remembers them.
@@ -219,7 +264,6 @@ class AuditService:
         return ChainVerification(
             ok=check.ok, checked=check.checked, first_broken_seq=check.first_broken_seq
         )
-
 
 def _decode(cursor: str) -> tuple[datetime, int]:
     at, seq = decode_cursor(cursor, arity=2)

@@ -15,6 +15,7 @@ from pantherahive.domains.identity.errors import (
     EmailNotVerified,
     InvalidActionToken,
     InvalidCredentials,
+    LoginThrottled,
     RefreshTokenRejected,
 )
 from pantherahive.domains.identity.repository import IdentityRepository
@@ -69,12 +70,15 @@ class Authenticator:
         limit = self.failure_item
         login_key = ("login", tenant_slug, login.lower())
         ip_key = ("login-ip", ip or "unknown")
-        await self.limits.consume(limit, *login_key)
         try:
-            await self.limits.consume(limit, *ip_key)
-        except RateLimited:
-            await self.limits.refund(limit, *login_key)  # this attempt guessed nothing
-            raise
+            await self.limits.consume(limit, *login_key)
+            try:
+                await self.limits.consume(limit, *ip_key)
+            except RateLimited:
+                await self.limits.refund(limit, *login_key)  # this attempt guessed nothing
+                raise
+        except RateLimited as refused:
+            raise await self._throttled(session, tenant_slug, login, refused) from refused
 
         repo = IdentityRepository(session)
         try:
@@ -120,6 +124,27 @@ class Authenticator:
         )
         return await self.identity.issue_session(session, user)
 
+    async def _throttled(
+        self, session: AsyncSession, tenant_slug: str, login: str, refused: RateLimited
+    ) -> RateLimited:
+        """A throttled attempt is a failed login too: record it (the returned 429
+        commits, so the event stays) unless the tenant is unknown."""
+        repo = IdentityRepository(session)
+        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        if tenant_id is None:
+            return refused
+        await set_tenant(session, tenant_id)
+        user = await repo.find_user_by_login(login)
+        bind_principal(tenant_id, None)
+        await emit(
+            session,
+            events.LOGIN_FAILED,
+            subject_type="user",
+            subject_id=user.id if user else login[:100],
+            data={"login": login[:254], "reason": "throttled"},
+        )
+        return LoginThrottled.of(refused)
+
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)
         current = now()
@@ -148,6 +173,13 @@ class Authenticator:
         row.used_at = current
         await session.flush()
         bind_principal(user.tenant_id, user.id)
+        await emit(
+            session,
+            events.TOKEN_REFRESHED,
+            subject_type="user",
+            subject_id=user.id,
+            data={"familyId": str(row.family_id)},
+        )
         return await self.identity.issue_session(session, user, family_id=row.family_id)
 
     async def logout(self, session: AsyncSession, refresh_token: str) -> None:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pantherahive.core.errors import BadRequest, Conflict, Forbidden, Unauthenticated
+from pantherahive.core.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 
 class InvalidCredentials(Unauthenticated):
@@ -11,6 +19,32 @@ class InvalidCredentials(Unauthenticated):
 
     def __init__(self) -> None:
         super().__init__("The tenant, login or password is wrong.")
+
+
+class WrongCurrentPassword(ValidationFailed):
+    """A password change whose current password is wrong: the field is wrong, the session
+    is fine (not a 401, which clients read as "log in again"). Commits its
+    auth.password_change_failed event, a security event like a failed login."""
+
+    commit = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The current password is not correct.",
+            errors=[FieldError("currentPassword", "is not your current password")],
+        )
+
+
+class LoginThrottled(RateLimited):
+    """The 429 of a login refused by the failure limit; commits its auth.login_failed."""
+
+    commit = True
+
+    @classmethod
+    def of(cls, refused: RateLimited) -> LoginThrottled:
+        throttled = cls(1, refused.detail)
+        throttled.headers = dict(refused.headers)
+        return throttled
 
 
 class RefreshTokenRejected(Unauthenticated):

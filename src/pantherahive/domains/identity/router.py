@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import CurrentAuth
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.schemas import (
     LoginRequest,
@@ -32,6 +31,7 @@ from pantherahive.domains.identity.service import IdentityService, IssuedTokens
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.ratelimit import remember
+from pantherahive.infra.security.dependency import CurrentAuth
 from pantherahive.infra.security.principal import Role
 
 Session = Annotated[AsyncSession, Depends(request_session)]

@@ -22,6 +22,7 @@ from pantherahive.domains.identity.errors import (
     DuplicateUser,
     LastAdmin,
     SignupClosed,
+    WrongCurrentPassword,
 )
 from pantherahive.domains.identity.permissions import UserAction, user_may
 from pantherahive.domains.identity.repository import IdentityRepository
@@ -37,6 +38,7 @@ from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.context import bind_principal, current_context
 from pantherahive.infra.db.direct import Record
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.principal import AuthContext, Role
 from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
@@ -155,24 +157,37 @@ class IdentityService:
             ) from exc
         admin_id = uuid4()
         bind_principal(tenant_id, admin_id)
+        # The sign-up's audited event; the first ADMIN's user.created accompanies it.
         await emit(
             session,
             events.TENANT_CREATED,
             subject_type="tenant",
             subject_id=tenant_id,
-            data={"name": body.name, "slug": body.slug},
+            data={
+                "name": body.name,
+                "slug": body.slug,
+                "adminId": str(admin_id),
+                "adminUsername": body.admin.username,
+                "adminEmail": body.admin.email,
+            },
         )
-        user = await self.add_user(session, body.admin, user_id=admin_id)
+        user = await self.add_user(session, body.admin, user_id=admin_id, audited=False)
         if user.status == UserStatus.PENDING_VERIFICATION:
             return tenant, user, None
         return tenant, user, await self.issue_session(session, user)
 
     # ---- users --------------------------------------------------------------------------
     async def add_user(
-        self, session: AsyncSession, body: UserCreate, *, user_id: UUID | None = None
+        self,
+        session: AsyncSession,
+        body: UserCreate,
+        *,
+        user_id: UUID | None = None,
+        audited: bool = True,
     ) -> User:
         """Create a user in the transaction's tenant with no permission check: for the
-        system (sign-up, CLI). Requests go through ``create_user``."""
+        system (sign-up, CLI). Requests go through ``create_user``. ``audited=False`` when
+        the creation is part of another audited write (sign-up's tenant.created)."""
         self._require_email(body.email, "email")
         repo = IdentityRepository(session)
         taken = await repo.username_or_email_taken(body.username, body.email)
@@ -209,6 +224,7 @@ class IdentityService:
                 "role": user.role,
                 "status": user.status,
             },
+            audited=audited,
         )
         if pending:
             await self._request_verification(session, user)
@@ -233,6 +249,7 @@ class IdentityService:
             subject_type="user",
             subject_id=user.id,
             data={"email": user.email},
+            audited=False,  # part of the user's creation, which is the audited event
         )
         await self.sender.send_verification(
             tenant_id=user.tenant_id,
@@ -251,14 +268,7 @@ class IdentityService:
         subject_id: object,
     ) -> Forbidden:
         """Record an authorization denial (authz.denied) and return the error to raise."""
-        await emit(
-            session,
-            events.AUTHZ_DENIED,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            data={"action": action, "role": auth.role.value},
-        )
-        return Forbidden(f"Your role may not perform {action}.")
+        return await deny(session, auth, action, subject_type=subject_type, subject_id=subject_id)
 
     async def _require(
         self,
@@ -400,12 +410,14 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
         if not await self.passwords.verify(user.password_hash, body.current_password):
-            # The session is fine (not a 401, which clients read as "log in again"): the
-            # field is wrong.
-            raise ValidationFailed(
-                "The current password is not correct.",
-                errors=[_field("currentPassword", "is not your current password")],
+            await emit(
+                session,
+                events.PASSWORD_CHANGE_FAILED,
+                subject_type="user",
+                subject_id=user.id,
+                data={"reason": "bad_credentials"},
             )
+            raise WrongCurrentPassword()
         await self.set_password(session, user, body.new_password)
 
     async def set_password(self, session: AsyncSession, user: User, password: str) -> None:

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from pantherahive.core.errors import Unauthenticated
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import AuthContext, CurrentAuth
+from pantherahive.domains.identity.api import AuthContext
 from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.notifications.realtime import BEHIND, REVOKED, StreamPrincipal
 from pantherahive.domains.notifications.schemas import (
@@ -44,6 +44,7 @@ from pantherahive.domains.notifications.webhooks import WebhookService
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.logging import get_logger
+from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]

@@ -13,10 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import await_only
 
-from pantherahive.core.errors import FieldError, Forbidden, Unauthenticated, ValidationFailed
+from pantherahive.core.errors import FieldError, Unauthenticated, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext, active_user_emails, token_versions
+from pantherahive.domains.notifications import events
 from pantherahive.domains.notifications.catalog import LOCKED_CHANNELS, TYPES, Channel
 from pantherahive.domains.notifications.errors import LockedPreference, NotificationNotFound
 from pantherahive.domains.notifications.metrics import NOTIFICATIONS_CREATED
@@ -38,7 +39,9 @@ from pantherahive.domains.notifications.schemas import (
     StreamTicketRead,
 )
 from pantherahive.domains.notifications.tables import Notification, StreamTicket
+from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.tokens import new_opaque_token, parse_opaque_token
 
 TICKET_PREFIX = "nst"
@@ -281,9 +284,13 @@ class NotificationService:
     async def mark_read(self, session: AsyncSession, auth: AuthContext, nid: UUID) -> None:
         if not await NotificationRepository(session).mark_read(auth.user_id, nid, now()):
             raise NotificationNotFound("No such notification.")
+        await emit(session, events.NOTIFICATION_READ, subject_type="notification",
+                   subject_id=nid, data={})
 
     async def mark_all_read(self, session: AsyncSession, auth: AuthContext) -> None:
         await NotificationRepository(session).mark_all_read(auth.user_id, now())
+        await emit(session, events.NOTIFICATIONS_ALL_READ, subject_type="user",
+                   subject_id=auth.user_id, data={})
 
     async def since(self, session: AsyncSession, tenant_id: UUID, user_id: UUID, seq: int,
                     limit: int = 500) -> list[Notification]:
@@ -333,11 +340,19 @@ class NotificationService:
         if locked:
             raise LockedPreference("Account-security notifications cannot be switched off.",
                                    errors=locked)
-        phone = body.phone if "phone" in body.model_fields_set else (
-            row.phone if row is not None else None)
+        old_phone = row.phone if row is not None else None
+        phone = body.phone if "phone" in body.model_fields_set else old_phone
         await repo.save_preferences({"tenant_id": auth.tenant_id, "user_id": auth.user_id,
                                      "phone": phone, "channels": channels,
                                      "updated_at": now()})
+        changes: dict[str, list[Any]] = {}
+        old_channels = row.channels if row is not None else {}
+        if channels != old_channels:
+            changes["channels"] = [old_channels, channels]
+        if phone != old_phone:
+            changes["phone"] = [old_phone, phone]
+        await emit(session, events.PREFERENCES_UPDATED, subject_type="user",
+                   subject_id=auth.user_id, data={"changes": changes})
         return _preferences_read(StoredPreferences(phone, channels))
 
     # ---- deliveries (ADMIN) -------------------------------------------------------------
@@ -346,7 +361,9 @@ class NotificationService:
         status: str | None,
     ) -> Page[DeliveryRead]:
         if not may(auth, NotificationAction.LIST_DELIVERIES):
-            raise Forbidden("Only ADMINs may list deliveries.")
+            raise await deny(session, auth, NotificationAction.LIST_DELIVERIES.value,
+                             subject_type="delivery", subject_id=auth.tenant_id,
+                             detail="Only ADMINs may list deliveries.")
         rows = await NotificationRepository(session).list_deliveries(
             after=decode_time_id_cursor(cursor), limit=limit + 1, status=status)
         more = len(rows) > limit
@@ -365,6 +382,10 @@ class NotificationService:
             ticket_hash=digest, tenant_id=auth.tenant_id, user_id=auth.user_id,
             expires_at=now() + TICKET_TTL, used_at=None, token_version=token_version,
             token_expires_at=token_expires_at))
+        # A credential was issued: audited like a login (the ticket itself never is).
+        await emit(session, events.STREAM_TICKET_ISSUED, subject_type="user",
+                   subject_id=auth.user_id,
+                   data={"expiresIn": int(TICKET_TTL.total_seconds())})
         return StreamTicketRead(ticket=ticket, expires_in=int(TICKET_TTL.total_seconds()))
 
     async def redeem_ticket(self, session: AsyncSession, ticket: str) -> StreamPrincipal:

@@ -22,10 +22,11 @@ import orjson
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
+from pantherahive.domains.notifications import events
 from pantherahive.domains.notifications.egress import Resolver, checked_addresses, system_resolver
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
 from pantherahive.domains.notifications.permissions import NotificationAction, may
@@ -39,6 +40,8 @@ from pantherahive.domains.notifications.schemas import (
     WebhookWithSecret,
 )
 from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
+from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security.authz import deny
 
 SIGNATURE_HEADER = "X-PantheraHive-Signature"
 EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
@@ -110,9 +113,12 @@ class WebhookService:
         return result
 
     @staticmethod
-    def _require(auth: AuthContext) -> None:
+    async def _require(session: AsyncSession, auth: AuthContext,
+                       webhook_id: UUID | None = None) -> None:
         if not may(auth, NotificationAction.MANAGE_WEBHOOKS):
-            raise Forbidden("Only ADMINs may manage webhooks.")
+            raise await deny(session, auth, NotificationAction.MANAGE_WEBHOOKS.value,
+                             subject_type="webhook", subject_id=webhook_id or auth.tenant_id,
+                             detail="Only ADMINs may manage webhooks.")
 
     async def _get(self, session: AsyncSession, webhook_id: UUID, *,
                    for_update: bool = False) -> Webhook:
@@ -124,7 +130,7 @@ class WebhookService:
 
     async def create(self, session: AsyncSession, auth: AuthContext,
                      body: WebhookCreate) -> WebhookWithSecret:
-        self._require(auth)
+        await self._require(session, auth)
         url = str(body.url)
         await check_url(url, allow_private=self.allow_private, resolver=self.resolver)
         secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
@@ -136,11 +142,13 @@ class WebhookService:
             disabled_reason=None, created_at=at, updated_at=at,
         )
         await NotificationRepository(session).add(hook)
+        await emit(session, events.WEBHOOK_CREATED, subject_type="webhook", subject_id=hook.id,
+                   data={"url": hook.url, "events": hook.events, "enabled": hook.enabled})
         return WebhookWithSecret(**WebhookRead.model_validate(hook).model_dump(), secret=secret)
 
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
                    limit: int) -> Page[WebhookRead]:
-        self._require(auth)
+        await self._require(session, auth)
         rows = await NotificationRepository(session).list_webhooks(
             after=decode_time_id_cursor(cursor), limit=limit + 1
         )
@@ -151,13 +159,14 @@ class WebhookService:
                                  next_cursor=nxt)
 
     async def get(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> WebhookRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         return WebhookRead.model_validate(await self._get(session, webhook_id))
 
     async def update(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                      body: WebhookUpdate) -> WebhookRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
+        before = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
         if body.url is not None:
             await check_url(str(body.url), allow_private=self.allow_private,
                             resolver=self.resolver)
@@ -171,17 +180,24 @@ class WebhookService:
                 hook.disabled_reason = None
         hook.updated_at = now()
         await session.flush()
+        after = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        await emit(session, events.WEBHOOK_UPDATED, subject_type="webhook", subject_id=hook.id,
+                   data={"changes": changes})
         return WebhookRead.model_validate(hook)
 
     async def delete(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> None:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id)
+        url = hook.url
         await session.delete(hook)
         await session.flush()
+        await emit(session, events.WEBHOOK_DELETED, subject_type="webhook",
+                   subject_id=webhook_id, data={"url": url})
 
     async def rotate_secret(self, session: AsyncSession, auth: AuthContext,
                             webhook_id: UUID) -> WebhookSecret:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
         secret = "whsec_" + secrets.token_urlsafe(32)
         at = now()
@@ -190,12 +206,15 @@ class WebhookService:
         hook.secret_enc = self.encrypt(secret)
         hook.updated_at = at
         await session.flush()
+        await emit(session, events.WEBHOOK_SECRET_ROTATED, subject_type="webhook",
+                   subject_id=webhook_id,
+                   data={"previousSecretExpiresAt": (at + ROTATION_GRACE).isoformat()})
         return WebhookSecret(secret=secret,
                              previous_secret_expires_at=hook.previous_secret_expires_at)
 
     async def deliveries(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID, *,
                          cursor: str | None, limit: int) -> Page[WebhookDeliveryRead]:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
         rows = await NotificationRepository(session).webhook_deliveries(
             webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1)
@@ -207,7 +226,7 @@ class WebhookService:
 
     async def redeliver(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                         delivery_id: UUID) -> WebhookDeliveryRead:
-        self._require(auth)
+        await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
         repo = NotificationRepository(session)
         original = await repo.webhook_delivery(delivery_id)
@@ -222,6 +241,10 @@ class WebhookService:
             redelivery_of=original.id,
         )
         await repo.add(copy)
+        await emit(session, events.WEBHOOK_REDELIVERY_REQUESTED, subject_type="webhook",
+                   subject_id=webhook_id,
+                   data={"deliveryId": str(copy.id), "redeliveryOf": str(original.id),
+                         "eventId": str(original.event_id), "eventType": original.event_type})
         return WebhookDeliveryRead.model_validate(copy)
 
 

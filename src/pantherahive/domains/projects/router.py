@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import CurrentAuth
 from pantherahive.domains.projects import service
 from pantherahive.domains.projects.schemas import (
     MemberPut,
@@ -25,6 +24,7 @@ from pantherahive.domains.projects.tables import Project
 from pantherahive.infra.http.conditional import IfMatch
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 Cursor = Annotated[str | None, Query(max_length=512)]

@@ -34,6 +34,7 @@ from pantherahive.domains.projects.schemas import (
 )
 from pantherahive.domains.projects.tables import Member, Project
 from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security import authz
 
 _UPDATABLE = ("name", "description", "owner_id", "status", "start_date", "end_date")
 _NOT_NULL = frozenset({"name", "owner_id", "status"})
@@ -53,18 +54,11 @@ async def deny(
 ) -> Forbidden:
     """Record an authorization denial (authz.denied) and return the error to raise; the
     error commits, so the event survives the failed request."""
-    await emit(
-        session,
-        events.AUTHZ_DENIED,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        data={
-            "action": action.value,
-            "role": auth.role.value,
-            "projectRole": membership.value if membership else None,
-        },
+    return await authz.deny(
+        session, auth, action.value, subject_type=subject_type, subject_id=subject_id,
+        detail=f"You may not perform {action.value} on this project.",
+        data={"projectRole": membership.value if membership else None},
     )
-    return Forbidden(f"You may not perform {action.value} on this project.")
 
 
 async def _authorize(
@@ -250,7 +244,8 @@ async def _transfer_ownership(
     session: AsyncSession, auth: AuthContext, project: Project, new_owner: UUID
 ) -> None:
     """The old owner stays on the project as an EDITOR if they are still ACTIVE; the new
-    owner's membership becomes OWNER (created if they were not a member).
+    owner's membership becomes OWNER (created if they were not a member). The membership
+    events are derived: the audited event is project.updated, whose changes carry ownerId.
 
     An old owner who is no longer ACTIVE (``user.deactivated`` leaves owners in place until
     this transfer) leaves the project instead, with the ``project.member_removed`` a removal
@@ -270,10 +265,13 @@ async def _transfer_ownership(
                 "role": ProjectRole.OWNER.value,
                 "reason": "user.deactivated",
             },
+            audited=False,
         )
     elif old is not None:
         old.role = ProjectRole.EDITOR.value
-        await _member_event(session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR)
+        await _member_event(
+            session, project, old.user_id, ProjectRole.OWNER, ProjectRole.EDITOR, audited=False
+        )
     member = await repo.get_member(project.id, new_owner)
     if member is None:
         await repo.add(
@@ -285,11 +283,13 @@ async def _transfer_ownership(
                 added_at=now(),
             )
         )
-        await _member_event(session, project, new_owner, None, ProjectRole.OWNER)
+        await _member_event(session, project, new_owner, None, ProjectRole.OWNER, audited=False)
     else:
         previous = ProjectRole(member.role)
         member.role = ProjectRole.OWNER.value
-        await _member_event(session, project, new_owner, previous, ProjectRole.OWNER)
+        await _member_event(
+            session, project, new_owner, previous, ProjectRole.OWNER, audited=False
+        )
     await session.flush()
 
 
@@ -381,6 +381,8 @@ async def _member_event(
     user_id: UUID,
     old: ProjectRole | None,
     new: ProjectRole | None,
+    *,
+    audited: bool = True,
 ) -> None:
     if old is None and new is not None:
         event_type = events.MEMBER_ADDED
@@ -403,6 +405,7 @@ async def _member_event(
         subject_type="project",
         subject_id=project.id,
         data=data,
+        audited=audited,
     )
 
 
@@ -424,6 +427,7 @@ async def drop_memberships_of(
             data={"userId": str(user_id), "role": member.role, "reason": "user.deactivated"},
             tenant_id=tenant_id,
             actor_id=actor_id,
+            audited=False,  # follows from user.deactivated, the audited event
         )
     return len(removed)
 

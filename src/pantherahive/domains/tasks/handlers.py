@@ -25,8 +25,16 @@ PROJECT_MEMBER_REMOVED = "project.member_removed"
 
 async def on_project_deleted(session: AsyncSession, event: Event) -> None:
     """A deleted project's tasks and their dependency edges go with it. (Until this runs,
-    its tasks are already 404: their project is.)"""
-    await TaskRepository(session, event.tenant_id).delete_project_tasks(UUID(event.subject_id))
+    its tasks are already 404: their project is.) The deletion is announced, as every
+    change of tasks' rows is, by a derived event (project.deleted is the audited one)."""
+    project_id = UUID(event.subject_id)
+    count = await TaskRepository(session, event.tenant_id).delete_project_tasks(project_id)
+    if count:
+        await emit(
+            session, events.PROJECT_TASKS_DELETED, subject_type="project",
+            subject_id=project_id, data={"count": count}, tenant_id=event.tenant_id,
+            actor_id=event.actor_id, audited=False,
+        )
 
 
 async def on_member_removed(session: AsyncSession, event: Event) -> None:
@@ -42,10 +50,11 @@ async def on_member_removed(session: AsyncSession, event: Event) -> None:
             (events.TASK_UPDATED, {"changes": {"assigneeId": [user_id, None]}}),
             (events.TASK_ASSIGNED, {"assigneeId": None, "previousAssigneeId": user_id}),
         ):
+            # Derived from the membership change, which is the audited event.
             await emit(
                 session, event_type, subject_type="task", subject_id=task_id,
                 data=jsonable({"projectId": project_id, **data}),
-                tenant_id=event.tenant_id, actor_id=event.actor_id,
+                tenant_id=event.tenant_id, actor_id=event.actor_id, audited=False,
             )
 
 

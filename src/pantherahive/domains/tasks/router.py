@@ -14,7 +14,6 @@ from pantherahive.core import json
 from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import CurrentAuth
 from pantherahive.domains.tasks import service
 from pantherahive.domains.tasks.repository import TaskFilter, TaskRecord
 from pantherahive.domains.tasks.schemas import (
@@ -29,6 +28,7 @@ from pantherahive.domains.tasks.schemas import (
 from pantherahive.infra.http.conditional import IfMatch
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 

@@ -61,6 +61,7 @@ from pantherahive.domains.tasks.schemas import (
     TaskUpdate,
 )
 from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security import authz
 
 DONE = TaskStatus.DONE.value
 _PRIORITY_KEYS = range(len(TaskPriority))  # priority_order: URGENT=0 … LOW=3
@@ -305,8 +306,9 @@ async def create_task(
         "dueDate": task.due_date, "labels": task.labels, "dependsOn": task.depends_on,
     })
     if task.assignee_id is not None:
+        # Derived: task.created (the audited event) already carries assigneeId.
         await _emit(session, events.TASK_ASSIGNED, task,
-                    {"assigneeId": task.assignee_id, "previousAssigneeId": None})
+                    {"assigneeId": task.assignee_id, "previousAssigneeId": None}, audited=False)
     return task
 
 
@@ -376,12 +378,15 @@ async def update_task(
     task = dataclasses.replace(task, **values)
 
     await _emit(session, events.TASK_UPDATED, task, {"changes": changes})
+    # Derived, for consumers that react to one kind of change; task.updated (the audited
+    # event) carries every changed field, assigneeId and status included.
     if "assigneeId" in changes:
         await _emit(session, events.TASK_ASSIGNED, task, {
-            "assigneeId": task.assignee_id, "previousAssigneeId": previous.assignee_id})
+            "assigneeId": task.assignee_id, "previousAssigneeId": previous.assignee_id},
+            audited=False)
     if "status" in changes:
         await _emit(session, events.TASK_STATUS_CHANGED, task,
-                    {"from": previous.status, "to": task.status})
+                    {"from": previous.status, "to": task.status}, audited=False)
     return task
 
 
@@ -501,15 +506,15 @@ async def _deny(
 ) -> Forbidden:
     """Record the denial (authz.denied, kept although the request fails) and return the
     error to raise."""
-    await emit(session, events.AUTHZ_DENIED, subject_type=subject_type, subject_id=subject_id,
-               data={"action": action.value, "role": auth.role.value})
-    return Forbidden(f"You may not perform {action.value} here.")
+    return await authz.deny(session, auth, action.value, subject_type=subject_type,
+                            subject_id=subject_id,
+                            detail=f"You may not perform {action.value} here.")
 
 
 async def _emit(session: AsyncSession, event_type: str, task: TaskRecord,
-                data: dict[str, Any]) -> None:
+                data: dict[str, Any], *, audited: bool = True) -> None:
     await emit(session, event_type, subject_type="task", subject_id=task.id,
-               data=jsonable({"projectId": task.project_id, **data}))
+               data=jsonable({"projectId": task.project_id, **data}), audited=audited)
 
 
 def jsonable(value: Any) -> Any:

@@ -40,15 +40,18 @@ def event_from_row(row: Row[Any]) -> Event:
         request_id=m["request_id"],
         ip=m["ip"],
         position=m["position"],
+        audited=m["audited"],
     )
 
 
 def to_document(event: Event) -> dict[str, Any]:
-    """The envelope plus the request metadata the audit trail needs."""
+    """The envelope plus the internal metadata consumers need (request, outbox position,
+    whether the audit trail records it); webhooks get ``envelope()`` only."""
     doc = event.envelope()
     doc["requestId"] = event.request_id
     doc["ip"] = event.ip
     doc["position"] = event.position
+    doc["audited"] = event.audited
     return doc
 
 
@@ -71,6 +74,7 @@ def from_document(doc: dict[str, Any]) -> Event:
         request_id=doc.get("requestId"),
         ip=doc.get("ip"),
         position=doc.get("position"),
+        audited=doc.get("audited") is not False,
     )
 
 

@@ -34,6 +34,9 @@ class Event:
     request_id: str | None = None
     ip: str | None = None
     position: int | None = None
+    # Internal, not part of the public envelope: False for a derived event, which the
+    # audit trail does not record (outbox.emit).
+    audited: bool = True
 
     def envelope(self) -> dict[str, Any]:
         """The public JSON envelope (camelCase), as webhooks and transports send it."""
@@ -59,6 +62,9 @@ class ConsumerSpec:
     name: str
     handler: Handler
     types: frozenset[str] | None = None
+    # Schemas whose rows this consumer's handler may change only together with an event
+    # (the runner refuses the handler's transaction otherwise; infra.bus.guard).
+    announced_schemas: frozenset[str] = frozenset()
 
     def wants(self, event_type: str) -> bool:
         return self.types is None or event_type in self.types

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from pantherahive.infra.bus import store
 from pantherahive.infra.bus.consumer import ConsumerSpec
+from pantherahive.infra.bus.runner import run_handler
 from pantherahive.infra.bus.store import DeadLetter
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
@@ -23,6 +24,7 @@ class ReplayResult(enum.StrEnum):
     FAILED = "failed"
     NOT_FOUND = "not found"
     UNKNOWN_CONSUMER = "unknown consumer"
+    MALFORMED = "malformed: not an event, cannot be replayed"
 
 
 def error_summary(error: str) -> str:
@@ -55,22 +57,25 @@ async def replay(
         letter = await store.get_dead_letter(session, dead_letter_id)
     if letter is None or letter.replayed_at is not None:
         return ReplayResult.NOT_FOUND
+    if letter.event is None:
+        return ReplayResult.MALFORMED
     spec = next((spec for spec in consumers if spec.name == letter.consumer), None)
     if spec is None:
         return ReplayResult.UNKNOWN_CONSUMER
+    event = letter.event
     try:
         async with app.sessions() as session, session.begin():
-            await set_tenant(session, letter.event.tenant_id)
+            await set_tenant(session, event.tenant_id)
             locked = await store.lock_dead_letter(session, dead_letter_id)
-            if locked is None:
+            if locked is None or locked.event is None:
                 return ReplayResult.NOT_FOUND
             await store.claim_marker(session, spec.name, locked.event)
-            await spec.handler(session, locked.event)
+            await run_handler(spec, session, locked.event)
             await store.mark_replayed(session, dead_letter_id)
     except Exception as exc:
         log.warning("replay failed", dead_letter=dead_letter_id, error=repr(exc))
         async with app.sessions() as session, session.begin():
-            await set_tenant(session, letter.event.tenant_id)
+            await set_tenant(session, event.tenant_id)
             await store.record_replay_failure(session, dead_letter_id, store.describe_error(exc))
         return ReplayResult.FAILED
     return ReplayResult.REPLAYED

@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from pantherahive.infra.bus.codec import encode, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import BrokerWorker
 from pantherahive.infra.db.engine import Database
@@ -156,9 +157,12 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         partitions: int = 3,
         commit_timeout: float = 10.0,
         connect_timeout: float = CONNECT_TIMEOUT,
+        lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval)
+                         poll_interval=poll_interval, lease_retry=lease_retry,
+                         pruner=pruner)
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
         self.servers = bootstrap_servers(url)
@@ -190,10 +194,10 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         return [record for records in batches.values() for record in records]
 
     def payload(self, message: ConsumerRecord[bytes, bytes]) -> bytes:
+        # A record without a value (a tombstone) is no event: empty bytes fail to decode
+        # and are parked like any other malformed message.
         value = message.value
-        if not isinstance(value, bytes):
-            raise ValueError("a Kafka record without a value is not an event")
-        return value
+        return value if isinstance(value, bytes) else b""
 
     async def ack(
         self, subscription: KafkaSubscription, message: ConsumerRecord[bytes, bytes]

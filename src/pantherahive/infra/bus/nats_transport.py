@@ -20,6 +20,7 @@ from nats.js.errors import BadRequestError
 
 from pantherahive.infra.bus.codec import encode, group_by_tenant, subject_for
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import RetryPolicy
 from pantherahive.infra.bus.transports import SUBJECT_PREFIX, BrokerWorker
 from pantherahive.infra.db.engine import Database
@@ -98,9 +99,12 @@ class NatsWorker(BrokerWorker[NatsSubscription, Msg]):
         ack_wait: float = 30.0,
         batch_size: int = 100,
         poll_interval: float = 1.0,
+        lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval)
+                         poll_interval=poll_interval, lease_retry=lease_retry,
+                         pruner=pruner)
         self.url = url
         self.stream = stream
         self.ack_wait = ack_wait

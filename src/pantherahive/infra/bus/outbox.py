@@ -12,12 +12,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pantherahive.infra.bus.guard import mark_emitted
 from pantherahive.infra.context import current_context
 from pantherahive.infra.db import direct
 from pantherahive.infra.db.base import Base
@@ -44,13 +45,14 @@ class OutboxEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    audited: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 # Written by nearly every request: fixed SQL, see infra/db/direct.py.
 _INSERT = (
     "INSERT INTO bus.outbox (id, tenant_id, type, version, occurred_at, actor_id,"
-    " subject_type, subject_id, data, request_id, ip)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " subject_type, subject_id, data, request_id, ip, audited)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
 
 
@@ -64,10 +66,14 @@ async def emit(
     tenant_id: UUID | None = None,
     actor_id: UUID | None = None,
     version: int = 1,
+    audited: bool = True,
 ) -> UUID:
     """Write one event envelope in the caller's transaction.
 
     Tenant and actor default to the authenticated principal of the current request.
+    ``audited=False`` marks a derived event (one that accompanies the write's primary
+    event, or follows from another event): every consumer receives it, but the audit
+    trail records only the primary event, which carries the full ``changes``.
     """
     ctx = current_context()
     tenant = tenant_id or ctx.tenant_id
@@ -88,6 +94,8 @@ async def emit(
         orjson.dumps(data or {}).decode(),
         ctx.request_id,
         ctx.ip,
+        audited,
     )
+    mark_emitted(session)
     EVENTS_EMITTED.labels(event_type).inc()
     return event_id

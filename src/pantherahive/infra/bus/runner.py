@@ -13,11 +13,39 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.infra.bus import store
 from pantherahive.infra.bus.codec import Cursor
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.guard import (
+    UnannouncedWrite,
+    forget_emitted,
+    has_emitted,
+    take_write_marks,
+)
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
+from pantherahive.infra.context import caused_by
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
 
 log = get_logger(__name__)
+
+
+async def run_handler(spec: ConsumerSpec, session: AsyncSession, event: Event) -> None:
+    """The handler, in the context of the request that caused the event: its follow-up
+    events carry the triggering request id, address and actor. A handler that changed rows
+    of its announced schemas without emitting an event raises ``UnannouncedWrite`` (its
+    transaction is rolled back, retried, then parked like any failure)."""
+    forget_emitted(session)
+    with caused_by(event.request_id, event.ip, event.tenant_id, event.actor_id):
+        await spec.handler(session, event)
+    if not spec.announced_schemas:
+        return
+    # Taken after every handler, so in a chunk each handler answers for its own writes.
+    written = await take_write_marks(session, spec.announced_schemas)
+    if written and not has_emitted(session):
+        log.error("write without event", consumer=spec.name, event_id=str(event.id),
+                  event_type=event.type, schemas=written)
+        raise UnannouncedWrite(
+            f"consumer {spec.name} changed rows of {', '.join(written)} handling "
+            f"{event.type} without emitting an event"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +109,7 @@ class ConsumerRunner:
                     if not await self._claim(session, event, cursor):
                         EVENTS_CONSUMED.labels(self.name, Outcome.DUPLICATE).inc()
                         return Outcome.DUPLICATE
-                    await self.spec.handler(session, event)
+                    await run_handler(self.spec, session, event)
             except Exception as exc:
                 HANDLER_ERRORS.labels(self.name).inc()
                 log.warning(
@@ -161,7 +189,7 @@ class ConsumerRunner:
                     if done and self.stopping.is_set():
                         break  # graceful stop: commit what is done, leave the rest
                     await set_tenant(session, row.event.tenant_id)
-                    await self.spec.handler(session, row.event)
+                    await run_handler(self.spec, session, row.event)
                     done.append(row)
                 if done:
                     await store.write_offset(session, self.name, done[-1].cursor)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 
 from pantherahive.infra.bus.consumer import ConsumerSpec
 from pantherahive.infra.bus.control import ControlConnection
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import ConsumerRunner, RetryPolicy
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -20,6 +22,15 @@ _HORIZON_RECHECK_SECONDS = 0.05
 
 def is_embedded(bus_url: str | None) -> bool:
     return not bus_url or bus_url == "embedded"
+
+
+def pruner_from_settings(
+    db: Database, settings: Settings, consumers: Sequence[str] | None
+) -> Pruner:
+    return Pruner(
+        db, keep=timedelta(days=settings.bus_retention_days),
+        interval=settings.bus_prune_interval_seconds, consumers=consumers,
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -78,6 +89,7 @@ class EmbeddedRuntime:
         batch_size: int = 200,
         poll_interval: float = 1.0,
         lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         names = [spec.name for spec in consumers]
         if len(set(names)) != len(names):
@@ -88,6 +100,7 @@ class EmbeddedRuntime:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lease_retry = lease_retry
+        self.pruner = pruner
         self._stopping = asyncio.Event()
         self._wake = {name: asyncio.Event() for name in names}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -103,6 +116,8 @@ class EmbeddedRuntime:
             retry=retry_policy(settings),
             batch_size=settings.bus_batch_size,
             poll_interval=settings.bus_poll_interval_seconds,
+            # Outbox rows go once every consumer registered here has passed them.
+            pruner=pruner_from_settings(db, settings, [spec.name for spec in consumers]),
         )
 
     @property
@@ -140,6 +155,8 @@ class EmbeddedRuntime:
                     try:
                         while not self._stopping.is_set() and control.alive():
                             await self._claim(control, generation)
+                            if self.pruner is not None:
+                                await self.pruner.tick(control)
                             await self._wait(self._stopping, self.lease_retry)
                             await control.ping()
                     finally:

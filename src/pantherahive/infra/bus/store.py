@@ -18,7 +18,7 @@ from pantherahive.infra.bus.consumer import Event
 
 _COLUMNS = (
     "position, id, tenant_id, type, version, occurred_at, actor_id, subject_type, subject_id, "
-    "data, request_id, ip, xid::text AS xid"
+    "data, request_id, ip, audited, xid::text AS xid"
 )
 MAX_ERROR_CHARS = 8000
 # Statements assembled from the constants above only (no input reaches the SQL text).
@@ -31,7 +31,7 @@ _READ_OFFSET = (
     "WHERE consumer = :consumer"
 )
 _READ_OFFSET_LOCKED = _READ_OFFSET + " FOR UPDATE"
-_DL_COLUMNS = "id, consumer, event, error, attempts, parked_at, replayed_at"
+_DL_COLUMNS = "id, consumer, event, payload, error, attempts, parked_at, replayed_at"
 _GET_DEAD_LETTER = f"SELECT {_DL_COLUMNS} FROM bus.dead_letters WHERE id = :id"  # noqa: S608
 _LOCK_DEAD_LETTER = (
     f"SELECT {_DL_COLUMNS} FROM bus.dead_letters "  # noqa: S608
@@ -162,28 +162,45 @@ async def park(
     )
 
 
+async def park_malformed(
+    session: AsyncSession, consumer: str, payload: bytes, error: str
+) -> int:
+    """Park a broker message that is not an event (no trustworthy id, type or tenant):
+    through the SECURITY DEFINER door of migration 0011, since RLS lets the app role insert
+    only rows of the transaction's tenant."""
+    parked = await session.scalar(
+        text("SELECT bus.park_malformed(:consumer, :payload, :error)"),
+        {"consumer": consumer, "payload": payload, "error": error},
+    )
+    return int(parked)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A parked event, or (``event`` None) the raw ``payload`` of a message that did not
+    decode as one."""
+
     id: int
     consumer: str
-    event: Event
+    event: Event | None
     error: str
     attempts: int
     parked_at: datetime
     replayed_at: datetime | None
+    payload: bytes | None = None
 
 
 def _dead_letter(row: Any) -> DeadLetter:
     return DeadLetter(
         id=row.id,
         consumer=row.consumer,
-        event=from_document(row.event),
+        event=from_document(row.event) if row.event is not None else None,
         error=row.error,
         attempts=row.attempts,
         parked_at=row.parked_at,
         replayed_at=row.replayed_at,
+        payload=bytes(row.payload) if row.payload is not None else None,
     )
-
 
 
 async def list_dead_letters(

@@ -17,7 +17,8 @@ from pantherahive.infra.bus import store
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.control import ControlConnection
-from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_PUBLISHED
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.runner import ConsumerRunner, Outcome, RetryPolicy
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -115,12 +116,16 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         retry: RetryPolicy,
         batch_size: int = 100,
         poll_interval: float = 1.0,
+        lease_retry: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         self.db = db
         self.consumers = list(consumers)
         self.retry = retry
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.lease_retry = lease_retry
+        self.pruner = pruner
 
     @abc.abstractmethod
     async def subscribe(self, spec: ConsumerSpec) -> S: ...
@@ -146,20 +151,65 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
         """Messages of the subscription not acknowledged yet (for the lag gauge)."""
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Run every consumer whose lock this process wins until ``stopping`` is set."""
-        async with ControlConnection(self.db) as control:
-            tasks = [
-                asyncio.create_task(self._lead(control, spec, stopping), name=spec.name)
-                for spec in self.consumers
-            ]
-            await asyncio.gather(*tasks)
+        """Run every consumer whose lock this process wins until ``stopping`` is set.
 
-    async def _lead(
-        self, control: ControlConnection, spec: ConsumerSpec, stopping: asyncio.Event
-    ) -> None:
-        while not stopping.is_set() and not await control.try_lock(f"consumer:{spec.name}"):
-            await wait_any(5.0, stopping)
-        await self.consume(spec, stopping)
+        Leadership lives on one control connection. Its locks are taken one after the
+        other (one connection runs one query at a time), retried every ``lease_retry``
+        seconds for consumers another process runs, and the connection is pinged as often:
+        when it dies, its locks are gone (another process may take them), so this
+        process's consumers stop — after the event in hand — and it starts over.
+        """
+        backoff = 0.5
+        while not stopping.is_set():
+            halt = asyncio.Event()
+            tasks: dict[str, asyncio.Task[None]] = {}
+            try:
+                async with ControlConnection(self.db) as control:
+                    backoff = 0.5
+                    try:
+                        while not stopping.is_set() and control.alive():
+                            for spec in self.consumers:
+                                if spec.name not in tasks and await control.try_lock(
+                                    f"consumer:{spec.name}"
+                                ):
+                                    tasks[spec.name] = asyncio.create_task(
+                                        self.consume(spec, halt), name=spec.name
+                                    )
+                            if self.pruner is not None:
+                                await self.pruner.tick(control)
+                            await self._wait(stopping, tasks)
+                            await control.ping()
+                    finally:
+                        # Consumers finish their event while the locks are still held.
+                        halt.set()
+                        await asyncio.gather(*tasks.values(), return_exceptions=True)
+            except Exception as exc:
+                log.warning("broker worker lost its control connection; its consumers "
+                            "stopped", error=repr(exc))
+            if not stopping.is_set():
+                await wait_any(backoff, stopping)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _wait(self, stopping: asyncio.Event, tasks: dict[str, asyncio.Task[None]]) -> None:
+        """``lease_retry`` seconds, or less if stopping or if a consumer task ended: one
+        that died of an exception is restarted on the next round; one that died of anything
+        else (the process going down) takes the worker with it."""
+        waiter = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait([waiter, *tasks.values()], timeout=self.lease_retry,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        for name, task in list(tasks.items()):
+            if not task.done():
+                continue
+            del tasks[name]
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, Exception):
+                raise error
+            if error is not None:
+                log.error("broker consumer died; restarting it", consumer=name,
+                          error=repr(error))
 
     async def consume(self, spec: ConsumerSpec, stopping: asyncio.Event) -> None:
         runner = ConsumerRunner(self.db, spec, self.retry, stopping)
@@ -201,11 +251,29 @@ class BrokerWorker(abc.ABC, Generic[S, M]):
 
     async def handle(self, runner: ConsumerRunner, subscription: S, message: M) -> bool:
         """Deliver one message; False when stopping left it unacknowledged (redelivered)."""
-        event = decode(self.payload(message))
-        if runner.spec.wants(event.type) and await runner.deliver(event) is Outcome.STOPPED:
-            return False
+        payload = self.payload(message)
+        try:
+            event = decode(payload)
+        except Exception as exc:
+            # Not an event at all: redelivering it would stall this consumer for ever
+            # (unlimited redelivery). Park the bytes with the error, then acknowledge.
+            await self._park_malformed(runner, payload, exc)
+        else:
+            if runner.spec.wants(event.type) and await runner.deliver(event) is Outcome.STOPPED:
+                return False
         await self.ack(subscription, message)
         return True
+
+    async def _park_malformed(
+        self, runner: ConsumerRunner, payload: bytes, exc: Exception
+    ) -> None:
+        async with self.db.sessions() as session, session.begin():
+            parked = await store.park_malformed(
+                session, runner.name, payload, store.describe_error(exc)
+            )
+        EVENTS_CONSUMED.labels(runner.name, Outcome.PARKED).inc()
+        log.error("malformed message parked in dead letters", consumer=runner.name,
+                  dead_letter=parked, bytes=len(payload), error=repr(exc))
 
 
 def _scheme(bus_url: str) -> str:
@@ -232,10 +300,12 @@ def open_publisher(settings: Settings) -> Publisher:
 def open_worker(
     db: Database, settings: Settings, consumers: Sequence[ConsumerSpec]
 ) -> BrokerWorker[object, object]:
-    from pantherahive.infra.bus.runtime import retry_policy
+    from pantherahive.infra.bus.runtime import pruner_from_settings, retry_policy
 
     scheme = _scheme(settings.bus_url)
     retry = retry_policy(settings)
+    # With a broker, an outbox row may go once the relay published it.
+    pruner = pruner_from_settings(db, settings, None)
     worker: BrokerWorker[object, object]
     if scheme in {"nats", "tls"}:
         from pantherahive.infra.bus.nats_transport import NatsWorker
@@ -243,7 +313,7 @@ def open_worker(
         worker = NatsWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, stream=settings.bus_stream, retry=retry,
             ack_wait=settings.bus_ack_wait_seconds, batch_size=settings.bus_batch_size,
-            poll_interval=settings.bus_poll_interval_seconds,
+            poll_interval=settings.bus_poll_interval_seconds, pruner=pruner,
         )
         return worker
     if scheme == "kafka":
@@ -252,7 +322,7 @@ def open_worker(
         worker = KafkaWorker(  # type: ignore[assignment]
             db, consumers, url=settings.bus_url, topic=settings.bus_stream, retry=retry,
             batch_size=settings.bus_batch_size, poll_interval=settings.bus_poll_interval_seconds,
-            commit_timeout=settings.bus_ack_wait_seconds,
+            commit_timeout=settings.bus_ack_wait_seconds, pruner=pruner,
         )
         return worker
     raise ValueError(f"BUS_URL must be nats://… or kafka://… for a worker, not {settings.bus_url}")

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pantherahive.infra.bus.guard import has_emitted, unannounced_writes
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.http.idempotency import IdempotencyStore, StoredResponse
 from pantherahive.infra.http.problems import send_problem
@@ -34,6 +35,7 @@ MAX_KEY_LENGTH = 255
 # A duplicate waits for the first request at most this long (the statement timeout), then
 # is told to come back.
 _WAIT_GAVE_UP = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
+_READ_METHODS = frozenset({"GET", "HEAD"})
 # Answers that say nothing about the request itself: a retry may well succeed.
 _TRANSIENT = frozenset({401, 429})
 # Headers that describe the moment of the first answer, not the answer itself.
@@ -110,11 +112,13 @@ class UnitOfWorkMiddleware:
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         idempotency: Callable[[], IdempotencyStore],
         principal: ScopeResolver,
+        announced_schemas: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self._sessions = sessions
         self._idempotency = idempotency
         self._principal = principal
+        self._announced = announced_schemas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,6 +170,11 @@ class UnitOfWorkMiddleware:
             raise
         if passthrough:
             return
+        if await self._refuse_unannounced_write(state, buffer, scope):
+            await send_problem(
+                send, 500, "An unexpected error occurred; it has been logged.", scope["path"]
+            )
+            return
 
         await self._finish(state, buffer, idem)
         for message in buffer.messages:
@@ -202,6 +211,33 @@ class UnitOfWorkMiddleware:
         else:
             await self._replay_or_refuse(existing, idem, scope, send)
         return False
+
+    async def _refuse_unannounced_write(
+        self, state: UnitOfWorkState, buffer: _Buffer, scope: Scope
+    ) -> bool:
+        """Roll back a successful request that changed rows of an announced schema without
+        emitting its event (infra.bus.guard). Checked only when nothing was emitted and the
+        method may write, so reads and announced writes pay nothing."""
+        session = state.session
+        if (
+            not self._announced
+            or session is None
+            or buffer.status >= 400
+            or scope["method"] in _READ_METHODS
+            or has_emitted(session)
+        ):
+            return False
+        written = await unannounced_writes(session, self._announced)
+        if not written:
+            return False
+        route = getattr(scope.get("route"), "path", None) or scope["path"]
+        log.error("write without event", method=scope["method"], route=route, schemas=written)
+        state.session = None
+        try:
+            await session.rollback()
+        finally:
+            await session.close()
+        return True
 
     async def _finish(
         self, state: UnitOfWorkState, buffer: _Buffer, idem: _Idempotent | None
