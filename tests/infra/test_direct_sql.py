@@ -105,3 +105,23 @@ async def test_after_a_lost_connection_the_pool_starts_afresh() -> None:
                 assert await direct.fetchval(session, "SELECT 1") == 1
     finally:
         await db.dispose()
+
+
+async def test_the_remembered_connection_is_dropped_when_the_transaction_ends() -> None:
+    """The connection a session's direct statements use is remembered for speed, but only
+    until the transaction ends: after a commit it belongs to the pool (and to whoever takes
+    it next), so the session's next statement must check out its own."""
+    db = Database.connect(database_url(), role=None, pool_size=2, max_overflow=0)
+    try:
+        first = db.sessions()
+        mine = await direct.fetchval(first, "SELECT pg_backend_pid()")
+        await first.commit()
+        async with db.sessions() as other:
+            taken = await direct.fetchval(other, "SELECT pg_backend_pid()")
+            assert taken == mine  # the only idle connection went to the other session
+            again = await direct.fetchval(first, "SELECT pg_backend_pid()")
+            assert again != taken
+            await other.rollback()
+        await first.close()
+    finally:
+        await db.dispose()

@@ -20,7 +20,9 @@ from typing import Any, cast
 
 import asyncpg
 from asyncpg import Record
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 __all__ = ["Record", "connection", "execute", "fetch", "fetchrow", "fetchval"]
 
@@ -41,13 +43,28 @@ _DEAD_CONNECTION = (
 )
 
 
-async def _begun(session: AsyncSession) -> tuple[AsyncConnection, asyncpg.Connection[Record]]:
-    sa_connection = await session.connection()
+_BOUND = "pantherahive.direct.connection"
+_Bound = tuple[AsyncConnection, "asyncpg.Connection[Record]"]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: SessionTransaction) -> None:
+    """The session's connection goes back to the pool when its transaction ends: forget it
+    (a savepoint ending keeps it)."""
+    if transaction.parent is None:
+        session.info.pop(_BOUND, None)
+
+
+async def _bind(session: AsyncSession, sa_connection: AsyncConnection) -> _Bound:
+    """Begin the transaction if need be and remember the connection until the transaction
+    ends (resolving it through SQLAlchemy costs two greenlet hops per statement)."""
     pooled = await sa_connection.get_raw_connection()
     adapted: Any = pooled.dbapi_connection
     if adapted._transaction is None:
         await adapted._start_transaction()
-    return sa_connection, cast("asyncpg.Connection[Record]", pooled.driver_connection)
+    bound = (sa_connection, cast("asyncpg.Connection[Record]", pooled.driver_connection))
+    session.info[_BOUND] = bound
+    return bound
 
 
 async def connection(session: AsyncSession) -> asyncpg.Connection[Record]:
@@ -56,7 +73,10 @@ async def connection(session: AsyncSession) -> asyncpg.Connection[Record]:
     SQLAlchemy's adapter sends ``BEGIN`` only before its own first statement; a direct
     statement may come first, so begin here exactly as the adapter would.
     """
-    return (await _begun(session))[1]
+    bound: _Bound | None = session.info.get(_BOUND)
+    if bound is None:
+        bound = await _bind(session, await session.connection())
+    return bound[1]
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -69,12 +89,15 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 async def _run(session: AsyncSession, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-    sa_connection = await session.connection()
+    bound: _Bound | None = session.info.get(_BOUND)
+    sa_connection = bound[0] if bound is not None else await session.connection()
     try:
-        _, conn = await _begun(session)
-        return await getattr(conn, method)(sql, *args)
+        if bound is None:
+            bound = await _bind(session, sa_connection)
+        return await getattr(bound[1], method)(sql, *args)
     except Exception as exc:
         if _connection_lost(exc):
+            session.info.pop(_BOUND, None)
             # As SQLAlchemy does on a disconnect: a server restart or failover has closed
             # every pooled connection, so the whole pool is replaced, not just this one.
             await sa_connection.invalidate(exc)
