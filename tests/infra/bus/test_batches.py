@@ -1,6 +1,6 @@
 """The embedded runtime's cheaper paths: batch handlers (one call per tenant per chunk),
 wake-ups routed by event type (NOTIFY payload, migration 0013), stepping over unwanted
-events."""
+events, and lingering consumers."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ class BatchRecorder(Recorder):
     """A Recorder with a batch handler that remembers each call's events and the
     transaction's tenant setting; ``fail_batches`` makes every batch call raise."""
 
-    def __init__(self, *, fail_batches: bool = False) -> None:
+    def __init__(self, *, fail_batches: bool = False, linger: float = 0.0) -> None:
         super().__init__()
         self.batches: list[tuple[str | None, list[uuid.UUID]]] = []
         self.fail_batches = fail_batches
+        self.linger = linger
 
     async def handle_batch(self, session: AsyncSession, events: Sequence[Event]) -> None:
         setting = await session.scalar(text("SELECT current_setting('app.tenant_id', true)"))
@@ -40,7 +41,8 @@ class BatchRecorder(Recorder):
 
     @property
     def spec(self) -> ConsumerSpec:
-        return ConsumerSpec(self.name, self.handle, self.types, batch_handler=self.handle_batch)
+        return ConsumerSpec(self.name, self.handle, self.types, batch_handler=self.handle_batch,
+                            linger=self.linger)
 
 
 async def caught_up(db: Database, spec: ConsumerSpec) -> ConsumerRunner:
@@ -197,6 +199,31 @@ async def test_a_wake_up_reaches_only_the_consumers_that_want_its_types(
 
         await wait_until(second_handled)
         assert await offset(owner_db, second.name) == await last_cursor(owner_db, theirs)
+    finally:
+        await runtime.stop()
+
+
+async def test_a_lingering_consumer_takes_a_burst_in_one_transaction(
+    app_db: Database, effects: Effects, emit_events: Emit
+) -> None:
+    batch = BatchRecorder(linger=2.0)
+    await drain(app_db, [batch.spec])
+    runtime = EmbeddedRuntime(app_db, [batch.spec], retry=RetryPolicy(), poll_interval=600,
+                              lease_retry=600)
+    await runtime.start()
+    try:
+        await wait_until(lambda: _running(runtime, {batch.name}))
+        await asyncio.sleep(0.2)
+        tenant = uuid.uuid4()
+        # Five commits, each its own wake-up: the first starts the linger, which outlasts
+        # the other four.
+        ids = [(await emit_events(tenant, 1, batch.happened))[0] for _ in range(5)]
+
+        async def all_handled() -> bool:
+            return set(ids) <= set(await effects.counts(batch.name))
+
+        await wait_until(all_handled)
+        assert batch.batches == [(str(tenant), ids)]
     finally:
         await runtime.stop()
 

@@ -231,6 +231,8 @@ class EmbeddedRuntime:
                 await self._wait(wake, _HORIZON_RECHECK_SECONDS if held else self.poll_interval)
             finally:
                 self._held.discard(runner.name)
+            if runner.spec.linger > 0:
+                await self._wait(runner.stopping, runner.spec.linger)
 
     @staticmethod
     async def _wait(event: asyncio.Event, seconds: float) -> None:
