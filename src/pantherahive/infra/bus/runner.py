@@ -229,19 +229,25 @@ class ConsumerRunner:
         """
         try:
             async with self.db.sessions() as session, session.begin():
-                offset = await store.read_offset(session, self.name, lock=True)
+                # Locks the position, and scopes the transaction to the first tenant.
+                scoped = chunk[0].event.tenant_id
+                offset = await store.lock_offset(session, self.name, scoped)
                 todo = [row for row in chunk if row.cursor > offset]
                 done: list[store.OutboxRow] = []
                 if self.spec.batch_handler is not None:
                     for events in group_by_tenant([row.event for row in todo]):
-                        await store.set_tenant(session, events[0].tenant_id)
+                        if events[0].tenant_id != scoped:
+                            scoped = events[0].tenant_id
+                            await store.set_tenant(session, scoped)
                         await run_batch_handler(self.spec, session, events)
                     done = todo
                 else:
                     for row in todo:
                         if done and self.stopping.is_set():
                             break  # graceful stop: commit what is done, leave the rest
-                        await store.set_tenant(session, row.event.tenant_id)
+                        if done or row.event.tenant_id != scoped:
+                            # After a handler, set it again: a handler may have changed it.
+                            await store.set_tenant(session, row.event.tenant_id)
                         await run_handler(self.spec, session, row.event)
                         done.append(row)
                 if done:

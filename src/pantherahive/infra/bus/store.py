@@ -53,6 +53,13 @@ _READ_OFFSET = (
     "WHERE consumer = $1"
 )
 _READ_OFFSET_LOCKED = _READ_OFFSET + " FOR UPDATE"
+# The first statement of a chunk: lock the position and scope the transaction to the
+# first event's tenant in one round trip (set_config runs once: one row).
+_LOCK_OFFSET_FOR_TENANT = (
+    "SELECT last_xid::text AS xid, last_position, "  # noqa: S608 - constants only
+    f"set_config('{TENANT_SETTING}', $2, true) "
+    "FROM bus.consumer_offsets WHERE consumer = $1 FOR UPDATE"
+)
 _WRITE_OFFSET = (
     "UPDATE bus.consumer_offsets SET last_xid = $2::text::xid8, last_position = $3, "
     "updated_at = now() WHERE consumer = $1"
@@ -159,6 +166,14 @@ async def ensure_offset(session: AsyncSession, consumer: str) -> None:
 async def read_offset(session: AsyncSession, consumer: str, *, lock: bool = False) -> Cursor:
     """The consumer's position; ``lock`` serialises every runner of this consumer."""
     row = await direct.fetchrow(session, _READ_OFFSET_LOCKED if lock else _READ_OFFSET, consumer)
+    if row is None:
+        raise LookupError(f"consumer {consumer!r} has no offset row")
+    return Cursor(int(row["xid"]), row["last_position"])
+
+
+async def lock_offset(session: AsyncSession, consumer: str, tenant_id: object) -> Cursor:
+    """``read_offset(lock=True)`` and ``set_tenant(tenant_id)`` in one statement."""
+    row = await direct.fetchrow(session, _LOCK_OFFSET_FOR_TENANT, consumer, str(tenant_id))
     if row is None:
         raise LookupError(f"consumer {consumer!r} has no offset row")
     return Cursor(int(row["xid"]), row["last_position"])
