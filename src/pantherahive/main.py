@@ -35,6 +35,7 @@ from pantherahive.domains.notifications import router as notifications_router
 from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.projects import router as projects_router
 from pantherahive.domains.tasks import router as tasks_router
+from pantherahive.infra import heap
 from pantherahive.infra.bus.runtime import EmbeddedRuntime, is_embedded
 from pantherahive.infra.db.embedded import start_embedded_postgres
 from pantherahive.infra.db.engine import Database
@@ -292,5 +293,8 @@ def _operations_routes(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (the CLI's ``serve`` uses it for every worker)."""
-    return create_app()
+    """Factory for ``uvicorn --factory`` (the CLI's ``serve`` uses it for every worker).
+    The heap built so far is frozen for the process's life (infra/heap.py)."""
+    app = create_app()
+    heap.settle()
+    return app

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 
-from pantherahive.domains.audit.handlers import on_any_event
+from pantherahive.domains.audit.handlers import on_any_event, on_events
 from pantherahive.infra.bus.consumer import Event
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.support.servers import owner_connection
@@ -58,6 +58,17 @@ async def record(db: Database, *events: Event) -> None:
         async with db.sessions() as session, session.begin():
             await set_tenant(session, event.tenant_id)
             await on_any_event(session, event)
+
+
+async def record_batch(db: Database, *events: Event) -> None:
+    """As the embedded runtime's chunks do: one transaction, one batch call per tenant."""
+    tenants: dict[UUID, list[Event]] = {}
+    for event in events:
+        tenants.setdefault(event.tenant_id, []).append(event)
+    async with db.sessions() as session, session.begin():
+        for tenant_id, batch in tenants.items():
+            await set_tenant(session, tenant_id)
+            await on_events(session, batch)
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ import pytest
 from pantherahive.domains.audit.handlers import CONSUMERS
 from pantherahive.infra.bus.runtime import drain
 from tests.conftest import TenantHandle
-from tests.domains.audit.helpers import app_db, make_event, record
+from tests.domains.audit.helpers import app_db, make_event, record, record_batch
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "audit.md"
 
@@ -51,14 +51,15 @@ def recipes() -> list[dict[str, Any]]:
     return namespaces
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "one-batch"])
 async def test_the_documented_recipes_reproduce_stored_hashes(
-    client: httpx.AsyncClient, tenant: TenantHandle
+    client: httpx.AsyncClient, tenant: TenantHandle, batched: bool
 ) -> None:
     tenant_id = UUID(tenant.id)
     await drain(app_db(client), CONSUMERS)
     events = [make_event(tenant_id, "thing.updated", data=data) for data in TRICKY]
     events.append(make_event(tenant_id, "thing.created", data=TRICKY[0]))
-    await record(app_db(client), *events)
+    await (record_batch if batched else record)(app_db(client), *events)
 
     response = await client.get("/v1/audit-events/export", headers=tenant.admin.headers)
     assert response.status_code == 200

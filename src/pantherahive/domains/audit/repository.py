@@ -4,7 +4,7 @@ the archive commands run as the database owner and name the tenant explicitly.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -12,23 +12,18 @@ from uuid import UUID
 from sqlalchemy import (
     Row,
     Select,
-    String,
-    Table,
-    bindparam,
-    cast,
     delete,
     func,
     select,
     text,
     tuple_,
-    update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.domains.audit.chain import GENESIS_HASH, dumps
+from pantherahive.domains.audit.chain import GENESIS_HASH
 from pantherahive.domains.audit.tables import ArchiveSegment, AuditEvent, Chain, RestoredEvent
+from pantherahive.infra.db import direct
 
 # Every column but the generated search vector and the bookkeeping recorded_at.
 EVENT_COLUMNS = tuple(c for c in AuditEvent.__table__.c if c.name not in {"search", "recorded_at"})
@@ -47,10 +42,80 @@ class EventFilters:
 
 @dataclass(frozen=True)
 class ChainHead:
+    """The locked head of a tenant's chain, with what appending needs to know."""
+
     last_seq: int
     last_hash: str
-    changes: dict[str, Any]
-    data: dict[str, Any]
+    # Of the event ids asked about, those the trail already holds (a redelivery).
+    known: frozenset[UUID]
+    # Each payload as ``jsonb`` stores it, as text (numbers normalised, duplicate keys
+    # dropped): the hash is computed over what is stored and read back.
+    payloads: list[str]
+
+
+@dataclass
+class NewEvents:
+    """Rows to append to one tenant's chain, column by column (one array per column)."""
+
+    id: list[UUID] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    occurred_at: list[datetime] = field(default_factory=list)
+    actor_id: list[UUID | None] = field(default_factory=list)
+    actor_type: list[str] = field(default_factory=list)
+    action: list[str] = field(default_factory=list)
+    resource_type: list[str] = field(default_factory=list)
+    resource_id: list[str] = field(default_factory=list)
+    request_id: list[str | None] = field(default_factory=list)
+    ip: list[str | None] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+    hash: list[str] = field(default_factory=list)
+    prev_hash: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+# The consumer appends through fixed SQL on the session's connection (infra/db/direct.py):
+# a whole chunk of a tenant's events costs these two statements, whatever its size.
+# 1. Create-or-lock the head (held until commit: appends for one tenant queue up), the
+#    ids already recorded, and the payloads normalised by jsonb, in one round trip.
+_LOCK_HEAD = """
+WITH head AS (
+  INSERT INTO audit.chains AS c (tenant_id, last_seq, last_hash) VALUES ($1, 0, $2)
+  ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq
+  RETURNING c.last_seq, c.last_hash
+)
+SELECT head.last_seq, head.last_hash,
+  ARRAY(SELECT e.id FROM audit.audit_events e WHERE e.id = ANY($3::uuid[])) AS known,
+  ARRAY(SELECT p.doc::jsonb::text FROM unnest($4::text[]) WITH ORDINALITY AS p(doc, n)
+        ORDER BY p.n) AS payloads
+FROM head
+"""
+# 2. Insert every row and move the head to the newest one inserted; returns how many were
+#    inserted (an id recorded meanwhile is skipped by ON CONFLICT, and the caller checks).
+_APPEND = """
+WITH inserted AS (
+  INSERT INTO audit.audit_events (id, tenant_id, seq, occurred_at, actor_id, actor_type,
+    action, resource_type, resource_id, request_id, ip, changes, data, hash, prev_hash)
+  SELECT u.id, $1, u.seq, u.occurred_at, u.actor_id, u.actor_type, u.action,
+    u.resource_type, u.resource_id, u.request_id, u.ip, u.changes::jsonb, u.data::jsonb,
+    u.hash, u.prev_hash
+  FROM unnest($2::uuid[], $3::bigint[], $4::timestamptz[], $5::uuid[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+    $14::text[], $15::text[])
+    AS u(id, seq, occurred_at, actor_id, actor_type, action, resource_type, resource_id,
+         request_id, ip, changes, data, hash, prev_hash)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING seq, hash
+), advanced AS (
+  UPDATE audit.chains AS c SET last_seq = newest.seq, last_hash = newest.hash
+  FROM (SELECT seq, hash FROM inserted ORDER BY seq DESC LIMIT 1) AS newest
+  WHERE c.tenant_id = $1
+  RETURNING c.last_seq
+)
+SELECT count(*) FROM inserted
+"""
 
 
 class AuditRepository:
@@ -59,45 +124,28 @@ class AuditRepository:
 
     # ---- appending (the consumer) -------------------------------------------------------
     async def lock_chain(
-        self, tenant_id: UUID, changes: dict[str, Any], data: dict[str, Any]
+        self, tenant_id: UUID, event_ids: Sequence[UUID], payloads: Sequence[str]
     ) -> ChainHead:
-        """Create or lock the tenant's chain head (held until commit), in one round trip.
+        """Create or lock the tenant's chain head (held until commit), say which of
+        ``event_ids`` are already recorded, and return ``payloads`` (JSON texts) as
+        ``jsonb`` writes them back."""
+        row = await direct.fetchrow(
+            self.session, _LOCK_HEAD, tenant_id, GENESIS_HASH, list(event_ids), list(payloads)
+        )
+        if row is None:  # pragma: no cover - the upsert always returns the head
+            raise LookupError(f"no chain head for tenant {tenant_id}")
+        return ChainHead(row["last_seq"], row["last_hash"], frozenset(row["known"]),
+                         list(row["payloads"]))
 
-        The payloads come back through ``jsonb`` so the hash is computed over exactly what
-        will be stored and read back (``jsonb`` normalises numbers and duplicate keys).
-        """
-        stmt = (
-            pg_insert(Chain)
-            .values(tenant_id=tenant_id, last_seq=0, last_hash=GENESIS_HASH)
-            .on_conflict_do_update(index_elements=[Chain.tenant_id],
-                                   set_={"last_seq": Chain.last_seq})
-            .returning(
-                Chain.last_seq,
-                Chain.last_hash,
-                cast(bindparam("changes", _json(changes), type_=String), JSONB).label("changes"),
-                cast(bindparam("data", _json(data), type_=String), JSONB).label("data"),
-            )
+    async def append(self, tenant_id: UUID, rows: NewEvents) -> int:
+        """Insert the rows and advance the head to the newest; returns how many were
+        inserted (fewer when an id was recorded meanwhile)."""
+        inserted = await direct.fetchval(
+            self.session, _APPEND, tenant_id, rows.id, rows.seq, rows.occurred_at,
+            rows.actor_id, rows.actor_type, rows.action, rows.resource_type, rows.resource_id,
+            rows.request_id, rows.ip, rows.changes, rows.data, rows.hash, rows.prev_hash,
         )
-        row = (await self.session.execute(stmt)).one()
-        return ChainHead(row.last_seq, row.last_hash, row.changes, row.data)
-
-    async def append(self, values: dict[str, Any]) -> bool:
-        """Insert the event and advance the chain head; False if the event id is known."""
-        events, chains = _table(AuditEvent), _table(Chain)
-        inserted = (
-            pg_insert(events)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[events.c.id])
-            .returning(events.c.tenant_id, events.c.seq, events.c.hash)
-            .cte("inserted")
-        )
-        stmt = (
-            update(chains)
-            .where(chains.c.tenant_id == inserted.c.tenant_id)
-            .values(last_seq=inserted.c.seq, last_hash=inserted.c.hash)
-            .returning(inserted.c.seq)
-        )
-        return (await self.session.execute(stmt)).first() is not None
+        return int(inserted)
 
     # ---- reading ------------------------------------------------------------------------
     def _filtered(self, tenant_id: UUID, filters: EventFilters) -> Select[Any]:
@@ -272,11 +320,3 @@ class AuditRepository:
         )
         return len((await self.session.execute(stmt)).all())
 
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-def _json(value: dict[str, Any]) -> str:
-    return dumps(value).decode()

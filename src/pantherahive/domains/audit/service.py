@@ -3,7 +3,8 @@ and how the chain is verified across archived segments and live rows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from hashlib import sha256
 from typing import Any
@@ -25,7 +26,7 @@ from pantherahive.domains.audit.chain import (
 )
 from pantherahive.domains.audit.errors import AuditEventNotFound
 from pantherahive.domains.audit.permissions import AuditAction, audit_may
-from pantherahive.domains.audit.repository import AuditRepository, EventFilters
+from pantherahive.domains.audit.repository import AuditRepository, EventFilters, NewEvents
 from pantherahive.domains.audit.schemas import ActorType, ChainVerification
 from pantherahive.infra.bus.consumer import Event
 from pantherahive.infra.db.engine import set_tenant
@@ -62,52 +63,91 @@ def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any]
     return {}, rest
 
 
+class ChainConflict(RuntimeError):
+    """An event of the batch was recorded by someone else between the head lock and the
+    insert (seen only through the unique id): the batch would leave a gap in ``seq``, so
+    it is refused and its transaction rolled back; one event at a time cannot conflict."""
+
+
 async def record_event(session: AsyncSession, event: Event) -> bool:
-    """Append ``event`` to its tenant's chain; False when it was already recorded.
+    """Append ``event`` to its tenant's chain; False when it was already recorded."""
+    return await record_events(session, [event]) == 1
 
-    The chain head row is locked for the rest of the transaction, so concurrent appends
-    for one tenant queue up and ``seq`` has no gaps; the runtime commits this together
-    with the consumer's position.
+
+async def record_events(session: AsyncSession, events: Sequence[Event]) -> int:
+    """Append events of one tenant, in the given order, to its chain; returns how many were
+    recorded (an event already in the trail is skipped, and the next takes its seq).
+
+    Two statements whatever the number of events: the chain head is created or locked —
+    held for the rest of the transaction, so concurrent appends for one tenant queue up and
+    ``seq`` has no gaps — together with the ids already recorded and the payloads as
+    ``jsonb`` stores them; the hashes are computed here; one INSERT … SELECT FROM unnest
+    writes every row and moves the head. The runtime commits this together with the
+    consumer's position.
     """
-    changes, rest = split_payload(event.type, event.data)
+    if not events:
+        return 0
+    tenant_id = events[0].tenant_id
+    if any(event.tenant_id != tenant_id for event in events):
+        raise ValueError("record_events takes the events of one tenant")
+    texts: list[tuple[str, str]] = []
+    for event in events:
+        changes, rest = split_payload(event.type, event.data)
+        texts.append((dumps(changes).decode(), dumps(rest).decode()))
     repo = AuditRepository(session)
-    head = await repo.lock_chain(event.tenant_id, changes, rest)
-    values: dict[str, Any] = {
-        "id": event.id,
-        "tenant_id": event.tenant_id,
-        "seq": head.last_seq + 1,
-        "occurred_at": event.occurred_at,
-        "actor_id": event.actor_id,
-        "actor_type": (ActorType.USER if event.actor_id else ActorType.SYSTEM).value,
-        "action": event.type[:100],
-        "resource_type": event.subject_type[:50],
-        "resource_id": event.subject_id[:100],
-        "request_id": event.request_id[:128] if event.request_id else None,
-        "ip": event.ip,
-        "changes": head.changes,
-        "data": head.data,
-        "prev_hash": head.last_hash,
-    }
-    values["hash"] = compute_hash(head.last_hash, _values_document(values))
-    return await repo.append(values)
-
-
-def _values_document(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(values["id"]),
-        "seq": values["seq"],
-        "occurredAt": format_timestamp(values["occurred_at"]),
-        "actorId": str(values["actor_id"]) if values["actor_id"] else None,
-        "actorType": values["actor_type"],
-        "action": values["action"],
-        "resourceType": values["resource_type"],
-        "resourceId": values["resource_id"],
-        "tenantId": str(values["tenant_id"]),
-        "requestId": values["request_id"],
-        "ip": values["ip"],
-        "changes": values["changes"],
-        "data": values["data"],
-    }
+    head = await repo.lock_chain(
+        tenant_id, [event.id for event in events], [f"[{c},{d}]" for c, d in texts]
+    )
+    rows = NewEvents()
+    taken: set[UUID] = set(head.known)
+    seq, prev_hash = head.last_seq, head.last_hash
+    tenant = str(tenant_id)
+    for event, (changes_text, data_text), stored in zip(
+        events, texts, head.payloads, strict=True
+    ):
+        if event.id in taken:
+            continue
+        taken.add(event.id)
+        changes, data = json.loads(stored)  # as the API reads it back (SQLAlchemy's codec)
+        seq += 1
+        actor = str(event.actor_id) if event.actor_id else None
+        actor_type = (ActorType.USER if event.actor_id else ActorType.SYSTEM).value
+        action = event.type[:100]
+        resource_type = event.subject_type[:50]
+        resource_id = event.subject_id[:100]
+        request_id = event.request_id[:128] if event.request_id else None
+        digest = compute_hash(prev_hash, {
+            "id": str(event.id), "seq": seq, "occurredAt": format_timestamp(event.occurred_at),
+            "actorId": actor, "actorType": actor_type, "action": action,
+            "resourceType": resource_type, "resourceId": resource_id, "tenantId": tenant,
+            "requestId": request_id, "ip": event.ip, "changes": changes, "data": data,
+        })
+        rows.id.append(event.id)
+        rows.seq.append(seq)
+        rows.occurred_at.append(event.occurred_at)
+        rows.actor_id.append(event.actor_id)
+        rows.actor_type.append(actor_type)
+        rows.action.append(action)
+        rows.resource_type.append(resource_type)
+        rows.resource_id.append(resource_id)
+        rows.request_id.append(request_id)
+        rows.ip.append(event.ip)
+        rows.changes.append(changes_text)
+        rows.data.append(data_text)
+        rows.hash.append(digest)
+        rows.prev_hash.append(prev_hash)
+        prev_hash = digest
+    if not rows:
+        return 0
+    inserted = await repo.append(tenant_id, rows)
+    if inserted == len(rows):
+        return inserted
+    if len(rows) == 1:
+        return 0  # recorded meanwhile: nothing inserted, the head did not move
+    raise ChainConflict(
+        f"{len(rows) - inserted} of {len(rows)} audit events of tenant {tenant_id} were "
+        "recorded concurrently; the batch is rolled back"
+    )
 
 
 class AuditService:

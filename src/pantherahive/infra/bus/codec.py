@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Row
 
 from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.db.direct import Record
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -25,8 +26,9 @@ class Cursor:
 ORIGIN = Cursor(0, 0)
 
 
-def event_from_row(row: Row[Any]) -> Event:
-    m = row._mapping
+def event_from_row(row: Row[Any] | Record) -> Event:
+    """An event from an outbox row: a SQLAlchemy row, or an asyncpg record."""
+    m: Any = row._mapping if isinstance(row, Row) else row
     return Event(
         id=m["id"],
         type=m["type"],

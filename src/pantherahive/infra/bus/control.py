@@ -2,7 +2,9 @@
 
 It holds session-level advisory locks — one per consumer (or per relay) — so that with
 several processes only one runs each consumer, and a dead process's locks vanish with its
-connection. It also LISTENs on the outbox channel the trigger of migration 0004 notifies.
+connection. It also LISTENs on the outbox channel the trigger of migration 0004 notifies;
+the payload is the comma-separated event types a statement inserted (migration 0013;
+empty when unknown).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ CHANNEL = "pantherahive_outbox"
 
 
 class ControlConnection:
-    def __init__(self, db: Database, on_notify: Callable[[], None] | None = None) -> None:
+    def __init__(self, db: Database, on_notify: Callable[[str], None] | None = None) -> None:
         self._db = db
         self._on_notify = on_notify
         self._conn: AsyncConnection | None = None
@@ -48,9 +50,9 @@ class ControlConnection:
             await self._conn.close()
             self._conn = None
 
-    def _notified(self, *_args: object) -> None:
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if self._on_notify is not None:
-            self._on_notify()
+            self._on_notify(payload)
 
     def alive(self) -> bool:
         return self._driver is not None and not self._driver.is_closed()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.infra.bus import store
-from pantherahive.infra.bus.codec import Cursor
+from pantherahive.infra.bus.codec import Cursor, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.guard import (
     UnannouncedWrite,
@@ -21,7 +22,7 @@ from pantherahive.infra.bus.guard import (
 )
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
 from pantherahive.infra.context import caused_by
-from pantherahive.infra.db.engine import Database, set_tenant
+from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,17 +36,42 @@ async def run_handler(spec: ConsumerSpec, session: AsyncSession, event: Event) -
     forget_emitted(session)
     with caused_by(event.request_id, event.ip, event.tenant_id, event.actor_id):
         await spec.handler(session, event)
+    await _check_announced(spec, session, [event])
+
+
+async def run_batch_handler(
+    spec: ConsumerSpec, session: AsyncSession, events: Sequence[Event]
+) -> None:
+    """The spec's batch handler for consecutive events of one tenant (the transaction is
+    scoped to it). No request context is bound: the events have different causes. The
+    write guard answers for the batch as a whole."""
+    if spec.batch_handler is None:
+        raise TypeError(f"consumer {spec.name} has no batch handler")
+    forget_emitted(session)
+    await spec.batch_handler(session, events)
+    await _check_announced(spec, session, events)
+
+
+async def _check_announced(
+    spec: ConsumerSpec, session: AsyncSession, events: Sequence[Event]
+) -> None:
     if not spec.announced_schemas:
         return
     # Taken after every handler, so in a chunk each handler answers for its own writes.
     written = await take_write_marks(session, spec.announced_schemas)
     if written and not has_emitted(session):
-        log.error("write without event", consumer=spec.name, event_id=str(event.id),
-                  event_type=event.type, schemas=written)
+        types = ", ".join(sorted({event.type for event in events}))
+        log.error("write without event", consumer=spec.name,
+                  event_id=str(events[0].id) if len(events) == 1 else None,
+                  event_type=types, schemas=written)
         raise UnannouncedWrite(
             f"consumer {spec.name} changed rows of {', '.join(written)} handling "
-            f"{event.type} without emitting an event"
+            f"{types} without emitting an event"
         )
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +97,9 @@ class Outcome(enum.StrEnum):
 class BatchResult:
     read: int
     handled: int
+    # Committed events are waiting above the safe horizon (an older transaction is still
+    # open): worth re-reading soon. Only known when ``read`` was below the limit.
+    waiting: bool = False
 
 
 class ConsumerRunner:
@@ -88,12 +117,16 @@ class ConsumerRunner:
         retry: RetryPolicy,
         stopping: asyncio.Event | None = None,
         chunk_size: int = 50,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.spec = spec
         self.retry = retry
         self.stopping = stopping or asyncio.Event()
         self.chunk_size = chunk_size
+        # Called after each transaction that moved the position commits (it held an xid,
+        # so it may have held other consumers' reads back).
+        self._committed = committed or _nothing
 
     @property
     def name(self) -> str:
@@ -105,7 +138,7 @@ class ConsumerRunner:
             attempt += 1
             try:
                 async with self.db.sessions() as session, session.begin():
-                    await set_tenant(session, event.tenant_id)
+                    await store.set_tenant(session, event.tenant_id)
                     if not await self._claim(session, event, cursor):
                         EVENTS_CONSUMED.labels(self.name, Outcome.DUPLICATE).inc()
                         return Outcome.DUPLICATE
@@ -121,14 +154,15 @@ class ConsumerRunner:
                 if await self._pause(self.retry.delay(attempt)):
                     return Outcome.STOPPED
             else:
+                self._committed()
                 EVENTS_CONSUMED.labels(self.name, Outcome.HANDLED).inc()
                 return Outcome.HANDLED
 
     async def advance(self, cursor: Cursor) -> None:
         """Move past the end of a batch (events this consumer does not want included)."""
         async with self.db.sessions() as session, session.begin():
-            if await store.read_offset(session, self.name, lock=True) < cursor:
-                await store.write_offset(session, self.name, cursor)
+            await store.advance_offset(session, self.name, cursor)
+        self._committed()
 
     async def ensure_offset(self) -> None:
         async with self.db.sessions() as session, session.begin():
@@ -139,22 +173,28 @@ class ConsumerRunner:
             return await store.read_offset(session, self.name)
 
     async def pending(self) -> int:
-        """Committed events not handled yet (a cheap count capped at 100000); sets the gauge."""
-        async with self.db.sessions() as session:
-            count = await store.pending_count(
-                session, await store.read_offset(session, self.name)
-            )
+        """Committed events not handled (or stepped over) yet, capped at 100000; sets the
+        lag gauge."""
+        count = await store.lag(self.db, self.name)
         CONSUMER_LAG.labels(self.name).set(count)
         return count
 
     async def process_batch(self, limit: int) -> BatchResult:
         """Read up to ``limit`` safe outbox rows after this consumer's offset and handle them
         in order; stops early (without skipping anything) when asked to stop."""
-        async with self.db.sessions() as session:
-            after = await store.read_offset(session, self.name)
-            rows = await store.read_outbox(session, after, limit)
+        batch = await store.read_next(self.db, self.name, limit, self.spec.types)
+        rows = batch.rows
         wanted = [row for row in rows if self.spec.wants(row.event.type)]
+        # All safe rows were read, so whatever else of ours is committed waits above the
+        # horizon (an older transaction is still open): worth a re-read soon.
+        waiting = len(rows) < limit and batch.committed > len(wanted)
+        if rows and not wanted:
+            # Nothing to handle: step over them (forward only, so a concurrent runner that
+            # got further is not moved back).
+            await self.advance(rows[-1].cursor)
+            return BatchResult(read=len(rows), handled=0, waiting=waiting)
         handled = 0
+        passed: Cursor | None = None
         for start in range(0, len(wanted), self.chunk_size):
             if self.stopping.is_set():
                 return BatchResult(read=len(rows), handled=handled)
@@ -162,6 +202,7 @@ class ConsumerRunner:
             done = await self._deliver_chunk(chunk)
             if done is not None:
                 handled += done
+                passed = chunk[-1].cursor
                 continue
             if self.stopping.is_set():
                 return BatchResult(read=len(rows), handled=handled)
@@ -172,25 +213,43 @@ class ConsumerRunner:
                     return BatchResult(read=len(rows), handled=handled)
                 if outcome is not Outcome.DUPLICATE:
                     handled += 1
-        if rows and not self.stopping.is_set():
+                passed = row.cursor
+        if rows and passed != rows[-1].cursor and not self.stopping.is_set():
+            # Unwanted events after the last one handled: move past them too.
             await self.advance(rows[-1].cursor)
-        return BatchResult(read=len(rows), handled=handled)
+        return BatchResult(read=len(rows), handled=handled, waiting=waiting)
 
     async def _deliver_chunk(self, chunk: list[store.OutboxRow]) -> int | None:
         """Handle consecutive events in one transaction (one commit, one offset write);
-        None when a handler raised, and nothing of the chunk was kept."""
+        None when a handler raised, and nothing of the chunk was kept.
+
+        With a batch handler the chunk goes in one piece, one call per tenant (each tenant's
+        events in outbox order): the transaction stays as short as the handler's few
+        statements, and every consumer's reads wait for it (the xid horizon).
+        """
         try:
             async with self.db.sessions() as session, session.begin():
-                offset = await store.read_offset(session, self.name, lock=True)
+                # Locks the position, and scopes the transaction to the first tenant.
+                scoped = chunk[0].event.tenant_id
+                offset = await store.lock_offset(session, self.name, scoped)
+                todo = [row for row in chunk if row.cursor > offset]
                 done: list[store.OutboxRow] = []
-                for row in chunk:
-                    if row.cursor <= offset:
-                        continue
-                    if done and self.stopping.is_set():
-                        break  # graceful stop: commit what is done, leave the rest
-                    await set_tenant(session, row.event.tenant_id)
-                    await run_handler(self.spec, session, row.event)
-                    done.append(row)
+                if self.spec.batch_handler is not None:
+                    for events in group_by_tenant([row.event for row in todo]):
+                        if events[0].tenant_id != scoped:
+                            scoped = events[0].tenant_id
+                            await store.set_tenant(session, scoped)
+                        await run_batch_handler(self.spec, session, events)
+                    done = todo
+                else:
+                    for row in todo:
+                        if done and self.stopping.is_set():
+                            break  # graceful stop: commit what is done, leave the rest
+                        if done or row.event.tenant_id != scoped:
+                            # After a handler, set it again: a handler may have changed it.
+                            await store.set_tenant(session, row.event.tenant_id)
+                        await run_handler(self.spec, session, row.event)
+                        done.append(row)
                 if done:
                     await store.write_offset(session, self.name, done[-1].cursor)
         except Exception as exc:
@@ -198,6 +257,7 @@ class ConsumerRunner:
             log.info("event chunk failed; retrying its events one by one",
                      consumer=self.name, error=repr(exc))
             return None
+        self._committed()
         if done:
             EVENTS_CONSUMED.labels(self.name, Outcome.HANDLED).inc(len(done))
         return len(done)
@@ -214,10 +274,11 @@ class ConsumerRunner:
         self, event: Event, cursor: Cursor | None, error: str, attempts: int
     ) -> Outcome:
         async with self.db.sessions() as session, session.begin():
-            await set_tenant(session, event.tenant_id)
+            await store.set_tenant(session, event.tenant_id)
             if not await self._claim(session, event, cursor):
                 return Outcome.DUPLICATE
             await store.park(session, self.name, event, error, attempts)
+        self._committed()
         EVENTS_CONSUMED.labels(self.name, Outcome.PARKED).inc()
         log.error(
             "event parked in dead letters", consumer=self.name, event_id=str(event.id),

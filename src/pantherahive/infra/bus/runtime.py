@@ -18,6 +18,8 @@ from pantherahive.settings import Settings
 log = get_logger(__name__)
 # Rows committed but not yet below the safe horizon are re-checked this often.
 _HORIZON_RECHECK_SECONDS = 0.05
+# The lag gauge of a running consumer is refreshed at most this often.
+_LAG_GAUGE_SECONDS = 1.0
 
 
 def is_embedded(bus_url: str | None) -> bool:
@@ -68,10 +70,12 @@ async def drain(
                 progressed = progressed or result.read > 0
                 if result.read < batch_size:
                     break
-            waiting = waiting or await runner.pending() > 0
+            waiting = waiting or result.waiting
         if progressed:
             continue
         if not waiting or loop.time() >= deadline:
+            for runner in runners:
+                await runner.pending()  # the lag gauge
             return total
         await asyncio.sleep(_HORIZON_RECHECK_SECONDS)
 
@@ -103,6 +107,9 @@ class EmbeddedRuntime:
         self.pruner = pruner
         self._stopping = asyncio.Event()
         self._wake = {name: asyncio.Event() for name in names}
+        # Consumers waiting for committed events above the horizon: woken when a consumer
+        # of this process commits (its transaction may have been the one holding it).
+        self._held: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._control: asyncio.Task[None] | None = None
 
@@ -145,12 +152,24 @@ class EmbeddedRuntime:
         for event in self._wake.values():
             event.set()
 
+    def _notified(self, payload: str) -> None:
+        """NOTIFY from the outbox trigger: wake the consumers that want one of the event
+        types committed (all of them when the payload does not say)."""
+        types = payload.split(",") if payload else None
+        for spec in self.consumers:
+            if types is None or any(spec.wants(kind) for kind in types):
+                self._wake[spec.name].set()
+
+    def _released(self) -> None:
+        for name in self._held:
+            self._wake[name].set()
+
     async def _lead(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
             generation = asyncio.Event()
             try:
-                async with ControlConnection(self.db, self._wake_all) as control:
+                async with ControlConnection(self.db, self._notified) as control:
                     backoff = 0.5
                     try:
                         while not self._stopping.is_set() and control.alive():
@@ -182,26 +201,38 @@ class EmbeddedRuntime:
                 continue
             if task is None and not await control.try_lock(f"consumer:{spec.name}"):
                 continue
-            runner = ConsumerRunner(self.db, spec, self.retry, generation)
+            runner = ConsumerRunner(self.db, spec, self.retry, generation,
+                                    committed=self._released)
             self._tasks[spec.name] = asyncio.create_task(
                 self._consume(runner), name=f"bus-consumer-{spec.name}"
             )
 
     async def _consume(self, runner: ConsumerRunner) -> None:
+        loop = asyncio.get_running_loop()
         wake = self._wake[runner.name]
         await runner.ensure_offset()
+        gauge_at = loop.time()
         while not runner.stopping.is_set():
             wake.clear()
-            wait = self.poll_interval
+            held = False
             try:
                 result = await runner.process_batch(self.batch_size)
+                if loop.time() >= gauge_at:
+                    await runner.pending()
+                    gauge_at = loop.time() + _LAG_GAUGE_SECONDS
                 if result.read >= self.batch_size:
                     continue
-                if await runner.pending() > 0:
-                    wait = _HORIZON_RECHECK_SECONDS
+                held = result.waiting
             except Exception as exc:
                 log.warning("consumer batch failed", consumer=runner.name, error=repr(exc))
-            await self._wait(wake, wait)
+            if held:
+                self._held.add(runner.name)
+            try:
+                await self._wait(wake, _HORIZON_RECHECK_SECONDS if held else self.poll_interval)
+            finally:
+                self._held.discard(runner.name)
+            if runner.spec.linger > 0:
+                await self._wait(runner.stopping, runner.spec.linger)
 
     @staticmethod
     async def _wait(event: asyncio.Event, seconds: float) -> None:

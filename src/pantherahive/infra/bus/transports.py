@@ -83,7 +83,7 @@ class Relay:
         backoff = 0.2
         while not stopping.is_set():
             try:
-                async with ControlConnection(self.db, wake.set) as control:
+                async with ControlConnection(self.db, lambda _types: wake.set()) as control:
                     while not stopping.is_set() and not await control.try_lock("relay"):
                         await wait_any(5.0, stopping)
                     while not stopping.is_set() and control.alive():
