@@ -121,15 +121,17 @@ class Runner:
 
         async def lag() -> int | None:
             conn = await bench_db.connect(self.url)
+            # Consumers read in commit order, (xid, position), not in position order: a
+            # position-only difference reports rows committed out of order as "behind".
             try:
-                head = await conn.fetchval("SELECT COALESCE(max(position), 0) FROM bus.outbox")
-                tail = await conn.fetchval(
-                    "SELECT min(last_position) FROM bus.consumer_offsets")
+                behind = await conn.fetchval(
+                    "SELECT max(bus.outbox_pending(last_xid, last_position)) "
+                    "FROM bus.consumer_offsets")
             except Exception:  # an older schema without consumer offsets
                 return None
             finally:
                 await conn.close()
-            return None if tail is None else max(int(head) - int(tail), 0)
+            return None if behind is None else int(behind)
 
         started = progress_at = time.monotonic()
         best: int | None = None

@@ -164,6 +164,57 @@ async def test_a_good_login_forgives_that_login_but_not_the_ip(tmp_path: Path) -
             assert statuses == [401, 401, 401, 429]
 
 
+async def _change_password(
+    client: httpx.AsyncClient, token: str, current: str, new: str = "brand-new-pass-2"
+) -> httpx.Response:
+    return await client.post(
+        "/v1/users/me/password",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"currentPassword": current, "newPassword": new},
+    )
+
+
+async def test_wrong_current_passwords_are_throttled_per_user(tmp_path: Path) -> None:
+    """A stolen access token must not become an unlimited password oracle."""
+    settings = make_settings(tmp_path, rate_limit_login_failures="3/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        token = tenant.admin.token
+        statuses = [(await _change_password(client, token, "not-it")).status_code for _ in range(4)]
+        assert statuses == [422, 422, 422, 429]
+        # the right current password waits too: guessing it is what the limit bounds
+        right = await _change_password(client, token, PASSWORD)
+        assert right.status_code == 429
+        assert int(right.headers["retry-after"]) >= 1
+        assert right.json()["type"].endswith("/rate-limited")
+        reasons = [e["data"]["reason"] for e in await outbox(client, tenant.id)
+                   if e["type"] == "auth.password_change_failed"]
+        assert reasons == ["bad_credentials"] * 3 + ["throttled"] * 2
+        # it is this user's budget, not the tenant's or the login's
+        other = await client.post(
+            "/v1/auth/login", json={"tenant": tenant.slug, "login": "admin", "password": PASSWORD}
+        )
+        assert other.status_code == 200
+
+
+async def test_the_right_current_password_resets_the_count(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_login_failures="3/5 minutes")
+    async with running_app(database_url(), settings) as client:
+        tenant = await create_tenant(client)
+        token = tenant.admin.token
+        for _ in range(2):
+            assert (await _change_password(client, token, "not-it")).status_code == 422
+        assert (await _change_password(client, token, PASSWORD)).status_code == 204
+        login = await client.post(
+            "/v1/auth/login",
+            json={"tenant": tenant.slug, "login": "admin", "password": "brand-new-pass-2"},
+        )
+        assert login.status_code == 200
+        fresh = login.json()["accessToken"]
+        statuses = [(await _change_password(client, fresh, "not-it")).status_code for _ in range(4)]
+        assert statuses == [422, 422, 422, 429]
+
+
 @pytest.mark.parametrize("storage", ["memory", "redis"])
 async def test_consume_refund_and_clear_on_both_storages(
     storage: str, request: pytest.FixtureRequest

@@ -13,13 +13,14 @@ from pantherahive.core.errors import RateLimited, Unauthenticated
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.errors import (
     EmailNotVerified,
+    GuessThrottled,
     InvalidActionToken,
     InvalidCredentials,
-    LoginThrottled,
     RefreshTokenRejected,
+    WrongCurrentPassword,
 )
 from pantherahive.domains.identity.repository import IdentityRepository
-from pantherahive.domains.identity.schemas import UserStatus
+from pantherahive.domains.identity.schemas import PasswordChange, UserStatus
 from pantherahive.domains.identity.service import (
     REFRESH_PREFIX,
     RESET_PREFIX,
@@ -143,7 +144,37 @@ class Authenticator:
             subject_id=user.id if user else login[:100],
             data={"login": login[:254], "reason": "throttled"},
         )
-        return LoginThrottled.of(refused)
+        return GuessThrottled.of(refused)
+
+    async def change_password(
+        self, session: AsyncSession, auth: AuthContext, *, body: PasswordChange
+    ) -> None:
+        """A wrong current password is a guess like a failed login, so the same failure
+        limit applies, counted per user: a stolen access token cannot be used to guess
+        the password that would take the account over (a password change revokes every
+        other session). Spent before the check, given back on an outage, reset by the
+        right password; a throttled attempt records its auth.password_change_failed."""
+        limit = self.failure_item
+        key = ("password-change", str(auth.tenant_id), str(auth.user_id))
+        try:
+            await self.limits.consume(limit, *key)
+        except RateLimited as refused:
+            await emit(
+                session,
+                events.PASSWORD_CHANGE_FAILED,
+                subject_type="user",
+                subject_id=auth.user_id,
+                data={"reason": "throttled"},
+            )
+            raise GuessThrottled.of(refused) from refused
+        try:
+            await self.identity.change_password(session, auth, body=body)
+        except WrongCurrentPassword:
+            raise
+        except Exception:
+            await self.limits.refund(limit, *key)
+            raise
+        await self.limits.clear(limit, *key)
 
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)

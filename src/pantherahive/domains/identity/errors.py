@@ -35,13 +35,14 @@ class WrongCurrentPassword(ValidationFailed):
         )
 
 
-class LoginThrottled(RateLimited):
-    """The 429 of a login refused by the failure limit; commits its auth.login_failed."""
+class GuessThrottled(RateLimited):
+    """The 429 of a password guess (a login, a password change) refused by the failure
+    limit; commits the failure event recorded for it."""
 
     commit = True
 
     @classmethod
-    def of(cls, refused: RateLimited) -> LoginThrottled:
+    def of(cls, refused: RateLimited) -> GuessThrottled:
         throttled = cls(1, refused.detail)
         throttled.headers = dict(refused.headers)
         return throttled

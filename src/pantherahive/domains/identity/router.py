@@ -194,15 +194,15 @@ async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> Use
 @users.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_problems(401, 422),
+    responses=_problems(401, 422, 429),
 )
 async def change_my_password(
-    body: PasswordChange, auth: CurrentAuth, session: Session, identity: Identity
+    body: PasswordChange, auth: CurrentAuth, session: Session, authenticator: Auth
 ) -> None:
     """Change the caller's password (the current one is required; a wrong one is 422 on
-    `currentPassword`). Every session of the caller, this one included, is revoked: log
-    in again."""
-    await identity.change_password(session, auth, body=body)
+    `currentPassword`, and wrong ones count against the failed-login limit: 429 when it
+    is spent). Every session of the caller, this one included, is revoked: log in again."""
+    await authenticator.change_password(session, auth, body=body)
 
 
 @users.get("", responses=_problems(401, 422))
