@@ -7,6 +7,8 @@ marked ``commit=True``: the request fails, but its event and any revocation are 
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import RateLimited, Unauthenticated
@@ -28,6 +30,7 @@ from pantherahive.domains.identity.service import (
     IdentityService,
     IssuedTokens,
     now,
+    password_change_failed,
 )
 from pantherahive.domains.identity.tables import RefreshToken, User
 from pantherahive.infra.bus.outbox import emit
@@ -99,17 +102,8 @@ class Authenticator:
             raise
         if not ok or user is None or user.status == UserStatus.INACTIVE:
             if tenant_id is not None:
-                bind_principal(tenant_id, None)
-                await emit(
-                    session,
-                    events.LOGIN_FAILED,
-                    subject_type="user",
-                    subject_id=user.id if user else login[:100],
-                    data={
-                        "login": login[:254],
-                        "reason": "bad_credentials" if not ok or user is None else "inactive",
-                    },
-                )
+                reason = "bad_credentials" if not ok or user is None else "inactive"
+                await _login_failed(session, tenant_id, user, login, reason)
             raise InvalidCredentials()
         # The right password: this login's failures are forgiven; the IP gets back only
         # this attempt's unit, so one good login cannot launder an IP's guesses elsewhere.
@@ -136,14 +130,7 @@ class Authenticator:
             return refused
         await set_tenant(session, tenant_id)
         user = await repo.find_user_by_login(login)
-        bind_principal(tenant_id, None)
-        await emit(
-            session,
-            events.LOGIN_FAILED,
-            subject_type="user",
-            subject_id=user.id if user else login[:100],
-            data={"login": login[:254], "reason": "throttled"},
-        )
+        await _login_failed(session, tenant_id, user, login, "throttled")
         return GuessThrottled.of(refused)
 
     async def change_password(
@@ -159,13 +146,7 @@ class Authenticator:
         try:
             await self.limits.consume(limit, *key)
         except RateLimited as refused:
-            await emit(
-                session,
-                events.PASSWORD_CHANGE_FAILED,
-                subject_type="user",
-                subject_id=auth.user_id,
-                data={"reason": "throttled"},
-            )
+            await password_change_failed(session, auth.user_id, "throttled")
             raise GuessThrottled.of(refused) from refused
         try:
             await self.identity.change_password(session, auth, body=body)
@@ -309,3 +290,18 @@ class Authenticator:
             raise InvalidActionToken()
         bind_principal(tenant_id, user.id)
         return user
+
+
+async def _login_failed(
+    session: AsyncSession, tenant_id: UUID, user: User | None, login: str, reason: str
+) -> None:
+    """auth.login_failed, with no actor (nobody is logged in), about the user when the
+    login names one."""
+    bind_principal(tenant_id, None)
+    await emit(
+        session,
+        events.LOGIN_FAILED,
+        subject_type="user",
+        subject_id=user.id if user else login[:100],
+        data={"login": login[:254], "reason": reason},
+    )

@@ -410,13 +410,7 @@ class IdentityService:
         if user is None:
             raise NotFound("No such user.")
         if not await self.passwords.verify(user.password_hash, body.current_password):
-            await emit(
-                session,
-                events.PASSWORD_CHANGE_FAILED,
-                subject_type="user",
-                subject_id=user.id,
-                data={"reason": "bad_credentials"},
-            )
+            await password_change_failed(session, user.id, "bad_credentials")
             raise WrongCurrentPassword()
         await self.set_password(session, user, body.new_password)
 
@@ -431,6 +425,16 @@ class IdentityService:
         await emit(
             session, events.USER_PASSWORD_CHANGED, subject_type="user", subject_id=user.id, data={}
         )
+
+
+async def password_change_failed(session: AsyncSession, user_id: UUID, reason: str) -> None:
+    await emit(
+        session,
+        events.PASSWORD_CHANGE_FAILED,
+        subject_type="user",
+        subject_id=user_id,
+        data={"reason": reason},
+    )
 
 
 def _tenant_of(session: AsyncSession) -> UUID:
