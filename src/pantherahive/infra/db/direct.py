@@ -79,7 +79,8 @@ async def connection(session: AsyncSession) -> asyncpg.Connection[Record]:
     return bound[1]
 
 
-def _connection_lost(exc: BaseException) -> bool:
+def connection_lost(exc: BaseException) -> bool:
+    """Whether the error, or one it was raised from, says the connection is dead."""
     link: BaseException | None = exc
     while link is not None:
         if isinstance(link, _DEAD_CONNECTION):
@@ -96,7 +97,7 @@ async def _run(session: AsyncSession, method: str, sql: str, args: tuple[Any, ..
             bound = await _bind(session, sa_connection)
         return await getattr(bound[1], method)(sql, *args)
     except Exception as exc:
-        if _connection_lost(exc):
+        if connection_lost(exc):
             session.info.pop(_BOUND, None)
             # As SQLAlchemy does on a disconnect: a server restart or failover has closed
             # every pooled connection, so the whole pool is replaced, not just this one.
