@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic.script import ScriptDirectory
 
 from pantherahive.infra.db.migrate import alembic_config
@@ -26,3 +28,29 @@ async def test_database_is_at_the_head() -> None:
     finally:
         await conn.close()
     assert version == script.get_current_head()
+
+
+async def _actor_action_index() -> bool | None:
+    conn = await owner_connection(database_url())
+    try:
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.oid = to_regclass('audit.ix_audit_events_actor_action')"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_migration_outside_a_transaction_goes_down_and_up() -> None:
+    """0014 builds its index CONCURRENTLY, outside the transaction Alembic gives every other
+    migration: the environment must allow that, both ways, and leave a valid index."""
+    from alembic import command
+
+    config = alembic_config(database_url())
+    assert await _actor_action_index() is True
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0013")
+        assert await _actor_action_index() is None
+    finally:
+        await asyncio.to_thread(command.upgrade, config, "head")
+    assert await _actor_action_index() is True

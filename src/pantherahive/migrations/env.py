@@ -33,6 +33,10 @@ async def _main() -> None:
         await connection.commit()
         # Several processes may start at once (workers, tests): one migrates, the rest wait.
         await connection.execute(text("SELECT pg_advisory_lock(727274)"))
+        # The lock is the session's; end the transaction that took it, so Alembic runs each
+        # migration in a transaction of its own (and a migration may step outside one for
+        # CREATE INDEX CONCURRENTLY).
+        await connection.commit()
         try:
             await connection.run_sync(_run)
             await connection.commit()
