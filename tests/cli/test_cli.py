@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +76,24 @@ def test_a_role_that_does_not_exist_is_a_usage_error_not_a_traceback() -> None:
     assert "Traceback" not in result.output
     assert "BOSS" in result.output
     assert "member" in result.output.lower()
+
+
+def test_serve_on_a_taken_port_says_so_before_starting_anything(
+    cli_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # no DATABASE_URL: serve would start the embedded PostgreSQL in the data directory
+    monkeypatch.delenv("DATABASE_URL")
+    get_settings.cache_clear()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"Cannot listen on 127.0.0.1:{port}" in _flat(result.output)
+    assert "PANTHERAHIVE_PORT" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "postgres").exists()
 
 
 @pytest.mark.usefixtures("cli_env")

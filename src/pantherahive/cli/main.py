@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -69,6 +70,7 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
+    _require_free_port(host, port)
     url = _database_url()
     if migrate_first:
         _migrate(url)
@@ -104,6 +106,28 @@ def serve(
         proxy_headers=True,
         server_header=False,
     )
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Say so before anything starts (the embedded PostgreSQL, migrations) when the address
+    is taken, instead of a bind error from uvicorn after the banner."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # as uvicorn binds: a port in TIME_WAIT is free, a listening one is not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        typer.secho(
+            f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Another program (or "
+            "another PantheraHive) may be using it: choose another port with "
+            "PANTHERAHIVE_PORT=… (or --port), or another interface with PANTHERAHIVE_HOST.",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2) from exc
 
 
 def _run_with_platform(work: Callable[..., Awaitable[T]]) -> T:
