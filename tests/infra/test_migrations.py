@@ -54,3 +54,28 @@ async def test_a_migration_outside_a_transaction_goes_down_and_up() -> None:
     finally:
         await asyncio.to_thread(command.upgrade, config, "head")
     assert await _actor_action_index() is True
+
+
+async def test_an_interrupted_concurrent_build_is_built_again() -> None:
+    """CREATE INDEX CONCURRENTLY that fails half-way leaves an invalid index behind, which
+    IF NOT EXISTS alone would keep for good."""
+    from alembic import command
+
+    config = alembic_config(database_url())
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0013")
+        conn = await owner_connection(database_url())
+        try:
+            await conn.execute(
+                "CREATE INDEX ix_audit_events_actor_action ON audit.audit_events (tenant_id)"
+            )
+            await conn.execute(
+                "UPDATE pg_index SET indisvalid = false "
+                "WHERE indexrelid = 'audit.ix_audit_events_actor_action'::regclass"
+            )
+        finally:
+            await conn.close()
+        assert await _actor_action_index() is False
+    finally:
+        await asyncio.to_thread(command.upgrade, config, "head")
+    assert await _actor_action_index() is True

@@ -32,10 +32,9 @@ def upgrade() -> None:
             DO $$
             BEGIN
               IF EXISTS (
-                SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'audit' AND c.relname = 'ix_audit_events_actor_action'
-                  AND NOT i.indisvalid
+                SELECT 1 FROM pg_index
+                WHERE indexrelid = to_regclass('audit.ix_audit_events_actor_action')
+                  AND NOT indisvalid
               ) THEN
                 DROP INDEX audit.ix_audit_events_actor_action;
               END IF;
