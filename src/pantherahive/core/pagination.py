@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -20,6 +21,33 @@ from pantherahive.core.errors import FieldError, ValidationFailed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+T = TypeVar("T")
+
+
+def cut_page(
+    rows: Sequence[T], limit: int, cursor_of: Callable[[T], list[Any]]
+) -> tuple[list[T], str | None]:
+    """A page from a query that asked for ``limit + 1`` rows: the first ``limit``, and the
+    cursor of the last of them when the extra row shows there are more (else None).
+    ``cursor_of`` gives the values the list's cursor carries for a row (its sort key and
+    id)."""
+    if len(rows) <= limit:
+        return list(rows), None
+    page = list(rows[:limit])
+    return page, encode_cursor(cursor_of(page[-1]))
+
+
+def cut_time_id_page(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[datetime, UUID]]
+) -> tuple[list[T], str | None]:
+    """``cut_page`` for lists ordered by (creation time, id): the cursor that
+    :func:`decode_time_id_cursor` reads back."""
+
+    def cursor_of(row: T) -> list[Any]:
+        moment, row_id = key(row)
+        return [moment.isoformat(), str(row_id)]
+
+    return cut_page(rows, limit, cursor_of)
 
 
 def encode_cursor(values: list[Any]) -> str:
