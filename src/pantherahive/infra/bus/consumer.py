@@ -52,6 +52,12 @@ class Event:
         }
 
 
+class PermanentFailure(Exception):
+    """A handler failure that no retry can cure (an event version the consumer does not
+    know, a payload that does not match its schema): the runner parks the event in the
+    dead letters at once, with this message as the reason, instead of retrying it."""
+
+
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 
