@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from pantherahive.core.events import EventData
+
+D = TypeVar("D", bound=EventData)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,15 @@ class PermanentFailure(Exception):
     dead letters at once, with this message as the reason, instead of retrying it."""
 
 
+class UnknownEventVersion(PermanentFailure):
+    """An event of a type the consumer subscribes to, at a version it has no schema for
+    (a producer upgraded before its consumers): parked, not guessed at."""
+
+
+class InvalidEventData(PermanentFailure):
+    """An event whose data does not validate against the schema of its type and version."""
+
+
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 
@@ -86,3 +100,66 @@ class ConsumerSpec:
 
     def wants(self, event_type: str) -> bool:
         return self.types is None or event_type in self.types
+
+
+TypedHandler = Callable[[AsyncSession, Event, D], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription(Generic[D]):
+    """One event schema (type and version) and what a consumer does with it."""
+
+    schema: type[D]
+    handler: TypedHandler[D]
+
+
+def on(schema: type[D], handler: TypedHandler[D]) -> Subscription[D]:
+    """``handler(session, envelope, data)`` receives events of ``schema`` with their data
+    parsed into it."""
+    return Subscription(schema, handler)
+
+
+def subscribe(
+    name: str,
+    *subscriptions: Subscription[Any],
+    announced_schemas: frozenset[str] = frozenset(),
+    linger: float = 0.0,
+) -> ConsumerSpec:
+    """A consumer that subscribes by schema: it is woken only for the types of its
+    schemas, and each event reaches the handler of its (type, version) already validated.
+
+    A version of a subscribed type that no schema here declares raises
+    :class:`UnknownEventVersion`, data that does not match raises
+    :class:`InvalidEventData`: both park the event with the reason, since no retry can
+    cure them.
+    """
+    handlers: dict[tuple[str, int], Subscription[Any]] = {}
+    versions: dict[str, list[int]] = {}
+    for subscription in subscriptions:
+        key = (subscription.schema.TYPE, subscription.schema.VERSION)
+        if key in handlers:
+            raise ValueError(f"consumer {name} subscribes twice to {key[0]} v{key[1]}")
+        handlers[key] = subscription
+        versions.setdefault(key[0], []).append(key[1])
+
+    async def dispatch(session: AsyncSession, event: Event) -> None:
+        subscription = handlers.get((event.type, event.version))
+        if subscription is None:
+            known = versions.get(event.type)
+            if known is None:
+                return  # not one of ours (a consumer is only woken for its types)
+            raise UnknownEventVersion(
+                f"consumer {name} has no schema for {event.type} version {event.version} "
+                f"(it knows version {', '.join(map(str, sorted(known)))})"
+            )
+        try:
+            data = subscription.schema.model_validate(event.data)
+        except ValidationError as exc:
+            raise InvalidEventData(
+                f"{event.type} v{event.version} data does not match its schema: {exc}"
+            ) from exc
+        await subscription.handler(session, event, data)
+
+    return ConsumerSpec(
+        name, dispatch, frozenset(versions), announced_schemas=announced_schemas, linger=linger
+    )

@@ -7,7 +7,7 @@ nothing committed is lost.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,6 +18,8 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pantherahive.core.clock import now
+from pantherahive.core.events import EventData
 from pantherahive.infra.bus.guard import mark_emitted
 from pantherahive.infra.context import current_context
 from pantherahive.infra.db import direct
@@ -58,17 +60,17 @@ _INSERT = (
 
 async def emit(
     session: AsyncSession,
-    event_type: str,
+    event: EventData | str,
     *,
-    subject_type: str,
     subject_id: object,
-    data: dict[str, Any] | None = None,
     tenant_id: UUID | None = None,
     actor_id: UUID | None = None,
-    version: int = 1,
     audited: bool = True,
+    subject_type: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> UUID:
-    """Write one event envelope in the caller's transaction.
+    """Write one event envelope in the caller's transaction: type, version and subject type
+    come from the payload's class (``core.events``), ``data`` is its wire form.
 
     Tenant and actor default to the authenticated principal of the current request.
     ``audited=False`` marks a derived event (one that accompanies the write's primary
@@ -76,6 +78,11 @@ async def emit(
     trail records only the primary event, which carries the full ``changes``.
     """
     ctx = current_context()
+    if isinstance(event, str):  # TRANSITION: untyped call sites, removed once all are typed
+        event_type, version, subject, payload = event, 1, subject_type or "", data or {}
+    else:
+        event_type, version = event.TYPE, event.VERSION
+        subject, payload = event.SUBJECT, event.to_json()
     tenant = tenant_id or ctx.tenant_id
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")
@@ -87,11 +94,11 @@ async def emit(
         tenant,
         event_type,
         version,
-        datetime.now(UTC),
+        now(),
         actor_id if actor_id is not None else ctx.user_id,
-        subject_type,
+        subject,
         str(subject_id),
-        orjson.dumps(data or {}).decode(),
+        orjson.dumps(payload).decode(),
         ctx.request_id,
         ctx.ip,
         audited,
