@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 _REGISTRY: dict[tuple[str, int], type[EventData]] = {}
+# The subject type of an event whose subject differs per emission (authz.denied is about
+# whatever was refused): ``emit`` is then told the subject type.
+ANY_SUBJECT = "*"
 
 
 class EventData(BaseModel):
@@ -54,7 +57,10 @@ class EventData(BaseModel):
         if type is None:
             return  # an abstract intermediate class
         if subject is None:
-            raise TypeError(f"{cls.__name__}: an event declares its subject type")
+            raise TypeError(
+                f"{cls.__name__}: an event declares its subject type "
+                f"({ANY_SUBJECT!r} where each emit names it)"
+            )
         key = (type, version)
         existing = _REGISTRY.get(key)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
@@ -65,8 +71,10 @@ class EventData(BaseModel):
         _REGISTRY[key] = cls
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form of the payload: camelCase keys, JSON values only."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The wire form of the payload: camelCase keys, JSON values only. An optional
+        field the producer did not set is left out (not sent as null), so a field added
+        to a version later does not change what older producers put on the wire."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def declared_events() -> list[type[EventData]]:

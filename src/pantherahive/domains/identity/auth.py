@@ -114,9 +114,7 @@ class Authenticator:
         bind_principal(user.tenant_id, user.id)
         if self.identity.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.identity.passwords.hash(password)
-        await emit(
-            session, events.LOGIN_SUCCEEDED, subject_type="user", subject_id=user.id, data={}
-        )
+        await emit(session, events.LoginSucceeded(), subject_id=user.id)
         return await self.identity.issue_session(session, user)
 
     async def _throttled(
@@ -168,11 +166,7 @@ class Authenticator:
             await repo.revoke_family(row.family_id, current)
             bind_principal(row.tenant_id, row.user_id)
             await emit(
-                session,
-                events.REFRESH_REUSED,
-                subject_type="user",
-                subject_id=row.user_id,
-                data={"familyId": str(row.family_id)},
+                session, events.RefreshReused(family_id=row.family_id), subject_id=row.user_id
             )
             raise RefreshTokenRejected()
         if (
@@ -186,11 +180,7 @@ class Authenticator:
         await session.flush()
         bind_principal(user.tenant_id, user.id)
         await emit(
-            session,
-            events.TOKEN_REFRESHED,
-            subject_type="user",
-            subject_id=user.id,
-            data={"familyId": str(row.family_id)},
+            session, events.TokenRefreshed(family_id=row.family_id), subject_id=user.id
         )
         return await self.identity.issue_session(session, user, family_id=row.family_id)
 
@@ -199,11 +189,7 @@ class Authenticator:
         await repo.revoke_family(row.family_id, now())
         bind_principal(row.tenant_id, row.user_id)
         await emit(
-            session,
-            events.LOGGED_OUT,
-            subject_type="user",
-            subject_id=row.user_id,
-            data={"familyId": str(row.family_id)},
+            session, events.LoggedOut(family_id=row.family_id), subject_id=row.user_id
         )
 
     async def _refresh_row(
@@ -227,13 +213,7 @@ class Authenticator:
         user.email_verified_at = now()
         user.updated_at = now()
         await session.flush()
-        await emit(
-            session,
-            events.USER_EMAIL_VERIFIED,
-            subject_type="user",
-            subject_id=user.id,
-            data={"email": user.email},
-        )
+        await emit(session, events.UserEmailVerified(email=user.email), subject_id=user.id)
 
     async def request_password_reset(
         self, session: AsyncSession, *, tenant_slug: str, email: str
@@ -252,13 +232,7 @@ class Authenticator:
         token = await self.identity.issue_action_token(
             session, user, "password_reset", self.identity.config.reset_token_ttl, RESET_PREFIX
         )
-        await emit(
-            session,
-            events.PASSWORD_RESET_REQUESTED,
-            subject_type="user",
-            subject_id=user.id,
-            data={},
-        )
+        await emit(session, events.PasswordResetRequested(), subject_id=user.id)
         await self.identity.sender.send_password_reset(
             tenant_id=tenant_id, user_id=user.id, email=user.email, token=token,
             session=session,
@@ -300,8 +274,6 @@ async def _login_failed(
     bind_principal(tenant_id, None)
     await emit(
         session,
-        events.LOGIN_FAILED,
-        subject_type="user",
+        events.LoginFailed(login=login[:254], reason=reason),
         subject_id=user.id if user else login[:100],
-        data={"login": login[:254], "reason": reason},
     )

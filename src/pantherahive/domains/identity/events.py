@@ -1,21 +1,103 @@
-"""The events identity publishes: its public contract with the rest of the platform."""
+"""The events identity publishes: its public contract with the rest of the platform.
+
+Subjects are the tenant (``tenant.created``) or the user. ``user.updated``,
+``user.role_changed``, ``user.status_changed`` and ``user.deactivated`` are the four
+names of one kind of write (a user's fields changed); the type says which kind, and
+``changes`` carries every changed field as ``[old, new]`` with camelCase names.
+``authz.denied`` is declared with the security kit (``infra.security.authz``).
+"""
 
 from __future__ import annotations
 
-TENANT_CREATED = "tenant.created"
-USER_CREATED = "user.created"
-USER_UPDATED = "user.updated"
-USER_ROLE_CHANGED = "user.role_changed"
-USER_STATUS_CHANGED = "user.status_changed"
-USER_DEACTIVATED = "user.deactivated"
-USER_PASSWORD_CHANGED = "user.password_changed"
-USER_EMAIL_VERIFIED = "user.email_verified"
-LOGIN_SUCCEEDED = "auth.login_succeeded"
-LOGIN_FAILED = "auth.login_failed"
-TOKEN_REFRESHED = "auth.token_refreshed"
-PASSWORD_CHANGE_FAILED = "auth.password_change_failed"
-LOGGED_OUT = "auth.logged_out"
-REFRESH_REUSED = "auth.refresh_reused"
-PASSWORD_RESET_REQUESTED = "auth.password_reset_requested"
-VERIFICATION_REQUESTED = "auth.email_verification_requested"
-AUTHZ_DENIED = "authz.denied"
+from typing import Any
+from uuid import UUID
+
+from pantherahive.core.events import EventData
+
+
+class TenantCreated(EventData, type="tenant.created", subject="tenant"):
+    """A tenant signed up; its first ADMIN's ``user.created`` accompanies it."""
+
+    name: str
+    slug: str
+    admin_id: UUID
+    admin_username: str
+    admin_email: str | None
+
+
+class UserCreated(EventData, type="user.created", subject="user"):
+    username: str
+    email: str | None
+    role: str
+    status: str
+
+
+class _UserChanged(EventData):
+    changes: dict[str, list[Any]]
+
+
+class UserUpdated(_UserChanged, type="user.updated", subject="user"):
+    """Names or email changed."""
+
+
+class UserRoleChanged(_UserChanged, type="user.role_changed", subject="user"):
+    """The role changed (other fields may have changed in the same write)."""
+
+
+class UserStatusChanged(_UserChanged, type="user.status_changed", subject="user"):
+    """The status changed, other than to INACTIVE."""
+
+
+class UserDeactivated(_UserChanged, type="user.deactivated", subject="user"):
+    """The user became INACTIVE: sessions revoked; projects drop their memberships."""
+
+
+class UserPasswordChanged(EventData, type="user.password_changed", subject="user"):
+    """Every session and access token of the user was revoked with it."""
+
+
+class UserEmailVerified(EventData, type="user.email_verified", subject="user"):
+    email: str | None
+
+
+class LoginSucceeded(EventData, type="auth.login_succeeded", subject="user"):
+    pass
+
+
+class LoginFailed(EventData, type="auth.login_failed", subject="user"):
+    """The subject is the user when the login names one, else the login as sent."""
+
+    login: str
+    reason: str
+
+
+class _FamilyEvent(EventData):
+    family_id: UUID
+
+
+class TokenRefreshed(_FamilyEvent, type="auth.token_refreshed", subject="user"):
+    pass
+
+
+class LoggedOut(_FamilyEvent, type="auth.logged_out", subject="user"):
+    pass
+
+
+class RefreshReused(_FamilyEvent, type="auth.refresh_reused", subject="user"):
+    """A dead refresh token came back: its whole family was revoked."""
+
+
+class PasswordChangeFailed(EventData, type="auth.password_change_failed", subject="user"):
+    reason: str
+
+
+class PasswordResetRequested(EventData, type="auth.password_reset_requested", subject="user"):
+    pass
+
+
+class VerificationRequested(
+    EventData, type="auth.email_verification_requested", subject="user"
+):
+    """Derived (not audited): part of the user's creation."""
+
+    email: str | None

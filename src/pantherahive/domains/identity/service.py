@@ -160,16 +160,11 @@ class IdentityService:
         # The sign-up's audited event; the first ADMIN's user.created accompanies it.
         await emit(
             session,
-            events.TENANT_CREATED,
-            subject_type="tenant",
+            events.TenantCreated(
+                name=body.name, slug=body.slug, admin_id=admin_id,
+                admin_username=body.admin.username, admin_email=body.admin.email,
+            ),
             subject_id=tenant_id,
-            data={
-                "name": body.name,
-                "slug": body.slug,
-                "adminId": str(admin_id),
-                "adminUsername": body.admin.username,
-                "adminEmail": body.admin.email,
-            },
         )
         user = await self.add_user(session, body.admin, user_id=admin_id, audited=False)
         if user.status == UserStatus.PENDING_VERIFICATION:
@@ -215,15 +210,10 @@ class IdentityService:
             raise DuplicateUser("That username or email is already used in this tenant.") from exc
         await emit(
             session,
-            events.USER_CREATED,
-            subject_type="user",
+            events.UserCreated(
+                username=user.username, email=user.email, role=user.role, status=user.status
+            ),
             subject_id=user.id,
-            data={
-                "username": user.username,
-                "email": user.email,
-                "role": user.role,
-                "status": user.status,
-            },
             audited=audited,
         )
         if pending:
@@ -245,10 +235,8 @@ class IdentityService:
         )
         await emit(
             session,
-            events.VERIFICATION_REQUESTED,
-            subject_type="user",
+            events.VerificationRequested(email=user.email),
             subject_id=user.id,
-            data={"email": user.email},
             audited=False,  # part of the user's creation, which is the audited event
         )
         await self.sender.send_verification(
@@ -381,17 +369,17 @@ class IdentityService:
             raise DuplicateUser("That email is already used in this tenant.") from exc
         # One write, one event: its type says what kind of change it was (the audit trail
         # records exactly one entry per change), and `changes` carries every field.
+        kind: type[events.UserUpdated | events.UserDeactivated | events.UserRoleChanged
+                   | events.UserStatusChanged]
         if revoke:
-            event_type = events.USER_DEACTIVATED
+            kind = events.UserDeactivated
         elif "role" in changes:
-            event_type = events.USER_ROLE_CHANGED
+            kind = events.UserRoleChanged
         elif "status" in changes:
-            event_type = events.USER_STATUS_CHANGED
+            kind = events.UserStatusChanged
         else:
-            event_type = events.USER_UPDATED
-        await emit(
-            session, event_type, subject_type="user", subject_id=user.id, data={"changes": changes}
-        )
+            kind = events.UserUpdated
+        await emit(session, kind(changes=changes), subject_id=user.id)
         return user
 
     async def deactivate_user(
@@ -422,19 +410,11 @@ class IdentityService:
         user.updated_at = now()
         await repo.revoke_user_sessions(user.id, now())
         await session.flush()
-        await emit(
-            session, events.USER_PASSWORD_CHANGED, subject_type="user", subject_id=user.id, data={}
-        )
+        await emit(session, events.UserPasswordChanged(), subject_id=user.id)
 
 
 async def password_change_failed(session: AsyncSession, user_id: UUID, reason: str) -> None:
-    await emit(
-        session,
-        events.PASSWORD_CHANGE_FAILED,
-        subject_type="user",
-        subject_id=user_id,
-        data={"reason": reason},
-    )
+    await emit(session, events.PasswordChangeFailed(reason=reason), subject_id=user_id)
 
 
 def _tenant_of(session: AsyncSession) -> UUID:

@@ -6,13 +6,12 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.domains.identity.events import UserDeactivated
 from pantherahive.domains.projects.service import drop_memberships_of
-from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-
-USER_DEACTIVATED = "user.deactivated"  # identity's event (its public contract)
+from pantherahive.infra.bus.consumer import Event, on, subscribe
 
 
-async def on_user_deactivated(session: AsyncSession, event: Event) -> None:
+async def on_user_deactivated(session: AsyncSession, event: Event, _data: UserDeactivated) -> None:
     """The user leaves the projects they are a member of (not those they own). Idempotent:
     a redelivery finds no membership left and emits nothing."""
     await drop_memberships_of(
@@ -23,10 +22,4 @@ async def on_user_deactivated(session: AsyncSession, event: Event) -> None:
     )
 
 
-CONSUMERS = [
-    ConsumerSpec(
-        name="projects.memberships",
-        handler=on_user_deactivated,
-        types=frozenset({USER_DEACTIVATED}),
-    ),
-]
+CONSUMERS = [subscribe("projects.memberships", on(UserDeactivated, on_user_deactivated))]

@@ -140,16 +140,11 @@ async def create_project(
     await repo.add(owner)
     await emit(
         session,
-        events.PROJECT_CREATED,
-        subject_type="project",
+        events.ProjectCreated(
+            name=project.name, owner_id=owner_id, status=project.status,
+            start_date=project.start_date, end_date=project.end_date,
+        ),
         subject_id=project.id,
-        data={
-            "name": project.name,
-            "ownerId": str(owner_id),
-            "status": project.status,
-            "startDate": _json(project.start_date),
-            "endDate": _json(project.end_date),
-        },
     )
     return project
 
@@ -230,13 +225,7 @@ async def update_project(
     project.version += 1
     project.updated_at = now()
     await session.flush()
-    await emit(
-        session,
-        events.PROJECT_UPDATED,
-        subject_type="project",
-        subject_id=project.id,
-        data={"changes": changes},
-    )
+    await emit(session, events.ProjectUpdated(changes=changes), subject_id=project.id)
     return project
 
 
@@ -257,14 +246,10 @@ async def _transfer_ownership(
         await repo.remove_member(old)
         await emit(
             session,
-            events.MEMBER_REMOVED,
-            subject_type="project",
+            events.MemberRemoved(
+                user_id=old.user_id, role=ProjectRole.OWNER.value, reason="user.deactivated"
+            ),
             subject_id=project.id,
-            data={
-                "userId": str(old.user_id),
-                "role": ProjectRole.OWNER.value,
-                "reason": "user.deactivated",
-            },
             audited=False,
         )
     elif old is not None:
@@ -304,10 +289,8 @@ async def delete_project(
     member_ids = await ProjectRepository(session).delete_project(project)
     await emit(
         session,
-        events.PROJECT_DELETED,
-        subject_type="project",
+        events.ProjectDeleted(name=name, member_ids=sorted(member_ids, key=str)),
         subject_id=project_id,
-        data={"name": name, "memberIds": sorted(str(m) for m in member_ids)},
     )
 
 
@@ -384,29 +367,18 @@ async def _member_event(
     *,
     audited: bool = True,
 ) -> None:
+    event: events.MemberAdded | events.MemberRemoved | events.MemberUpdated
     if old is None and new is not None:
-        event_type = events.MEMBER_ADDED
-        data: dict[str, Any] = {
-            "userId": str(user_id),
-            "role": new.value,
-            "projectName": project.name,
-        }
+        event = events.MemberAdded(user_id=user_id, role=new.value, project_name=project.name)
     elif new is None and old is not None:
-        event_type = events.MEMBER_REMOVED
-        data = {"userId": str(user_id), "role": old.value}
+        event = events.MemberRemoved(user_id=user_id, role=old.value)
     else:
         assert old is not None
         assert new is not None
-        event_type = events.MEMBER_UPDATED
-        data = {"userId": str(user_id), "changes": {"role": [old.value, new.value]}}
-    await emit(
-        session,
-        event_type,
-        subject_type="project",
-        subject_id=project.id,
-        data=data,
-        audited=audited,
-    )
+        event = events.MemberUpdated(
+            user_id=user_id, changes={"role": [old.value, new.value]}
+        )
+    await emit(session, event, subject_id=project.id, audited=audited)
 
 
 # ---- consumed events --------------------------------------------------------------------
@@ -421,10 +393,8 @@ async def drop_memberships_of(
         await repo.remove_member(member)
         await emit(
             session,
-            events.MEMBER_REMOVED,
-            subject_type="project",
+            events.MemberRemoved(user_id=user_id, role=member.role, reason="user.deactivated"),
             subject_id=member.project_id,
-            data={"userId": str(user_id), "role": member.role, "reason": "user.deactivated"},
             tenant_id=tenant_id,
             actor_id=actor_id,
             audited=False,  # follows from user.deactivated, the audited event

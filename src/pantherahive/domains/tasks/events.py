@@ -1,28 +1,69 @@
 """The events tasks publishes: its public contract with the rest of the platform.
 
-Every event's subject is the task (``subject_type="task"``) and its data carries
-``projectId``, except ``task.project_tasks_deleted``. Besides that:
-
-- ``task.created``: ``{title, status, priority, assigneeId, reporterId, dueDate, labels,
-  dependsOn}``.
-- ``task.updated``: ``{changes: {field: [old, new]}}`` with camelCase field names.
-- ``task.assigned``: ``{assigneeId, previousAssigneeId}`` (either may be null).
-- ``task.status_changed``: ``{from, to}``.
-- ``task.deleted``: ``{title}``.
-- ``task.dependency_added`` / ``task.dependency_removed``: ``{dependsOnId}``.
-- ``task.project_tasks_deleted``: subject the project, ``{count}``; derived (not audited)
-  from ``project.deleted``, whose consumer deleted the project's tasks.
-- ``authz.denied``: ``{action, role}`` when a caller who can see the task is refused.
+Every event's subject is the task and its data carries ``projectId``, except
+``task.project_tasks_deleted`` (subject: the project). ``task.assigned`` and
+``task.status_changed`` are derived (not audited): they accompany the audited
+``task.created`` / ``task.updated`` for consumers that react to one kind of change.
 """
 
 from __future__ import annotations
 
-TASK_CREATED = "task.created"
-TASK_UPDATED = "task.updated"
-TASK_ASSIGNED = "task.assigned"
-TASK_STATUS_CHANGED = "task.status_changed"
-TASK_DELETED = "task.deleted"
-PROJECT_TASKS_DELETED = "task.project_tasks_deleted"
-DEPENDENCY_ADDED = "task.dependency_added"
-DEPENDENCY_REMOVED = "task.dependency_removed"
-AUTHZ_DENIED = "authz.denied"
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from pydantic import Field
+
+from pantherahive.core.events import EventData
+
+
+class _TaskEvent(EventData):
+    project_id: UUID
+
+
+class TaskCreated(_TaskEvent, type="task.created", subject="task"):
+    title: str
+    status: str
+    priority: str
+    assignee_id: UUID | None
+    reporter_id: UUID
+    due_date: date | None
+    labels: list[str]
+    depends_on: list[UUID]
+
+
+class TaskUpdated(_TaskEvent, type="task.updated", subject="task"):
+    """``changes``: ``{field: [old, new]}`` with camelCase field names."""
+
+    changes: dict[str, list[Any]]
+
+
+class TaskAssigned(_TaskEvent, type="task.assigned", subject="task"):
+    """Either id may be null (assigned for the first time; unassigned)."""
+
+    assignee_id: UUID | None
+    previous_assignee_id: UUID | None
+
+
+class TaskStatusChanged(_TaskEvent, type="task.status_changed", subject="task"):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class TaskDeleted(_TaskEvent, type="task.deleted", subject="task"):
+    title: str
+
+
+class DependencyAdded(_TaskEvent, type="task.dependency_added", subject="task"):
+    depends_on_id: UUID
+
+
+class DependencyRemoved(_TaskEvent, type="task.dependency_removed", subject="task"):
+    depends_on_id: UUID
+
+
+class ProjectTasksDeleted(EventData, type="task.project_tasks_deleted", subject="project"):
+    """Derived (not audited) from ``project.deleted``, whose consumer deleted the project's
+    tasks and their dependency edges."""
+
+    count: int

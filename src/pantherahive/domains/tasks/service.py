@@ -23,6 +23,7 @@ from pantherahive.core.errors import (
     ValidationFailed,
 )
 from pantherahive.core.etags import check_if_match
+from pantherahive.core.events import EventData
 from pantherahive.core.pagination import decode_cursor, encode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
@@ -300,15 +301,16 @@ async def create_task(
         }
     )
     await repo.add_edges(project_id, task_id, body.depends_on)
-    await _emit(session, events.TASK_CREATED, task, {
-        "title": task.title, "status": task.status, "priority": task.priority,
-        "assigneeId": task.assignee_id, "reporterId": task.reporter_id,
-        "dueDate": task.due_date, "labels": task.labels, "dependsOn": task.depends_on,
-    })
+    await _emit(session, task, events.TaskCreated(
+        project_id=task.project_id, title=task.title, status=task.status,
+        priority=task.priority, assignee_id=task.assignee_id, reporter_id=task.reporter_id,
+        due_date=task.due_date, labels=task.labels, depends_on=task.depends_on,
+    ))
     if task.assignee_id is not None:
         # Derived: task.created (the audited event) already carries assigneeId.
-        await _emit(session, events.TASK_ASSIGNED, task,
-                    {"assigneeId": task.assignee_id, "previousAssigneeId": None}, audited=False)
+        await _emit(session, task, events.TaskAssigned(
+            project_id=task.project_id, assignee_id=task.assignee_id,
+            previous_assignee_id=None), audited=False)
     return task
 
 
@@ -377,16 +379,17 @@ async def update_task(
     previous = task
     task = dataclasses.replace(task, **values)
 
-    await _emit(session, events.TASK_UPDATED, task, {"changes": changes})
+    await _emit(session, task, events.TaskUpdated(
+        project_id=task.project_id, changes=jsonable(changes)))
     # Derived, for consumers that react to one kind of change; task.updated (the audited
     # event) carries every changed field, assigneeId and status included.
     if "assigneeId" in changes:
-        await _emit(session, events.TASK_ASSIGNED, task, {
-            "assigneeId": task.assignee_id, "previousAssigneeId": previous.assignee_id},
-            audited=False)
+        await _emit(session, task, events.TaskAssigned(
+            project_id=task.project_id, assignee_id=task.assignee_id,
+            previous_assignee_id=previous.assignee_id), audited=False)
     if "status" in changes:
-        await _emit(session, events.TASK_STATUS_CHANGED, task,
-                    {"from": previous.status, "to": task.status}, audited=False)
+        await _emit(session, task, events.TaskStatusChanged(
+            project_id=task.project_id, from_=previous.status, to=task.status), audited=False)
     return task
 
 
@@ -407,7 +410,7 @@ async def delete_task(
             raise TaskNotFound()
         check_if_match(if_match, current.version, resource="task")
     await repo.delete(task.id)
-    await _emit(session, events.TASK_DELETED, task, {"title": task.title})
+    await _emit(session, task, events.TaskDeleted(project_id=task.project_id, title=task.title))
 
 
 async def add_dependency(
@@ -450,7 +453,8 @@ async def add_dependency(
     if path is not None:
         raise DependencyCycle([task.id, *path])
     await repo.add_edges(task.project_id, task.id, [depends_on_id])
-    await _emit(session, events.DEPENDENCY_ADDED, task, {"dependsOnId": depends_on_id})
+    await _emit(session, task, events.DependencyAdded(
+        project_id=task.project_id, depends_on_id=depends_on_id))
 
 
 async def remove_dependency(
@@ -461,7 +465,8 @@ async def remove_dependency(
         raise await _deny(session, auth, TaskAction.MANAGE_DEPENDENCIES, "task", task.id)
     if not await TaskRepository(session, auth.tenant_id).remove_edge(task.id, depends_on_id):
         raise DependencyNotFound()
-    await _emit(session, events.DEPENDENCY_REMOVED, task, {"dependsOnId": depends_on_id})
+    await _emit(session, task, events.DependencyRemoved(
+        project_id=task.project_id, depends_on_id=depends_on_id))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -511,10 +516,9 @@ async def _deny(
                             detail=f"You may not perform {action.value} here.")
 
 
-async def _emit(session: AsyncSession, event_type: str, task: TaskRecord,
-                data: dict[str, Any], *, audited: bool = True) -> None:
-    await emit(session, event_type, subject_type="task", subject_id=task.id,
-               data=jsonable({"projectId": task.project_id, **data}), audited=audited)
+async def _emit(session: AsyncSession, task: TaskRecord, event: EventData,
+                *, audited: bool = True) -> None:
+    await emit(session, event, subject_id=task.id, audited=audited)
 
 
 def jsonable(value: Any) -> Any:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pantherahive.core.clock import now
-from pantherahive.core.events import EventData
+from pantherahive.core.events import ANY_SUBJECT, EventData
 from pantherahive.infra.bus.guard import mark_emitted
 from pantherahive.infra.context import current_context
 from pantherahive.infra.db import direct
@@ -82,7 +82,9 @@ async def emit(
         event_type, version, subject, payload = event, 1, subject_type or "", data or {}
     else:
         event_type, version = event.TYPE, event.VERSION
-        subject, payload = event.SUBJECT, event.to_json()
+        subject, payload = subject_type or event.SUBJECT, event.to_json()
+        if subject == ANY_SUBJECT:
+            raise ValueError(f"{event_type} needs the subject type of this emission")
     tenant = tenant_id or ctx.tenant_id
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.errors import Forbidden
+from pantherahive.core.events import ANY_SUBJECT, EventData
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.security.principal import AuthContext
 
-AUTHZ_DENIED = "authz.denied"
+
+class AuthzDenied(EventData, type="authz.denied", subject=ANY_SUBJECT):
+    """An authenticated caller was refused an action on something it can see (403). The
+    subject is what was refused; services may add context (``projectRole``…)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str
+    role: str
 
 
 async def deny(
@@ -33,10 +43,9 @@ async def deny(
     ``raise await deny(...)``."""
     await emit(
         session,
-        AUTHZ_DENIED,
+        AuthzDenied(action=action, role=auth.role.value, **(data or {})),
         subject_type=subject_type,
         subject_id=subject_id,
-        data={"action": action, "role": auth.role.value, **(data or {})},
         tenant_id=auth.tenant_id,
         actor_id=auth.user_id,
     )
