@@ -40,17 +40,16 @@ _DEPENDS_ON_SQL = (
     " ORDER BY d.depends_on_id)"
 )
 
-# What a field of ``TaskRecord`` is to the database (its ``metadata``): a plain field is a
-# column of tasks.tasks, written on insert only.
-_WRITABLE = {"writable": True}  # a column that updates may set
+# How a field of ``TaskRecord`` maps to tasks.tasks (its dataclass ``metadata``): none, a
+# column written on insert only; _WRITABLE, a column updates may set as well;
+# _read_from(sql), computed when the task is read, never written; _NOT_SHOWN, outside the
+# task's shape altogether.
+_WRITABLE: dict[str, Any] = {"writable": True}
+_NOT_SHOWN: dict[str, Any] = {"shown": False}
 
 
 def _read_from(sql: str) -> dict[str, Any]:
-    """Computed by ``sql`` when the task is read; not a column."""
     return {"sql": sql}
-
-
-_NOT_SHOWN = {"shown": False}  # neither a column nor part of the task's document
 
 
 @dataclass(slots=True)

@@ -367,7 +367,7 @@ async def update_task(
     task = dataclasses.replace(task, **values)
 
     await _emit(session, task, events.TaskUpdated(
-        project_id=task.project_id, changes=jsonable(changes)))
+        project_id=task.project_id, changes=changes))
     # Derived, for consumers that react to one kind of change; task.updated (the audited
     # event) carries every changed field, assigneeId and status included.
     if "assigneeId" in changes:
@@ -507,15 +507,3 @@ async def _emit(session: AsyncSession, task: TaskRecord, event: EventData,
                 *, audited: bool = True) -> None:
     await emit(session, event, subject_id=task.id, audited=audited)
 
-
-def jsonable(value: Any) -> Any:
-    """UUIDs and dates as strings, recursively: the outbox stores plain JSON."""
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
