@@ -15,7 +15,6 @@ from pantherahive.infra.bus.consumer import Event, Handler
 from pantherahive.infra.db.engine import set_tenant
 from tests.domains.tasks.helpers import World, create_project, create_task, depend, outbox
 
-
 # Handlers are called through their consumer, as the runtime does: the event's data is
 # parsed into its schema on the way.
 _BY_NAME = {spec.name: spec for spec in CONSUMERS}

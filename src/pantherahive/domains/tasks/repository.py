@@ -1,62 +1,104 @@
-"""All of tasks' SQL. Every statement names the tenant explicitly (so the composite indexes
-that start with ``tenant_id`` are used) on top of row-level security."""
+"""All of tasks' SQL. Every statement names the tenant (``TenantRepository``: ``$1`` in
+fixed SQL, the base statement's filter in SQLAlchemy), so the composite indexes that start
+with ``tenant_id`` are used, on top of row-level security."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    delete,
-    false,
-    func,
-    insert,
-    select,
-    text,
-    true,
-    update,
-)
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstrumentedAttribute
 
 from pantherahive.domains.tasks.schemas import CLOSED_STATUSES, TaskSort
 from pantherahive.domains.tasks.tables import Task, TaskDependency
 from pantherahive.infra.db import direct
+from pantherahive.infra.db.repository import TenantRepository
 
 _CLOSED = sorted(CLOSED_STATUSES)
 _FEW_MATCHES = 1000
-_Blocker = aliased(Task, name="blocker")
-
-# sort -> (key column, descending). Every key is unique together with id.
-SORT_KEYS: dict[TaskSort, tuple[InstrumentedAttribute[Any], bool]] = {
-    TaskSort.CREATED: (Task.created_at, False),
-    TaskSort.CREATED_DESC: (Task.created_at, True),
-    TaskSort.DUE: (Task.due_key, False),
-    TaskSort.PRIORITY_DESC: (Task.priority_order, False),
-    TaskSort.UPDATED: (Task.updated_at, False),
-}
-
 
 # The reads and writes of every task request are fixed SQL on the transaction's asyncpg
 # connection (infra/db/direct.py): building these selects with SQLAlchemy on each call
-# cost more CPU than everything else a request does.
+# cost more CPU than everything else a request does. The strings are built once, here,
+# from the declaration of a task's shape (``TaskRecord``).
 _CLOSED_SQL = ", ".join(f"'{status}'" for status in _CLOSED)
+# A scalar ``LIMIT 1`` subquery rather than ``EXISTS``: the planner may turn an EXISTS into
+# a hashed subplan that reads every open task of the tenant to answer a page of 50.
 _BLOCKED_SQL = (
     "coalesce((SELECT true FROM tasks.task_dependencies d"
     " JOIN tasks.tasks b ON b.id = d.depends_on_id"
     f" WHERE d.task_id = t.id AND b.status NOT IN ({_CLOSED_SQL}) LIMIT 1), false)"
 )
-_COLUMNS_SQL = (
-    "t.id, t.project_id, t.title, t.description, t.status, t.priority, t.assignee_id,"
-    " t.reporter_id, t.due_date, t.labels,"
-    " array(SELECT d.depends_on_id FROM tasks.task_dependencies d WHERE d.task_id = t.id"
-    " ORDER BY d.depends_on_id) AS depends_on,"
-    f" {_BLOCKED_SQL} AS blocked, t.version, t.created_at, t.updated_at, t.completed_at"
+_DEPENDS_ON_SQL = (
+    "array(SELECT d.depends_on_id FROM tasks.task_dependencies d WHERE d.task_id = t.id"
+    " ORDER BY d.depends_on_id)"
+)
+
+# How a field of ``TaskRecord`` maps to tasks.tasks (its dataclass ``metadata``): none, a
+# column written on insert only; _WRITABLE, a column updates may set as well;
+# _read_from(sql), computed when the task is read, never written; _NOT_SHOWN, outside the
+# task's shape altogether.
+_WRITABLE: dict[str, Any] = {"writable": True}
+_NOT_SHOWN: dict[str, Any] = {"shown": False}
+
+
+def _read_from(sql: str) -> dict[str, Any]:
+    return {"sql": sql}
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A task as the API shows it: its row plus its dependency ids and ``blocked``.
+
+    The one declaration of a task's shape. In this order, the fields are what every read
+    selects; the plain and writable ones are the columns an insert writes; the writable
+    ones what an update may set; the shown ones, camelCased, the JSON document of
+    ``TaskRead`` (router), and ``task.created`` takes its fields from here too.
+    """
+
+    id: UUID
+    project_id: UUID
+    title: str = field(metadata=_WRITABLE)
+    description: str | None = field(metadata=_WRITABLE)
+    status: str = field(metadata=_WRITABLE)
+    priority: str = field(metadata=_WRITABLE)
+    assignee_id: UUID | None = field(metadata=_WRITABLE)
+    reporter_id: UUID
+    due_date: date | None = field(metadata=_WRITABLE)
+    labels: list[str] = field(metadata=_WRITABLE)
+    depends_on: list[UUID] = field(metadata=_read_from(_DEPENDS_ON_SQL))
+    blocked: bool = field(metadata=_read_from(_BLOCKED_SQL))
+    version: int = field(metadata=_WRITABLE)
+    created_at: datetime
+    updated_at: datetime = field(metadata=_WRITABLE)
+    completed_at: datetime | None = field(metadata=_WRITABLE)
+    # Only in lists: the value of the list's sort column, for the next page's cursor.
+    sort_key: Any = field(default=None, metadata=_NOT_SHOWN)
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskRecord:
+        return cls(*row)
+
+
+_SHAPE = tuple(f for f in fields(TaskRecord) if f.metadata.get("shown", True))
+# The fields of a task's document, in order.
+TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in _SHAPE)
+_STORED = tuple(f.name for f in _SHAPE if "sql" not in f.metadata)
+_stored_values = attrgetter(*_STORED)
+_UPDATABLE = frozenset(f.name for f in _SHAPE if f.metadata.get("writable"))
+_COLUMNS_SQL = ", ".join(
+    f"{f.metadata['sql']} AS {f.name}" if "sql" in f.metadata else f"t.{f.name}"
+    for f in _SHAPE
+)
+_INSERT_SQL = (
+    f"INSERT INTO tasks.tasks (tenant_id, {', '.join(_STORED)}) VALUES "
+    f"({', '.join(f'${n}' for n in range(1, len(_STORED) + 2))})"
 )
 _GET_SQL = f"SELECT {_COLUMNS_SQL} FROM tasks.tasks t WHERE t.tenant_id = $1 AND t.id = $2"
 # NO KEY UPDATE: it does not conflict with the KEY SHARE lock that inserting a dependency
@@ -66,37 +108,47 @@ _GET_FOR_UPDATE_SQL = _GET_SQL + " FOR NO KEY UPDATE OF t"
 _NODES_SQL = (
     "SELECT id, project_id, status FROM tasks.tasks WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
 )
-_INSERT_COLUMNS = (
-    "id", "project_id", "title", "description", "status", "priority", "assignee_id",
-    "reporter_id", "due_date", "labels", "version", "created_at", "updated_at", "completed_at",
-)
-_INSERT_SQL = (
-    f"INSERT INTO tasks.tasks (tenant_id, {', '.join(_INSERT_COLUMNS)}) VALUES "
-    f"({', '.join(f'${n}' for n in range(1, len(_INSERT_COLUMNS) + 2))})"
-)
-_UPDATABLE = frozenset(
-    {"title", "description", "status", "priority", "assignee_id", "due_date", "labels",
-     "version", "updated_at", "completed_at"}
-)
 _BLOCKERS_SQL = (
     "SELECT t.id, t.status FROM tasks.tasks t"
     " JOIN tasks.task_dependencies d ON d.depends_on_id = t.id"
     " WHERE d.task_id = $2 AND t.tenant_id = $1 ORDER BY t.id FOR SHARE OF t"
 )
-# sort -> (key column, its SQL type) for the list statement.
-_SORT_SQL: dict[TaskSort, tuple[str, str]] = {
-    TaskSort.CREATED: ("t.created_at", "timestamptz"),
-    TaskSort.CREATED_DESC: ("t.created_at", "timestamptz"),
-    TaskSort.DUE: ("t.due_key", "date"),
-    TaskSort.PRIORITY_DESC: ("t.priority_order", "smallint"),
-    TaskSort.UPDATED: ("t.updated_at", "timestamptz"),
-}
 _SEARCH_SAMPLE_SQL = (
     f"SELECT count(*) FROM (SELECT tasks.search_task_ids($1, $2) LIMIT {_FEW_MATCHES}) s"
 )
 
 
-_GRAPH_KEY = "hashtextextended('tasks.graph:' || $1, 0)"
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+class SortKey(NamedTuple):
+    """A list order: its key column (unique together with id) and its direction."""
+
+    column: InstrumentedAttribute[Any]
+    descending: bool
+
+    @property
+    def sql(self) -> str:
+        return f"t.{self.column.key}"
+
+    @property
+    def sql_type(self) -> str:
+        """The column's type, for casting the cursor's key in the list statement."""
+        return str(self.column.type.compile(dialect=_POSTGRESQL))
+
+
+SORT_KEYS: dict[TaskSort, SortKey] = {
+    TaskSort.CREATED: SortKey(Task.created_at, descending=False),
+    TaskSort.CREATED_DESC: SortKey(Task.created_at, descending=True),
+    TaskSort.DUE: SortKey(Task.due_key, descending=False),
+    TaskSort.PRIORITY_DESC: SortKey(Task.priority_order, descending=False),
+    TaskSort.UPDATED: SortKey(Task.updated_at, descending=False),
+}
+# sort -> (key column, its SQL type) for the list statement, computed once.
+_SORT_SQL = {sort: (key.sql, key.sql_type) for sort, key in SORT_KEYS.items()}
+
+# The key of a project's graph lock; $1 is the tenant.
+_GRAPH_KEY = "hashtextextended('tasks.graph:' || $1::uuid || ':' || $2, 0)"
 _LOCK_GRAPH_SQL = f"SELECT pg_advisory_xact_lock({_GRAPH_KEY})"
 _LOCK_GRAPH_SHARED_SQL = f"SELECT pg_advisory_xact_lock_shared({_GRAPH_KEY})"
 
@@ -105,33 +157,6 @@ class Node(NamedTuple):
     id: UUID
     project_id: UUID
     status: str
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    """A task as the API shows it: its row plus its dependency ids and ``blocked``."""
-
-    id: UUID
-    project_id: UUID
-    title: str
-    description: str | None
-    status: str
-    priority: str
-    assignee_id: UUID | None
-    reporter_id: UUID
-    due_date: date | None
-    labels: list[str]
-    depends_on: list[UUID]
-    blocked: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    sort_key: Any = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> TaskRecord:
-        return cls(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,67 +178,23 @@ class GraphNode:
     status: str
 
 
-def _depends_on() -> ColumnElement[Any]:
-    ids = (
-        select(TaskDependency.depends_on_id)
-        .where(TaskDependency.task_id == Task.id)
-        .order_by(TaskDependency.depends_on_id)
-        .scalar_subquery()
-    )
-    return func.array(ids)
-
-
-def _blocked() -> ColumnElement[bool]:
-    """Whether any dependency is open, evaluated per row through the primary keys.
-
-    A scalar ``LIMIT 1`` subquery rather than ``EXISTS``: the planner may turn an EXISTS
-    into a hashed subplan that reads every open task of the tenant to answer a page of 50.
-    """
-    first_open = (
-        select(true())
-        .select_from(TaskDependency)
-        .join(_Blocker, _Blocker.id == TaskDependency.depends_on_id)
-        .where(TaskDependency.task_id == Task.id, _Blocker.status.not_in(_CLOSED))
-        .limit(1)
-        .scalar_subquery()
-    )
-    return func.coalesce(first_open, false())
-
-
-def _read(sort_key: ColumnElement[Any] | InstrumentedAttribute[Any] | None = None) -> Select[Any]:
-    columns: list[Any] = [
-        Task.id, Task.project_id, Task.title, Task.description, Task.status, Task.priority,
-        Task.assignee_id, Task.reporter_id, Task.due_date, Task.labels,
-        _depends_on().label("depends_on"), _blocked().label("blocked"),
-        Task.version, Task.created_at, Task.updated_at, Task.completed_at,
-    ]
-    if sort_key is not None:
-        columns.append(sort_key)
-    return select(*columns)
-
-
-# Everything reachable from :start along "depends on" edges, as (node, parent) pairs.
+# Everything reachable from $2 along "depends on" edges of tenant $1, as (node, parent).
 _WALK = """
     WITH RECURSIVE reach(node, parent) AS (
-      SELECT CAST(:start AS uuid), CAST(NULL AS uuid)
+      SELECT $2::uuid, NULL::uuid
       UNION
       SELECT d.depends_on_id, d.task_id
-      FROM reach r JOIN tasks.task_dependencies d ON d.task_id = r.node
+      FROM reach r JOIN tasks.task_dependencies d ON d.task_id = r.node AND d.tenant_id = $1
     )
 """
-_REACHES = "SELECT 1 FROM reach WHERE node = CAST(:goal AS uuid) LIMIT 1"
-_PAIRS = "SELECT node, parent FROM reach"
+_REACHES_SQL = _WALK + "SELECT 1 FROM reach WHERE node = $3::uuid LIMIT 1"
+_PAIRS_SQL = _WALK + "SELECT node, parent FROM reach"
 
 
-class TaskRepository:
-    def __init__(self, session: AsyncSession, tenant_id: UUID) -> None:
-        self.session = session
-        self.tenant_id = tenant_id
-
+class TaskRepository(TenantRepository):
     # ---- single tasks ---------------------------------------------------------------------
     async def get(self, task_id: UUID, *, for_update: bool = False) -> TaskRecord | None:
-        sql = _GET_FOR_UPDATE_SQL if for_update else _GET_SQL
-        row = await direct.fetchrow(self.session, sql, self.tenant_id, task_id)
+        row = await self.fetchrow(_GET_FOR_UPDATE_SQL if for_update else _GET_SQL, task_id)
         return TaskRecord.from_row(row) if row else None
 
     async def nodes(self, task_ids: Sequence[UUID], *, share: bool = False) -> dict[UUID, Node]:
@@ -222,38 +203,33 @@ class TaskRepository:
         if not task_ids:
             return {}
         sql = _NODES_SQL + " FOR SHARE" if share else _NODES_SQL
-        rows = await direct.fetch(self.session, sql, self.tenant_id, list(task_ids))
+        rows = await self.fetch(sql, list(task_ids))
         return {row["id"]: Node(*row) for row in rows}
 
-    async def insert(self, values: dict[str, Any]) -> None:
-        await direct.execute(
-            self.session, _INSERT_SQL, self.tenant_id, *(values[c] for c in _INSERT_COLUMNS)
-        )
+    async def insert(self, task: TaskRecord) -> None:
+        """The task's row (its dependency edges are :meth:`add_edges`)."""
+        await self.execute(_INSERT_SQL, *_stored_values(task))
 
-    async def update(self, task_id: UUID, values: dict[str, Any]) -> None:
+    async def update_task(self, task_id: UUID, values: dict[str, Any]) -> None:
         unknown = values.keys() - _UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         names = list(values)
         assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, start=3))
-        await direct.execute(
-            self.session,
+        await self.execute(
             f"UPDATE tasks.tasks SET {assignments} WHERE tenant_id = $1 AND id = $2",
-            self.tenant_id,
             task_id,
             *(values[name] for name in names),
         )
 
-    async def delete(self, task_id: UUID) -> None:
-        await self.session.execute(
-            delete(Task).where(Task.tenant_id == self.tenant_id, Task.id == task_id)
-        )
+    async def delete_task(self, task_id: UUID) -> None:
+        await self.session.execute(self.delete(Task).where(Task.id == task_id))
 
     async def open_blockers(self, task_id: UUID) -> list[UUID]:
         """The tasks ``task_id`` depends on that are still open. *Every* task it depends on,
         closed ones included, is locked FOR SHARE, so none can change status (a closed one
         reopen) before this transaction ends."""
-        rows = await direct.fetch(self.session, _BLOCKERS_SQL, self.tenant_id, task_id)
+        rows = await self.fetch(_BLOCKERS_SQL, task_id)
         return [row["id"] for row in rows if row["status"] not in _CLOSED]
 
     # ---- lists ----------------------------------------------------------------------------
@@ -269,8 +245,8 @@ class TaskRepository:
         limit: int,
     ) -> list[TaskRecord]:
         key, key_type = _SORT_SQL[sort]
-        descending = SORT_KEYS[sort][1]
-        query = _ListQuery(self.tenant_id)
+        descending = SORT_KEYS[sort].descending
+        query = _ListQuery()
         if project_id is not None:
             query.where(f"t.project_id = {query.arg(project_id)}")
         if project_ids is not None:
@@ -284,6 +260,7 @@ class TaskRepository:
             # the matches come from tasks.search_task_ids (the index, behind a narrow
             # SECURITY DEFINER door). Few matches: fetch and sort just those. Many: walk
             # the sort index and test each row, which finds a page after a few rows.
+            # (The function reads the tenant from the transaction's app.tenant_id itself.)
             sampled = await direct.fetchval(
                 self.session, _SEARCH_SAMPLE_SQL, project_id, filters.q
             )
@@ -307,7 +284,7 @@ class TaskRepository:
             f" WHERE {' AND '.join(query.conditions)}"
             f" ORDER BY {ordered} {direction}, t.id {direction} LIMIT {query.arg(limit)}"
         )
-        rows = await direct.fetch(self.session, sql, *query.args)
+        rows = await self.fetch(sql, *query.args)
         return [TaskRecord.from_row(row) for row in rows]
 
     # ---- the dependency graph -------------------------------------------------------------
@@ -317,11 +294,10 @@ class TaskRepository:
         Adding an edge takes it exclusively, so two edges that together close a cycle are
         checked one after the other; moving a task to DONE takes it shared, so no new
         blocker can appear between the check and the commit."""
-        sql = _LOCK_GRAPH_SHARED_SQL if shared else _LOCK_GRAPH_SQL
-        await direct.execute(self.session, sql, str(project_id))
+        await self.execute(_LOCK_GRAPH_SHARED_SQL if shared else _LOCK_GRAPH_SQL, str(project_id))
 
     async def edge_exists(self, task_id: UUID, depends_on_id: UUID) -> bool:
-        stmt = select(TaskDependency.task_id).where(
+        stmt = self.select(TaskDependency, TaskDependency.task_id).where(
             TaskDependency.task_id == task_id, TaskDependency.depends_on_id == depends_on_id
         )
         return (await self.session.execute(stmt)).first() is not None
@@ -340,9 +316,8 @@ class TaskRepository:
 
     async def remove_edge(self, task_id: UUID, depends_on_id: UUID) -> bool:
         result = await self.session.execute(
-            delete(TaskDependency)
+            self.delete(TaskDependency)
             .where(
-                TaskDependency.tenant_id == self.tenant_id,
                 TaskDependency.task_id == task_id,
                 TaskDependency.depends_on_id == depends_on_id,
             )
@@ -357,13 +332,10 @@ class TaskRepository:
         many paths a diamond-shaped graph has; the reachability test stops at the first
         hit. The graph is acyclic (that is what this guards), so parent links lead back to
         ``start`` without looping."""
-        params = {"start": start, "goal": goal}
-        found = await self.session.execute(text(_WALK + _REACHES), params)
-        if found.first() is None:
+        if await self.fetchval(_REACHES_SQL, start, goal) is None:
             return None
-        pairs = await self.session.execute(text(_WALK + _PAIRS), params)
         parent: dict[UUID, UUID] = {}
-        for node, via in pairs:
+        for node, via in await self.fetch(_PAIRS_SQL, start):
             if via is not None:
                 parent.setdefault(node, via)
         path = [goal]
@@ -378,8 +350,8 @@ class TaskRepository:
         """Every task of a project (oldest first) and every edge (task, depends_on); None,
         without reading the edges, if it has more than ``max_tasks`` tasks."""
         tasks_query = (
-            select(Task.id, Task.title, Task.status)
-            .where(Task.tenant_id == self.tenant_id, Task.project_id == project_id)
+            self.select(Task, Task.id, Task.title, Task.status)
+            .where(Task.project_id == project_id)
             .order_by(Task.created_at, Task.id)
         )
         if max_tasks is not None:
@@ -388,10 +360,8 @@ class TaskRepository:
         if max_tasks is not None and len(tasks) > max_tasks:
             return None
         edges = await self.session.execute(
-            select(TaskDependency.task_id, TaskDependency.depends_on_id).where(
-                TaskDependency.tenant_id == self.tenant_id,
-                TaskDependency.project_id == project_id,
-            )
+            self.select(TaskDependency, TaskDependency.task_id, TaskDependency.depends_on_id)
+            .where(TaskDependency.project_id == project_id)
         )
         return (
             [GraphNode(row.id, row.title, row.status) for row in tasks],
@@ -402,20 +372,14 @@ class TaskRepository:
     async def delete_project_tasks(self, project_id: UUID) -> int:
         """Edges go with their tasks (ON DELETE CASCADE)."""
         result = await self.session.execute(
-            delete(Task)
-            .where(Task.tenant_id == self.tenant_id, Task.project_id == project_id)
-            .returning(Task.id)
+            self.delete(Task).where(Task.project_id == project_id).returning(Task.id)
         )
         return len(result.all())
 
     async def unassign(self, project_id: UUID, user_id: UUID, now: datetime) -> list[UUID]:
         result = await self.session.execute(
-            update(Task)
-            .where(
-                Task.tenant_id == self.tenant_id,
-                Task.project_id == project_id,
-                Task.assignee_id == user_id,
-            )
+            self.update(Task)
+            .where(Task.project_id == project_id, Task.assignee_id == user_id)
             .values(assignee_id=None, version=Task.version + 1, updated_at=now)
             .returning(Task.id)
         )
@@ -423,15 +387,15 @@ class TaskRepository:
 
 
 class _ListQuery:
-    """A list statement's conditions and positional arguments ($1 is the tenant)."""
+    """A list statement's conditions and its arguments after the tenant ($1)."""
 
-    def __init__(self, tenant_id: UUID) -> None:
-        self.args: list[Any] = [tenant_id]
+    def __init__(self) -> None:
+        self.args: list[Any] = []
         self.conditions: list[str] = ["t.tenant_id = $1"]
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
-        return f"${len(self.args)}"
+        return f"${len(self.args) + 1}"
 
     def where(self, condition: str) -> None:
         self.conditions.append(condition)

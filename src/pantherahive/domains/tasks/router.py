@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core import json
 from pantherahive.core.etags import etag
+from pantherahive.core.naming import camel
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.tasks import service
-from pantherahive.domains.tasks.repository import TaskFilter, TaskRecord
+from pantherahive.domains.tasks.repository import TASK_FIELDS, TaskFilter, TaskRecord
 from pantherahive.domains.tasks.schemas import (
     Schedule,
     TaskCreate,
@@ -84,16 +86,14 @@ async def list_query(
 Listing = Annotated[ListQuery, Depends(list_query)]
 
 
+_DOCUMENT_KEYS = tuple(camel(name) for name in TASK_FIELDS)
+_document_values = attrgetter(*TASK_FIELDS)
+
+
 def _document(task: TaskRecord) -> dict[str, Any]:
-    """The task as ``TaskRead`` shows it (see core/json.py for why not through the model)."""
-    return {
-        "id": task.id, "projectId": task.project_id, "title": task.title,
-        "description": task.description, "status": task.status, "priority": task.priority,
-        "assigneeId": task.assignee_id, "reporterId": task.reporter_id,
-        "dueDate": task.due_date, "labels": task.labels, "dependsOn": task.depends_on,
-        "blocked": task.blocked, "version": task.version, "createdAt": task.created_at,
-        "updatedAt": task.updated_at, "completedAt": task.completed_at,
-    }
+    """The task as ``TaskRead`` shows it (see core/json.py for why not through the model):
+    the record's fields under their camelCase names."""
+    return dict(zip(_DOCUMENT_KEYS, _document_values(task), strict=True))
 
 
 def _page(rows: list[TaskRecord], next_cursor: str | None) -> Response:

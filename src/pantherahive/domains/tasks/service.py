@@ -11,11 +11,13 @@ import dataclasses
 import heapq
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from types import NoneType
+from typing import Any, get_args
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.clock import now
 from pantherahive.core.errors import (
     FieldError,
     Forbidden,
@@ -24,7 +26,8 @@ from pantherahive.core.errors import (
 )
 from pantherahive.core.etags import check_if_match
 from pantherahive.core.events import EventData
-from pantherahive.core.pagination import decode_cursor, encode_cursor
+from pantherahive.core.naming import camel
+from pantherahive.core.pagination import cut_page, decode_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
     ProjectAccess,
@@ -57,6 +60,7 @@ from pantherahive.domains.tasks.schemas import (
     ScheduleItem,
     TaskCreate,
     TaskPriority,
+    TaskRead,
     TaskSort,
     TaskStatus,
     TaskUpdate,
@@ -66,17 +70,12 @@ from pantherahive.infra.security import authz
 
 DONE = TaskStatus.DONE.value
 _PRIORITY_KEYS = range(len(TaskPriority))  # priority_order: URGENT=0 … LOW=3
-_NOT_NULL = ("title", "status", "priority", "labels")
-# API field name of each updatable column, for task.updated's {"changes": ...}.
-_WIRE = {
-    "title": "title", "description": "description", "status": "status",
-    "priority": "priority", "assignee_id": "assigneeId", "due_date": "dueDate",
-    "labels": "labels",
-}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+# What a PATCH may change, with its API name (task.updated's {"changes": ...} keys).
+_WIRE = {name: camel(name) for name in TaskUpdate.model_fields}
+# Those a PATCH may not set to null: the task's document never shows them null.
+_NOT_NULL = tuple(
+    name for name in _WIRE if NoneType not in get_args(TaskRead.model_fields[name].annotation)
+)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -158,13 +157,13 @@ async def _page(
 
 def _cut(rows: list[TaskRecord], sort: TaskSort, limit: int
          ) -> tuple[list[TaskRecord], str | None]:
-    """A page of ``limit`` from ``limit + 1`` rows, and the cursor if there are more."""
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    key = last.sort_key.isoformat() if isinstance(last.sort_key, date) else last.sort_key
-    return rows, encode_cursor([sort.value, key, str(last.id)])
+    """A page of ``limit`` from ``limit + 1`` rows; the cursor names its sort."""
+
+    def cursor_of(last: TaskRecord) -> list[Any]:
+        key = last.sort_key.isoformat() if isinstance(last.sort_key, date) else last.sort_key
+        return [sort.value, key, str(last.id)]
+
+    return cut_page(rows, limit, cursor_of)
 
 
 def _decode_cursor(cursor: str, sort: TaskSort) -> tuple[Any, UUID]:
@@ -175,11 +174,10 @@ def _decode_cursor(cursor: str, sort: TaskSort) -> tuple[Any, UUID]:
     value handed to the database (asyncpg overflows on timestamps near the calendar's
     ends, and a priority outside smallint)."""
     name, key, raw_id = decode_cursor(cursor, arity=3)
-    column, _ = SORT_KEYS[sort]
     try:
         if name != sort.value or not isinstance(raw_id, str):
             raise ValueError("cursor of another sort, or an id that is not a string")
-        return _cursor_key(column.type.python_type, key), UUID(raw_id)
+        return _cursor_key(SORT_KEYS[sort].column.type.python_type, key), UUID(raw_id)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationFailed(
             "The cursor is not valid for this list.",
@@ -290,22 +288,11 @@ async def create_task(
         depends_on=sorted(body.depends_on), blocked=blocked, version=1, created_at=stamp,
         updated_at=stamp, completed_at=stamp if body.status is TaskStatus.DONE else None,
     )
-    await repo.insert(
-        {
-            "id": task.id, "project_id": project_id, "title": task.title,
-            "description": task.description, "status": task.status,
-            "priority": task.priority, "assignee_id": task.assignee_id,
-            "reporter_id": task.reporter_id, "due_date": task.due_date, "labels": task.labels,
-            "version": 1, "created_at": stamp, "updated_at": stamp,
-            "completed_at": task.completed_at,
-        }
-    )
+    await repo.insert(task)
     await repo.add_edges(project_id, task_id, body.depends_on)
-    await _emit(session, task, events.TaskCreated(
-        project_id=task.project_id, title=task.title, status=task.status,
-        priority=task.priority, assignee_id=task.assignee_id, reporter_id=task.reporter_id,
-        due_date=task.due_date, labels=task.labels, depends_on=task.depends_on,
-    ))
+    # task.created carries the task's own fields, by the names the record declares.
+    created = {name: getattr(task, name) for name in events.TaskCreated.model_fields}
+    await _emit(session, task, events.TaskCreated(**created))
     if task.assignee_id is not None:
         # Derived: task.created (the audited event) already carries assigneeId.
         await _emit(session, task, events.TaskAssigned(
@@ -375,12 +362,12 @@ async def update_task(
             values["completed_at"] = None
     values["version"] = task.version + 1
     values["updated_at"] = stamp
-    await repo.update(task.id, values)
+    await repo.update_task(task.id, values)
     previous = task
     task = dataclasses.replace(task, **values)
 
     await _emit(session, task, events.TaskUpdated(
-        project_id=task.project_id, changes=jsonable(changes)))
+        project_id=task.project_id, changes=changes))
     # Derived, for consumers that react to one kind of change; task.updated (the audited
     # event) carries every changed field, assigneeId and status included.
     if "assigneeId" in changes:
@@ -409,7 +396,7 @@ async def delete_task(
         if current is None:
             raise TaskNotFound()
         check_if_match(if_match, current.version, resource="task")
-    await repo.delete(task.id)
+    await repo.delete_task(task.id)
     await _emit(session, task, events.TaskDeleted(project_id=task.project_id, title=task.title))
 
 
@@ -520,15 +507,3 @@ async def _emit(session: AsyncSession, task: TaskRecord, event: EventData,
                 *, audited: bool = True) -> None:
     await emit(session, event, subject_id=task.id, audited=audited)
 
-
-def jsonable(value: Any) -> Any:
-    """UUIDs and dates as strings, recursively: the outbox stores plain JSON."""
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
