@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import ModuleType
+from typing import Any
 
 from pantherahive import __version__
 from pantherahive.core.events import EventData, declared_events
@@ -69,7 +70,7 @@ def published_events() -> list[type[EventData]]:
     return [cls for cls in declared_events() if cls.__module__ in modules]
 
 
-def asyncapi() -> dict[str, object]:
+def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document of ``published_events()`` (``docs/asyncapi.yaml``, served at
     ``/asyncapi.json``), with the default stream name: the same on every installation."""
     return asyncapi_document(

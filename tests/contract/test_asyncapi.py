@@ -19,7 +19,9 @@ from jsonschema import Draft7Validator, Draft202012Validator
 
 from pantherahive.cli.asyncapi import Format, render
 from pantherahive.consumers import asyncapi, published_events
+from pantherahive.core.events import EventData
 from pantherahive.domains.tasks.events import TaskDeleted
+from pantherahive.infra.asyncapi import asyncapi_document
 from pantherahive.infra.bus.codec import to_document
 from pantherahive.infra.bus.consumer import Event
 from pantherahive.infra.security.authz import AuthzDenied
@@ -124,6 +126,60 @@ def test_one_channel_per_type_and_one_message_per_class() -> None:
     assert channel["address"] == "pantherahive.events.{tenantId}.task.created"
     assert channel["bindings"]["kafka"]["topic"] == "PANTHERAHIVE_EVENTS"
     assert document["operations"]["publish.task.created"]["action"] == "send"
+
+
+class _Nested(EventData):
+    label: str
+
+
+class _Shelved(EventData, type="test_asyncapi.shelved", subject="book"):
+    """A book was shelved.
+
+    Second paragraph: the details."""
+
+    shelf: _Nested
+
+
+class _ShelvedV2(EventData, type="test_asyncapi.shelved", version=2, subject="book"):
+    shelves: list[str]
+
+
+def _generate(*events: type[EventData]) -> dict[str, Any]:
+    return asyncapi_document(events, version="9", subject_prefix="pfx", topic="TOPIC")
+
+
+def test_the_versions_of_a_type_share_its_channel_whatever_the_declaration_order() -> None:
+    document = _generate(_ShelvedV2, _Shelved)
+    assert document == _generate(_Shelved, _ShelvedV2)
+    assert json.dumps(document) == json.dumps(_generate(_Shelved, _ShelvedV2))
+    [channel] = document["channels"].values()
+    assert channel["address"] == "pfx.{tenantId}.test_asyncapi.shelved"
+    assert list(channel["messages"]) == ["test_asyncapi.shelved.v1", "test_asyncapi.shelved.v2"]
+    [operation] = document["operations"].values()
+    assert [ref["$ref"] for ref in operation["messages"]] == [
+        "#/channels/test_asyncapi.shelved/messages/test_asyncapi.shelved.v1",
+        "#/channels/test_asyncapi.shelved/messages/test_asyncapi.shelved.v2",
+    ]
+    v1 = document["components"]["messages"]["test_asyncapi.shelved.v1"]
+    assert v1["summary"] == "A book was shelved."
+    assert v1["description"].endswith("Second paragraph: the details.")
+    schemas = document["components"]["schemas"]
+    # Nested models are hoisted beside the class, and referenced there.
+    assert schemas["_Shelved"]["properties"]["shelf"] == {"$ref": "#/components/schemas/_Nested"}
+    assert "_Nested" in schemas
+    assert problems(document) == []
+
+
+def _another_shelved() -> type[EventData]:
+    class _Shelved(EventData, type="test_asyncapi.other", subject="book"):
+        title: str
+
+    return _Shelved
+
+
+def test_two_different_schemas_with_one_name_are_refused() -> None:
+    with pytest.raises(ValueError, match="two different schemas are both named _Shelved"):
+        _generate(_Shelved, _another_shelved())
 
 
 def _envelope(event_type: str, version: int, subject_type: str, data: dict[str, Any]) -> Any:

@@ -40,7 +40,7 @@ def asyncapi_document(
     versions: dict[str, list[type[EventData]]] = {}
     for cls in sorted(events, key=lambda c: (c.TYPE, c.VERSION)):
         versions.setdefault(cls.TYPE, []).append(cls)
-        messages[message_id(cls)] = _message(cls)
+        messages[_message_id(cls)] = _message(cls)
         _add_schemas(schemas, cls)
     channels = {
         event_type: _channel(event_type, classes, subject_prefix, topic)
@@ -79,7 +79,7 @@ def asyncapi_document(
     )
 
 
-def message_id(cls: type[EventData]) -> str:
+def _message_id(cls: type[EventData]) -> str:
     return f"{cls.TYPE}.v{cls.VERSION}"
 
 
@@ -127,7 +127,7 @@ def _channel(
             }
         },
         "messages": {
-            message_id(cls): {"$ref": f"#/components/messages/{message_id(cls)}"}
+            _message_id(cls): {"$ref": f"#/components/messages/{_message_id(cls)}"}
             for cls in classes
         },
         "bindings": {"kafka": {"topic": topic, "bindingVersion": KAFKA_BINDING_VERSION}},
@@ -140,7 +140,7 @@ def _operation(event_type: str, classes: list[type[EventData]]) -> dict[str, Any
         "channel": {"$ref": f"#/channels/{event_type}"},
         "summary": f"The platform publishes `{event_type}` (outbox relay).",
         "messages": [
-            {"$ref": f"#/channels/{event_type}/messages/{message_id(cls)}"} for cls in classes
+            {"$ref": f"#/channels/{event_type}/messages/{_message_id(cls)}"} for cls in classes
         ],
     }
 
@@ -183,15 +183,11 @@ def _payload(cls: type[EventData]) -> dict[str, Any]:
                     "type": {"const": cls.TYPE},
                     "version": {"const": cls.VERSION},
                     "subject": {"type": "object", "properties": {"type": subject}},
-                    "data": {"$ref": _SCHEMAS + _schema_name(cls)},
+                    "data": {"$ref": _SCHEMAS + cls.__name__},
                 },
             },
         ]
     }
-
-
-def _schema_name(cls: type[EventData]) -> str:
-    return cls.__name__
 
 
 class _WireSchema(GenerateJsonSchema):
@@ -211,7 +207,7 @@ def _add_schemas(schemas: dict[str, Any], cls: type[EventData]) -> None:
         ref_template=_SCHEMAS + "{model}",
         schema_generator=_WireSchema,
     )
-    found = {_schema_name(cls): schema, **schema.pop("$defs", {})}
+    found = {cls.__name__: schema, **schema.pop("$defs", {})}
     for name, definition in found.items():
         if name in schemas and schemas[name] != definition:
             raise ValueError(f"two different schemas are both named {name} ({cls.TYPE})")
