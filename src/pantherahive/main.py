@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from limits import RateLimitItem
@@ -23,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from pantherahive import __version__
-from pantherahive.consumers import ANNOUNCED_SCHEMAS, all_consumers
+from pantherahive.consumers import ANNOUNCED_SCHEMAS, all_consumers, asyncapi
 from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
 from pantherahive.domains.audit import router as audit_router
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
@@ -281,6 +283,11 @@ def _operations_routes(app: FastAPI) -> None:
             raise ServiceUnavailable("The database is not reachable.") from exc
         return {"status": "ready", "database": "ok", "bus": "ok"}
 
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_json() -> Response:
+        """The AsyncAPI 3.0 document of the platform's events (docs/asyncapi.yaml)."""
+        return Response(_asyncapi_json(), media_type="application/json")
+
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -290,6 +297,11 @@ def _operations_routes(app: FastAPI) -> None:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@functools.cache
+def _asyncapi_json() -> bytes:
+    return orjson.dumps(asyncapi())
 
 
 def app_from_env() -> FastAPI:

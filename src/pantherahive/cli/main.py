@@ -298,5 +298,14 @@ def _register_bus() -> None:
 _register_bus()
 
 
+def _register_asyncapi() -> None:
+    from pantherahive.cli.asyncapi import register
+
+    register(app)
+
+
+_register_asyncapi()
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
