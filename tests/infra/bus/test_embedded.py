@@ -10,12 +10,12 @@ import httpx
 from sqlalchemy import text
 
 from pantherahive.consumers import all_consumers
-from pantherahive.infra.bus import dead_letters, store
+from pantherahive.infra.bus import dead_letters, sql
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import EmbeddedRuntime, drain
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, HANDLER_ERRORS
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
 from pantherahive.infra.context import begin_context, bind_principal, current_context
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
@@ -132,7 +132,7 @@ async def test_app_role_sees_only_its_tenants_dead_letters(
     assert len(await dead_letters.list_parked(owner_db, consumer=always.name)) == 2
     async with app_db.sessions() as session, session.begin():
         await set_tenant(session, mine)
-        visible = await store.list_dead_letters(session, consumer=always.name)
+        visible = await sql.list_dead_letters(session, consumer=always.name)
     assert [letter.event.tenant_id for letter in visible] == [mine]
 
 
