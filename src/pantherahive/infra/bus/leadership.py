@@ -26,6 +26,9 @@ log = get_logger(__name__)
 # Reconnecting after the control connection failed: jittered, so processes that lost the
 # database together do not come back together.
 RECONNECT = Backoff(base=0.5, maximum=30.0)
+# Restarting a role whose task died: soon, but a role that dies as it starts (the database
+# refusing it) must not be restarted in a tight loop.
+RESTART = Backoff(base=0.5, maximum=30.0)
 
 
 def _nothing() -> None:
@@ -47,11 +50,11 @@ class Leadership:
 
     One round, every ``lease_retry`` seconds: take the locks of the roles not running here
     (one after the other: one connection runs one query at a time), let the pruner have its
-    turn, wait, ping. A role whose task died of an ``Exception`` is restarted next round
-    (its lock is still held); one that died of anything else (the process going down)
-    takes the leadership with it. When the connection is lost, every role is halted —
-    each finishes the work in hand while the locks are still held — and the loop connects
-    again after a jittered backoff.
+    turn, wait, ping. A role whose task died of an ``Exception`` is restarted under the
+    lock it still holds, after a jittered backoff (reset once it ran a whole lease); one
+    that died of anything else (the process going down) takes the leadership with it.
+    When the connection is lost, every role is halted — each finishes the work in hand
+    while the locks are still held — and the loop connects again after a jittered backoff.
     """
 
     def __init__(
@@ -80,6 +83,9 @@ class Leadership:
         self.on_halt = on_halt
         self.reconnect = reconnect
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started_at: dict[str, float] = {}
+        self._restarts: dict[str, BackoffState] = {}
+        self._restart_at: dict[str, float] = {}
 
     @property
     def running(self) -> frozenset[str]:
@@ -120,23 +126,29 @@ class Leadership:
     async def _start_roles(
         self, control: ControlConnection, halt: asyncio.Event, held: set[str]
     ) -> None:
+        loop = asyncio.get_running_loop()
         for role in self.roles:
-            if role.name in self._tasks:
+            if role.name in self._tasks or self._restart_at.get(role.name, 0.0) > loop.time():
                 continue
             if role.lock not in held:
                 if not await control.try_lock(role.lock):
                     continue
                 held.add(role.lock)
+            self._restart_at.pop(role.name, None)
+            self._started_at[role.name] = loop.time()
             self._tasks[role.name] = asyncio.create_task(
                 role.work(halt), name=f"bus-{self.name}-{role.name}"
             )
 
     async def _wait(self, stopping: asyncio.Event, lost: asyncio.Event) -> None:
-        """``lease_retry`` seconds, or less if stopping, if the connection was lost, or if
-        a role's task ended (then it is restarted, or its BaseException raised)."""
+        """``lease_retry`` seconds, or less: if stopping, if the connection was lost, if a
+        role's task ended (its BaseException is raised here), or when a role is due for its
+        restart."""
+        loop = asyncio.get_running_loop()
+        timeout = min([self.lease_retry, *(at - loop.time() for at in self._restart_at.values())])
         waiters = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(lost.wait())]
         try:
-            await asyncio.wait([*waiters, *self._tasks.values()], timeout=self.lease_retry,
+            await asyncio.wait([*waiters, *self._tasks.values()], timeout=max(timeout, 0.0),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
@@ -148,6 +160,10 @@ class Leadership:
             error = None if task.cancelled() else task.exception()
             if error is not None and not isinstance(error, Exception):
                 raise error
-            if error is not None:
-                log.error("bus work died; restarting it", leader=self.name, role=name,
-                          error=repr(error))
+            restarts = self._restarts.setdefault(name, BackoffState(RESTART))
+            if loop.time() - self._started_at[name] >= self.lease_retry:
+                restarts.succeeded()
+            delay = restarts.failed()
+            self._restart_at[name] = loop.time() + delay
+            log.error("bus work died; restarting it", leader=self.name, role=name,
+                      error=repr(error), restart_in=round(delay, 3))
