@@ -58,8 +58,8 @@ def component(role: str, database_url: str, bus_url: str, ready: Path) -> int:
     """Child process: import and connect, touch ``ready``, wait for "go" on stdin, run the
     real runtime until stdin closes, then stop gracefully."""
     from pantherahive.domains.audit.api import CONSUMERS
-    from pantherahive.infra.bus.runtime import EmbeddedRuntime
-    from pantherahive.infra.bus.transports import run_relay, run_worker
+    from pantherahive.infra.bus.broker.factory import run_relay, run_worker
+    from pantherahive.infra.bus.embedded import EmbeddedRuntime
     from pantherahive.infra.db.engine import Database
     from pantherahive.settings import Settings
 

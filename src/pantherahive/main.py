@@ -38,7 +38,8 @@ from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.projects import router as projects_router
 from pantherahive.domains.tasks import router as tasks_router
 from pantherahive.infra import heap
-from pantherahive.infra.bus.runtime import EmbeddedRuntime, is_embedded
+from pantherahive.infra.bus.embedded import EmbeddedRuntime
+from pantherahive.infra.bus.from_settings import is_embedded
 from pantherahive.infra.db.embedded import start_embedded_postgres
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.http.gateway import GatewayMiddleware

@@ -31,14 +31,14 @@ app = typer.Typer(
 
 def _run(work: Callable[[Database, ArchiveStore], Awaitable[T]]) -> T:
     """Run ``work(owner_db, store)`` against the migrated database, as its owner."""
-    from pantherahive.cli.main import _database_url, _migrate
+    from pantherahive.cli.common import database_url, migrate_database
     from pantherahive.domains.audit.api import ArchiveStore
     from pantherahive.infra.db.engine import Database
     from pantherahive.main import audit_archive_config
     from pantherahive.settings import get_settings
 
-    url = _database_url()
-    _migrate(url)
+    url = database_url()
+    migrate_database(url)
     store = ArchiveStore(audit_archive_config(get_settings()))
 
     async def runner() -> T:

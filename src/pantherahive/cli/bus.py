@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
+from pantherahive.cli.common import database_url, run_until_signal
 from pantherahive.settings import Settings, get_settings
 
-T = TypeVar("T")
 dead_letters_app = typer.Typer(
     help="Events parked after their handler kept failing: list and replay them.",
     no_args_is_help=True,
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(relay)
-    app.command()(worker)
-    app.add_typer(dead_letters_app, name="dead-letters")
-
-
-def _database_url() -> str:
-    from pantherahive.cli.main import _database_url as resolve
-
-    return resolve()
-
-
-def _run_until_signal(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``work(stopping)``; SIGINT/SIGTERM set ``stopping`` (finish the event in hand)."""
-
-    async def runner() -> T:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        return await work(stopping)
-
-    return asyncio.run(runner())
-
-
 def _require_broker(settings: Settings) -> None:
-    from pantherahive.infra.bus.runtime import is_embedded
+    from pantherahive.infra.bus.from_settings import is_embedded
 
     if is_embedded(settings.bus_url):
         typer.secho(
@@ -57,12 +30,12 @@ def _require_broker(settings: Settings) -> None:
 
 def relay() -> None:
     """Publish the outbox to the broker of BUS_URL (nats:// or kafka://) until stopped."""
-    from pantherahive.infra.bus.transports import run_relay
+    from pantherahive.infra.bus.broker.factory import run_relay
     from pantherahive.infra.db.engine import Database
 
     settings = get_settings()
     _require_broker(settings)
-    url = _database_url()
+    url = database_url()
 
     async def work(stopping: asyncio.Event) -> None:
         db = Database.connect(url, pool_size=2)
@@ -71,18 +44,19 @@ def relay() -> None:
         finally:
             await db.dispose()
 
-    _run_until_signal(work)
+    run_until_signal(work)
 
 
 def worker() -> None:
     """Run every event consumer against the broker of BUS_URL (or, embedded, the outbox)."""
     from pantherahive.consumers import all_consumers
-    from pantherahive.infra.bus.runtime import EmbeddedRuntime, is_embedded
-    from pantherahive.infra.bus.transports import run_worker
+    from pantherahive.infra.bus.broker.factory import run_worker
+    from pantherahive.infra.bus.embedded import EmbeddedRuntime
+    from pantherahive.infra.bus.from_settings import is_embedded
     from pantherahive.infra.db.engine import Database
 
     settings = get_settings()
-    url = _database_url()
+    url = database_url()
 
     async def work(stopping: asyncio.Event) -> None:
         db = Database.connect(url, pool_size=settings.db_pool_size)
@@ -97,7 +71,7 @@ def worker() -> None:
         finally:
             await db.dispose()
 
-    _run_until_signal(work)
+    run_until_signal(work)
 
 
 @dead_letters_app.command("list")
@@ -110,7 +84,7 @@ def list_dead_letters(
     from pantherahive.infra.bus.dead_letters import error_summary, list_parked
     from pantherahive.infra.db.engine import Database
 
-    url = _database_url()
+    url = database_url()
 
     async def work() -> None:
         owner = Database.connect(url, pool_size=1, role=None)
@@ -147,7 +121,7 @@ def replay_dead_letters(
     from pantherahive.infra.bus.dead_letters import ReplayResult, replay
     from pantherahive.infra.db.engine import Database
 
-    url = _database_url()
+    url = database_url()
 
     async def work() -> bool:
         owner = Database.connect(url, pool_size=1, role=None)

@@ -13,6 +13,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from pantherahive.cli.audit import app as audit_app
+from pantherahive.cli.bus import dead_letters_app, relay, worker
+from pantherahive.cli.common import database_url, fail_with, migrate_database
 from pantherahive.infra.security.principal import Role
 from pantherahive.settings import get_settings
 
@@ -25,31 +28,10 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def _database_url() -> str:
-    from pantherahive.main import resolve_database_url
-
-    settings = get_settings()
-    if settings.database_url is None:
-        typer.secho(
-            f"Using the embedded PostgreSQL in {settings.data_path / 'postgres'}",
-            err=True,
-            fg=typer.colors.BLUE,
-        )
-    return resolve_database_url(settings)
-
-
-def _migrate(url: str) -> None:
-    from pantherahive.infra.db.migrate import upgrade
-
-    typer.secho("Migrating the database…", err=True, fg=typer.colors.BLUE)
-    upgrade(url)
-    typer.secho("Database is at the latest migration.", err=True, fg=typer.colors.GREEN)
-
-
 @app.command()
 def migrate() -> None:
     """Apply every pending database migration (as the database owner), then exit."""
-    _migrate(_database_url())
+    migrate_database(database_url())
 
 
 @app.command()
@@ -71,9 +53,9 @@ def serve(
     port = port or settings.port
     workers = workers or settings.workers
     _require_free_port(host, port)
-    url = _database_url()
+    url = database_url()
     if migrate_first:
-        _migrate(url)
+        migrate_database(url)
     os.environ["DATABASE_URL"] = url
     # Create the generated JWT secret (if one is needed) here, once, before the workers
     # start: they then all read the same file instead of racing to create it.
@@ -133,8 +115,8 @@ def _require_free_port(host: str, port: int) -> None:
 def _run_with_platform(work: Callable[..., Awaitable[T]]) -> T:
     from pantherahive.main import build_platform
 
-    url = _database_url()
-    _migrate(url)
+    url = database_url()
+    migrate_database(url)
     settings = get_settings()
 
     async def runner() -> T:
@@ -145,31 +127,6 @@ def _run_with_platform(work: Callable[..., Awaitable[T]]) -> T:
             await platform.db.dispose()
 
     return asyncio.run(runner())
-
-
-def _fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)
-
-
-def _fail_with(headline: str, exc: Exception) -> None:
-    """Say what was wrong, one "field: message" line per problem — not pydantic's dump
-    with its documentation URLs, nor a traceback."""
-    from pydantic import ValidationError
-
-    from pantherahive.core.errors import AppError
-
-    lines = [headline]
-    if isinstance(exc, ValidationError):
-        for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"]) or "input"
-            lines.append(f"  {field}: {error['msg']}")
-    elif isinstance(exc, AppError):
-        lines.append(f"  {exc.detail}")
-        lines.extend(f"  {e.field}: {e.message}" for e in exc.errors)
-    else:
-        lines.append(f"  {exc}")
-    _fail("\n".join(lines))
 
 
 @app.command("create-tenant")
@@ -212,7 +169,7 @@ def create_tenant(
             )
         )
     except (AppError, ValidationError) as exc:
-        _fail_with(f"Could not create tenant {slug!r}:", exc)
+        fail_with(f"Could not create tenant {slug!r}:", exc)
     typer.secho(f"Tenant {slug!r} created.", fg=typer.colors.GREEN)
     typer.echo(
         f"  login:    {admin_username}\n  password: {password}\n  (shown once; store it now)"
@@ -251,7 +208,7 @@ def create_user(
             )
         )
     except (AppError, ValidationError) as exc:
-        _fail_with(f"Could not create user {username!r}:", exc)
+        fail_with(f"Could not create user {username!r}:", exc)
     typer.secho(f"User {username!r} created in {tenant!r} as {role.value}.", fg=typer.colors.GREEN)
     if password is None:
         typer.echo(f"  password: {chosen}  (shown once)")
@@ -280,22 +237,11 @@ def demo() -> None:
     )
 
 
-def _register_subcommands() -> None:
-    from pantherahive.cli.audit import app as audit_app
-
-    app.add_typer(audit_app, name="audit")
-
-
-_register_subcommands()
-
-
-def _register_bus() -> None:
-    from pantherahive.cli.bus import register
-
-    register(app)
-
-
-_register_bus()
+# The command groups, after this module's own commands (the order --help lists them in).
+app.add_typer(audit_app, name="audit")
+app.command()(relay)
+app.command()(worker)
+app.add_typer(dead_letters_app, name="dead-letters")
 
 
 def _register_asyncapi() -> None:

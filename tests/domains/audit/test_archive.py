@@ -19,7 +19,7 @@ import pytest
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
 from pantherahive.domains.audit.archival import ArchiveError, archive_before, restore_range
 from pantherahive.domains.audit.handlers import CONSUMERS
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.conftest import TenantHandle
 from tests.domains.audit.helpers import (

@@ -17,9 +17,9 @@ import pytest
 from pantherahive.domains.audit.handlers import on_any_event, on_events
 from pantherahive.domains.audit.service import ChainConflict, record_events
 from pantherahive.infra.bus.consumer import ConsumerSpec
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import drain
 from pantherahive.infra.db.engine import set_tenant
 from tests.domains.audit.helpers import app_db, make_event, record, record_batch
 from tests.domains.audit.test_chain import rows, verify

@@ -23,7 +23,7 @@ from pantherahive.consumers import all_consumers
 from pantherahive.domains.identity.delivery import RecordingSender
 from pantherahive.domains.identity.repository import IdentityRepository
 from pantherahive.domains.identity.service import VERIFY_PREFIX
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.conftest import (
     PASSWORD,

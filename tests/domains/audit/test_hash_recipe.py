@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from pantherahive.domains.audit.handlers import CONSUMERS
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from tests.conftest import TenantHandle
 from tests.domains.audit.helpers import app_db, make_event, record, record_batch
 

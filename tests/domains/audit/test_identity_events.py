@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from pantherahive.domains.audit.handlers import CONSUMERS
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from tests.conftest import (
     PASSWORD,
     TenantHandle,

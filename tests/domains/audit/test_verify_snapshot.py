@@ -25,7 +25,7 @@ from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore
 from pantherahive.domains.audit.archival import archive_before
 from pantherahive.domains.audit.handlers import CONSUMERS
 from pantherahive.domains.audit.repository import AuditRepository
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import Database
 from pantherahive.settings import get_settings
 from tests.conftest import TenantHandle

@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from pantherahive.domains.notifications.handlers import CONSUMERS
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runtime import drain
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.settings import Settings
 from tests.conftest import make_settings, running_app

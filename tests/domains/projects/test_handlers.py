@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from pantherahive.domains.projects.handlers import CONSUMERS
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from tests.conftest import TenantHandle, add_user
 from tests.domains.projects.helpers import create_project, outbox, put_member
 

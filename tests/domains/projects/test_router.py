@@ -10,7 +10,7 @@ import pytest
 
 from pantherahive.domains.projects.handlers import CONSUMERS as PROJECT_CONSUMERS
 from pantherahive.domains.tasks.handlers import CONSUMERS as TASK_CONSUMERS
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.projects.helpers import create_project, outbox, put_member
 

@@ -18,7 +18,7 @@ from pantherahive.domains.projects import service as projects_service
 from pantherahive.domains.tasks import service
 from pantherahive.domains.tasks.handlers import CONSUMERS as TASK_CONSUMERS
 from pantherahive.domains.tasks.schemas import TaskCreate, TaskUpdate
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.principal import AuthContext, Role
 from tests.conftest import Actor, unique

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.infra.bus.codec import Cursor
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import ConsumerRunner, RetryPolicy
+from pantherahive.infra.bus.embedded import EmbeddedRuntime, drain
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import ConsumerRunner, RetryPolicy
-from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
 from tests.infra.bus.test_embedded import wait_until

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pantherahive.cli.main import app
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import drain
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import Database
 from pantherahive.settings import get_settings
 from tests.infra.bus.conftest import Effects, Emit, Recorder

@@ -8,14 +8,15 @@ import uuid
 
 import httpx
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.consumers import all_consumers
-from pantherahive.infra.bus import dead_letters, store
-from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus import dead_letters, sql
+from pantherahive.infra.bus.consumer import ConsumerSpec, Event, PermanentFailure
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import EmbeddedRuntime, drain
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, HANDLER_ERRORS
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
 from pantherahive.infra.context import begin_context, bind_principal, current_context
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
@@ -121,6 +122,48 @@ async def test_poison_event_is_parked_the_stream_goes_on_and_replay_applies_it_o
     assert done.replayed_at is not None
 
 
+async def test_a_permanent_failure_is_parked_at_once_with_its_message_first(
+    app_db: Database, owner_db: Database, effects: Effects, emit_events: Emit
+) -> None:
+    """Raised directly or as the cause of another exception: no retry can cure it, so the
+    event is parked after one attempt of its own, and the stream goes on."""
+    recorder = Recorder()
+    wrapped = f"{recorder.prefix}.wrapped"
+    calls: dict[uuid.UUID, int] = {}
+
+    async def handle(session: AsyncSession, event: Event) -> None:
+        calls[event.id] = calls.get(event.id, 0) + 1
+        await record_effect(session, recorder.name, event)
+        if event.type == recorder.other:
+            raise PermanentFailure(f"version {event.version} of {event.type} is unknown")
+        if event.type == wrapped:
+            try:
+                raise PermanentFailure("subject is not a thing")
+            except PermanentFailure as exc:
+                raise RuntimeError("the handler wrapped it") from exc
+
+    spec = ConsumerSpec(recorder.name, handle,
+                        frozenset({recorder.happened, recorder.other, wrapped}))
+    tenant = uuid.uuid4()
+    [direct] = await emit_events(tenant, 1, recorder.other)
+    [caused] = await emit_events(tenant, 1, wrapped)
+    [after] = await emit_events(tenant, 1, recorder.happened)
+
+    assert await drain(app_db, [spec], retry=RetryPolicy(max_attempts=5, base_delay=0)) == 3
+    # Never retried: the first once in the chunk (which failed there) and once on its
+    # own, the second only on its own.
+    assert (calls[direct], calls[caused]) == (2, 1)
+    assert await effects.counts(recorder.name) == {after: 1}
+    parked = {letter.event.id: letter
+              for letter in await dead_letters.list_parked(owner_db, consumer=recorder.name)
+              if letter.event is not None}
+    assert set(parked) == {direct, caused}
+    assert parked[direct].attempts == parked[caused].attempts == 1
+    assert parked[direct].error.splitlines()[0] == f"version 1 of {recorder.other} is unknown"
+    assert parked[caused].error.splitlines()[0] == "subject is not a thing"
+    assert "RuntimeError: the handler wrapped it" in parked[caused].error
+
+
 async def test_app_role_sees_only_its_tenants_dead_letters(
     app_db: Database, owner_db: Database, emit_events: Emit
 ) -> None:
@@ -132,7 +175,7 @@ async def test_app_role_sees_only_its_tenants_dead_letters(
     assert len(await dead_letters.list_parked(owner_db, consumer=always.name)) == 2
     async with app_db.sessions() as session, session.begin():
         await set_tenant(session, mine)
-        visible = await store.list_dead_letters(session, consumer=always.name)
+        visible = await sql.list_dead_letters(session, consumer=always.name)
     assert [letter.event.tenant_id for letter in visible] == [mine]
 
 

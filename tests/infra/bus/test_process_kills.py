@@ -29,12 +29,13 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
+from pantherahive.infra.bus.broker.kafka import KafkaPublisher, KafkaWorker, bootstrap_servers
+from pantherahive.infra.bus.broker.nats import SUBJECT_PREFIX, NatsPublisher, NatsWorker, connect
+from pantherahive.infra.bus.broker.relay import Publisher, Relay
+from pantherahive.infra.bus.broker.worker import BrokerWorker
 from pantherahive.infra.bus.codec import decode
-from pantherahive.infra.bus.kafka_transport import KafkaPublisher, KafkaWorker, bootstrap_servers
-from pantherahive.infra.bus.nats_transport import NatsPublisher, NatsWorker, connect
+from pantherahive.infra.bus.delivery import RetryPolicy
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.transports import SUBJECT_PREFIX, BrokerWorker, Publisher, Relay
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.db.migrate import upgrade
 from tests.infra.bus.brokers import Broker, kafka_broker, nats_broker

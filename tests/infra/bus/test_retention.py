@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from pantherahive.infra.bus import store
+from pantherahive.infra.bus import sql
 from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import EmbeddedRuntime, drain
 from pantherahive.infra.bus.retention import Pruner, prune_once
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import EmbeddedRuntime, drain
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.infra.bus.conftest import Emit, Recorder
 
@@ -77,7 +77,7 @@ async def test_broker_rows_go_once_published_and_old_markers_go(
     async with app_db.sessions() as session, session.begin():
         await set_tenant(session, tenant)
         for event in events:
-            assert await store.claim_marker(session, consumer, event)
+            assert await sql.claim_marker(session, consumer, event)
     async with owner_db.sessions() as session, session.begin():
         await session.execute(
             text("UPDATE bus.processed_events SET processed_at = now() - interval '30 days' "

@@ -19,30 +19,26 @@ from typer.testing import CliRunner
 
 from pantherahive.cli.main import app as cli
 from pantherahive.infra.bus import dead_letters
-from pantherahive.infra.bus.codec import decode
-from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-from pantherahive.infra.bus.kafka_transport import (
+from pantherahive.infra.bus.broker.factory import run_relay, run_worker
+from pantherahive.infra.bus.broker.kafka import (
     KafkaPublisher,
     KafkaWorker,
     bootstrap_servers,
     ensure_topic,
 )
-from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED
-from pantherahive.infra.bus.nats_transport import (
+from pantherahive.infra.bus.broker.nats import (
+    SUBJECT_PREFIX,
     NatsPublisher,
     NatsWorker,
     connect,
     ensure_stream,
 )
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.transports import (
-    SUBJECT_PREFIX,
-    BrokerWorker,
-    Publisher,
-    Relay,
-    run_relay,
-    run_worker,
-)
+from pantherahive.infra.bus.broker.relay import Publisher, Relay
+from pantherahive.infra.bus.broker.worker import BrokerWorker
+from pantherahive.infra.bus.codec import decode
+from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from pantherahive.infra.db.engine import Database
 from pantherahive.settings import get_settings
 from tests.conftest import create_tenant, make_settings

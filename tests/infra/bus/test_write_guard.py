@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.consumers import ANNOUNCED_SCHEMAS
 from pantherahive.infra.bus import dead_letters
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import RetryPolicy
+from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.runtime import drain
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.main import create_app

@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from pantherahive.infra.bus import store
+from pantherahive.infra.bus import sql
 from pantherahive.infra.bus.consumer import ConsumerSpec
-from pantherahive.infra.bus.runner import run_handler
-from pantherahive.infra.bus.store import DeadLetter
+from pantherahive.infra.bus.delivery import describe_error, run_handler
+from pantherahive.infra.bus.sql import DeadLetter
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
 
@@ -43,7 +43,7 @@ async def list_parked(
 ) -> list[DeadLetter]:
     """Every tenant's parked events; ``owner`` connects as the database owner."""
     async with owner.sessions() as session:
-        return await store.list_dead_letters(
+        return await sql.list_dead_letters(
             session, consumer=consumer, include_replayed=include_replayed, limit=limit
         )
 
@@ -54,7 +54,7 @@ async def replay(
     """Run a parked event through its consumer again; on failure it stays parked with the
     new error."""
     async with owner.sessions() as session:
-        letter = await store.get_dead_letter(session, dead_letter_id)
+        letter = await sql.get_dead_letter(session, dead_letter_id)
     if letter is None or letter.replayed_at is not None:
         return ReplayResult.NOT_FOUND
     if letter.event is None:
@@ -66,16 +66,16 @@ async def replay(
     try:
         async with app.sessions() as session, session.begin():
             await set_tenant(session, event.tenant_id)
-            locked = await store.lock_dead_letter(session, dead_letter_id)
+            locked = await sql.lock_dead_letter(session, dead_letter_id)
             if locked is None or locked.event is None:
                 return ReplayResult.NOT_FOUND
-            await store.claim_marker(session, spec.name, locked.event)
+            await sql.claim_marker(session, spec.name, locked.event)
             await run_handler(spec, session, locked.event)
-            await store.mark_replayed(session, dead_letter_id)
+            await sql.mark_replayed(session, dead_letter_id)
     except Exception as exc:
         log.warning("replay failed", dead_letter=dead_letter_id, error=repr(exc))
         async with app.sessions() as session, session.begin():
             await set_tenant(session, event.tenant_id)
-            await store.record_replay_failure(session, dead_letter_id, store.describe_error(exc))
+            await sql.record_replay_failure(session, dead_letter_id, describe_error(exc))
         return ReplayResult.FAILED
     return ReplayResult.REPLAYED

@@ -12,13 +12,14 @@ horizon (broker retention, consumer lag).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.infra.bus.control import ControlConnection
+from pantherahive.infra.bus import sql
+from pantherahive.infra.bus.control_connection import ControlConnection
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 
@@ -44,21 +45,21 @@ async def prune_once(
     before = datetime.now(UTC) - keep
     names = None if consumers is None else sorted(set(consumers))
     outbox = await _batches(
-        db, "SELECT bus.prune_outbox(:before, CAST(:consumers AS text[]), :limit)",
-        {"before": before, "consumers": names, "limit": batch}, batch,
+        db, lambda session: sql.prune_outbox(session, before, names, batch), batch
     )
     markers = await _batches(
-        db, "SELECT bus.prune_processed(:before, :limit)",
-        {"before": before, "limit": batch}, batch,
+        db, lambda session: sql.prune_processed(session, before, batch), batch
     )
     return Pruned(outbox, markers)
 
 
-async def _batches(db: Database, sql: str, params: dict[str, object], batch: int) -> int:
+async def _batches(
+    db: Database, delete: Callable[[AsyncSession], Awaitable[int]], batch: int
+) -> int:
     total = 0
     for _ in range(MAX_BATCHES):
         async with db.sessions() as session, session.begin():
-            deleted = int(await session.scalar(text(sql), params) or 0)
+            deleted = await delete(session)
         total += deleted
         if deleted < batch:
             break

@@ -1,5 +1,6 @@
-"""All SQL of the event backbone: outbox reads (through the SECURITY DEFINER doors of
-migration 0004), consumer offsets, processed markers and dead letters.
+"""All SQL of the event backbone, and the mapping of its rows: outbox reads (through the
+SECURITY DEFINER doors of migration 0004), consumer offsets, processed markers, dead
+letters and retention (migration 0012). No decisions here: the callers make those.
 
 What a consumer runs for every batch and every event — reading the outbox, locking and
 moving its offset, its processed marker, the transaction's tenant — is fixed SQL on the
@@ -9,7 +10,6 @@ these statements cost 150-300 µs of CPU, paid several times per event.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +28,6 @@ _COLUMNS = (
     "position, id, tenant_id, type, version, occurred_at, actor_id, subject_type, subject_id, "
     "data, request_id, ip, audited, xid::text AS xid"
 )
-MAX_ERROR_CHARS = 8000
 # Statements assembled from the constants above only (no input reaches the SQL text).
 _READ_UNPUBLISHED = f"SELECT {_COLUMNS} FROM bus.read_unpublished(:limit)"  # noqa: S608
 _LAG = (
@@ -197,13 +196,6 @@ async def claim_marker(session: AsyncSession, consumer: str, event: Event) -> bo
     return bool(claimed)
 
 
-def describe_error(exc: BaseException) -> str:
-    text_ = "".join(traceback.format_exception(exc))
-    if len(text_) > MAX_ERROR_CHARS:
-        text_ = text_[: MAX_ERROR_CHARS // 4] + "\n…\n" + text_[-MAX_ERROR_CHARS * 3 // 4 :]
-    return text_
-
-
 async def park(
     session: AsyncSession, consumer: str, event: Event, error: str, attempts: int
 ) -> None:
@@ -331,6 +323,26 @@ async def get_dead_letter(session: AsyncSession, dead_letter_id: int) -> DeadLet
         await session.execute(text(_GET_DEAD_LETTER), {"id": dead_letter_id})
     ).one_or_none()
     return None if row is None else _dead_letter(row)
+
+
+async def prune_outbox(
+    session: AsyncSession, before: datetime, consumers: Sequence[str] | None, limit: int
+) -> int:
+    """Delete up to ``limit`` outbox rows older than ``before`` that are no longer needed:
+    passed by every one of ``consumers`` (embedded), or published (None: a broker)."""
+    deleted = await session.scalar(
+        text("SELECT bus.prune_outbox(:before, CAST(:consumers AS text[]), :limit)"),
+        {"before": before, "consumers": consumers, "limit": limit},
+    )
+    return int(deleted or 0)
+
+
+async def prune_processed(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` processed markers older than ``before``."""
+    deleted = await session.scalar(
+        text("SELECT bus.prune_processed(:before, :limit)"), {"before": before, "limit": limit}
+    )
+    return int(deleted or 0)
 
 
 def _json(doc: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ empty when unknown).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -26,11 +27,15 @@ class ControlConnection:
         self._on_notify = on_notify
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
+        # Set the moment the driver sees the connection end: the locks are gone with it, so
+        # a leader must not wait for its next ping to find out.
+        self.lost = asyncio.Event()
 
     async def __aenter__(self) -> ControlConnection:
         self._conn = await self._db.engine.connect()
         raw = await self._conn.get_raw_connection()
         self._driver = raw.driver_connection
+        self._driver.add_termination_listener(self._terminated)
         if self._on_notify is not None:
             await self._driver.add_listener(CHANNEL, self._notified)
         return self
@@ -49,6 +54,9 @@ class ControlConnection:
         finally:
             await self._conn.close()
             self._conn = None
+
+    def _terminated(self, _conn: object) -> None:
+        self.lost.set()
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if self._on_notify is not None:

@@ -1,19 +1,22 @@
 """Delivering one event to one consumer: the handler's effects and the consumer's record
-of having handled the event commit in one transaction; failures are retried with
-exponential backoff, then parked in ``bus.dead_letters`` so the stream goes on."""
+of having handled the event commit in one transaction; failures are retried with jittered
+exponential backoff, then parked in ``bus.dead_letters`` so the stream goes on. A
+``PermanentFailure`` is parked at once: no retry can cure it."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.infra.bus import store
+from pantherahive.core.retry import Backoff
+from pantherahive.infra.bus import sql
 from pantherahive.infra.bus.codec import Cursor, group_by_tenant
-from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.consumer import ConsumerSpec, Event, PermanentFailure
 from pantherahive.infra.bus.guard import (
     UnannouncedWrite,
     forget_emitted,
@@ -26,6 +29,7 @@ from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 
 log = get_logger(__name__)
+MAX_ERROR_CHARS = 8000
 
 
 async def run_handler(spec: ConsumerSpec, session: AsyncSession, event: Event) -> None:
@@ -70,20 +74,44 @@ async def _check_announced(
         )
 
 
+def describe_error(exc: BaseException) -> str:
+    """The traceback as a dead letter stores it (long ones keep their head and tail)."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS // 4] + "\n…\n" + text[-MAX_ERROR_CHARS * 3 // 4 :]
+    return text
+
+
+def permanent_failure(exc: BaseException) -> PermanentFailure | None:
+    """The ``PermanentFailure`` that ``exc`` is, or that caused it (a handler may wrap it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, PermanentFailure):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
 def _nothing() -> None:
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``max_attempts`` tries in all; the n-th retry waits ``base * 2**(n-1)`` (capped)."""
+    """``max_attempts`` tries in all. The wait before the n-th retry is capped at
+    ``base_delay * 2**(n-1)`` (and ``max_delay``) and drawn below the cap by ``jitter``
+    (``core.retry.Backoff``): consumers on several workers that failed together do not
+    retry together. ``base_delay=0`` means no wait at all."""
 
     max_attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
+    jitter: float = 1.0
 
     def delay(self, failed_attempts: int) -> float:
-        return float(min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1)))
+        return Backoff(self.base_delay, self.max_delay, self.jitter).delay(failed_attempts)
 
 
 class Outcome(enum.StrEnum):
@@ -138,7 +166,7 @@ class ConsumerRunner:
             attempt += 1
             try:
                 async with self.db.sessions() as session, session.begin():
-                    await store.set_tenant(session, event.tenant_id)
+                    await sql.set_tenant(session, event.tenant_id)
                     if not await self._claim(session, event, cursor):
                         EVENTS_CONSUMED.labels(self.name, Outcome.DUPLICATE).inc()
                         return Outcome.DUPLICATE
@@ -149,8 +177,13 @@ class ConsumerRunner:
                     "event handler failed", consumer=self.name, event_id=str(event.id),
                     event_type=event.type, attempt=attempt, error=repr(exc),
                 )
+                permanent = permanent_failure(exc)
+                if permanent is not None:
+                    # The message first: it is the reason an operator reads.
+                    reason = f"{permanent or type(permanent).__name__}\n{describe_error(exc)}"
+                    return await self._park(event, cursor, reason, attempt)
                 if attempt >= self.retry.max_attempts:
-                    return await self._park(event, cursor, store.describe_error(exc), attempt)
+                    return await self._park(event, cursor, describe_error(exc), attempt)
                 if await self._pause(self.retry.delay(attempt)):
                     return Outcome.STOPPED
             else:
@@ -161,28 +194,28 @@ class ConsumerRunner:
     async def advance(self, cursor: Cursor) -> None:
         """Move past the end of a batch (events this consumer does not want included)."""
         async with self.db.sessions() as session, session.begin():
-            await store.advance_offset(session, self.name, cursor)
+            await sql.advance_offset(session, self.name, cursor)
         self._committed()
 
     async def ensure_offset(self) -> None:
         async with self.db.sessions() as session, session.begin():
-            await store.ensure_offset(session, self.name)
+            await sql.ensure_offset(session, self.name)
 
     async def position(self) -> Cursor:
         async with self.db.sessions() as session:
-            return await store.read_offset(session, self.name)
+            return await sql.read_offset(session, self.name)
 
     async def pending(self) -> int:
         """Committed events not handled (or stepped over) yet, capped at 100000; sets the
         lag gauge."""
-        count = await store.lag(self.db, self.name)
+        count = await sql.lag(self.db, self.name)
         CONSUMER_LAG.labels(self.name).set(count)
         return count
 
     async def process_batch(self, limit: int) -> BatchResult:
         """Read up to ``limit`` safe outbox rows after this consumer's offset and handle them
         in order; stops early (without skipping anything) when asked to stop."""
-        batch = await store.read_next(self.db, self.name, limit, self.spec.types)
+        batch = await sql.read_next(self.db, self.name, limit, self.spec.types)
         rows = batch.rows
         wanted = [row for row in rows if self.spec.wants(row.event.type)]
         # All safe rows were read, so whatever else of ours is committed waits above the
@@ -219,7 +252,7 @@ class ConsumerRunner:
             await self.advance(rows[-1].cursor)
         return BatchResult(read=len(rows), handled=handled, waiting=waiting)
 
-    async def _deliver_chunk(self, chunk: list[store.OutboxRow]) -> int | None:
+    async def _deliver_chunk(self, chunk: list[sql.OutboxRow]) -> int | None:
         """Handle consecutive events in one transaction (one commit, one offset write);
         None when a handler raised, and nothing of the chunk was kept.
 
@@ -231,14 +264,14 @@ class ConsumerRunner:
             async with self.db.sessions() as session, session.begin():
                 # Locks the position, and scopes the transaction to the first tenant.
                 scoped = chunk[0].event.tenant_id
-                offset = await store.lock_offset(session, self.name, scoped)
+                offset = await sql.lock_offset(session, self.name, scoped)
                 todo = [row for row in chunk if row.cursor > offset]
-                done: list[store.OutboxRow] = []
+                done: list[sql.OutboxRow] = []
                 if self.spec.batch_handler is not None:
                     for events in group_by_tenant([row.event for row in todo]):
                         if events[0].tenant_id != scoped:
                             scoped = events[0].tenant_id
-                            await store.set_tenant(session, scoped)
+                            await sql.set_tenant(session, scoped)
                         await run_batch_handler(self.spec, session, events)
                     done = todo
                 else:
@@ -247,11 +280,11 @@ class ConsumerRunner:
                             break  # graceful stop: commit what is done, leave the rest
                         if done or row.event.tenant_id != scoped:
                             # After a handler, set it again: a handler may have changed it.
-                            await store.set_tenant(session, row.event.tenant_id)
+                            await sql.set_tenant(session, row.event.tenant_id)
                         await run_handler(self.spec, session, row.event)
                         done.append(row)
                 if done:
-                    await store.write_offset(session, self.name, done[-1].cursor)
+                    await sql.write_offset(session, self.name, done[-1].cursor)
         except Exception as exc:
             HANDLER_ERRORS.labels(self.name).inc()
             log.info("event chunk failed; retrying its events one by one",
@@ -264,20 +297,20 @@ class ConsumerRunner:
 
     async def _claim(self, session: AsyncSession, event: Event, cursor: Cursor | None) -> bool:
         if cursor is None:
-            return await store.claim_marker(session, self.name, event)
-        if await store.read_offset(session, self.name, lock=True) >= cursor:
+            return await sql.claim_marker(session, self.name, event)
+        if await sql.read_offset(session, self.name, lock=True) >= cursor:
             return False
-        await store.write_offset(session, self.name, cursor)
+        await sql.write_offset(session, self.name, cursor)
         return True
 
     async def _park(
         self, event: Event, cursor: Cursor | None, error: str, attempts: int
     ) -> Outcome:
         async with self.db.sessions() as session, session.begin():
-            await store.set_tenant(session, event.tenant_id)
+            await sql.set_tenant(session, event.tenant_id)
             if not await self._claim(session, event, cursor):
                 return Outcome.DUPLICATE
-            await store.park(session, self.name, event, error, attempts)
+            await sql.park(session, self.name, event, error, attempts)
         self._committed()
         EVENTS_CONSUMED.labels(self.name, Outcome.PARKED).inc()
         log.error(

@@ -14,11 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from pantherahive.infra.bus.broker.worker import BrokerWorker
 from pantherahive.infra.bus.codec import encode, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import RetryPolicy
 from pantherahive.infra.bus.retention import Pruner
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.transports import BrokerWorker
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 

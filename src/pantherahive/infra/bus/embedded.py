@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from functools import partial
 
 from pantherahive.infra.bus.consumer import ConsumerSpec
-from pantherahive.infra.bus.control import ControlConnection
+from pantherahive.infra.bus.delivery import ConsumerRunner, RetryPolicy
+from pantherahive.infra.bus.from_settings import pruner_from_settings, retry_policy
+from pantherahive.infra.bus.leadership import Leadership, Role
 from pantherahive.infra.bus.retention import Pruner
-from pantherahive.infra.bus.runner import ConsumerRunner, RetryPolicy
+from pantherahive.infra.bus.waiting import wait_any
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 from pantherahive.settings import Settings
@@ -20,27 +22,6 @@ log = get_logger(__name__)
 _HORIZON_RECHECK_SECONDS = 0.05
 # The lag gauge of a running consumer is refreshed at most this often.
 _LAG_GAUGE_SECONDS = 1.0
-
-
-def is_embedded(bus_url: str | None) -> bool:
-    return not bus_url or bus_url == "embedded"
-
-
-def pruner_from_settings(
-    db: Database, settings: Settings, consumers: Sequence[str] | None
-) -> Pruner:
-    return Pruner(
-        db, keep=timedelta(days=settings.bus_retention_days),
-        interval=settings.bus_prune_interval_seconds, consumers=consumers,
-    )
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.bus_max_attempts,
-        base_delay=settings.bus_retry_base_seconds,
-        max_delay=settings.bus_retry_max_seconds,
-    )
 
 
 async def drain(
@@ -110,7 +91,13 @@ class EmbeddedRuntime:
         # Consumers waiting for committed events above the horizon: woken when a consumer
         # of this process commits (its transaction may have been the one holding it).
         self._held: set[str] = set()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._leadership = Leadership(
+            db,
+            [Role(spec.name, f"consumer:{spec.name}", partial(self._consume, spec))
+             for spec in self.consumers],
+            name="embedded", lease_retry=lease_retry, pruner=pruner,
+            on_notify=self._notified, on_halt=self._wake_all,
+        )
         self._control: asyncio.Task[None] | None = None
 
     @classmethod
@@ -130,11 +117,13 @@ class EmbeddedRuntime:
     @property
     def running(self) -> frozenset[str]:
         """Consumers this process runs right now."""
-        return frozenset(name for name, task in self._tasks.items() if not task.done())
+        return self._leadership.running
 
     async def start(self) -> None:
         if self._control is None and self.consumers:
-            self._control = asyncio.create_task(self._lead(), name="bus-embedded-control")
+            self._control = asyncio.create_task(
+                self._leadership.run(self._stopping), name="bus-embedded-control"
+            )
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let every consumer finish the event in hand, then return."""
@@ -164,50 +153,8 @@ class EmbeddedRuntime:
         for name in self._held:
             self._wake[name].set()
 
-    async def _lead(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            generation = asyncio.Event()
-            try:
-                async with ControlConnection(self.db, self._notified) as control:
-                    backoff = 0.5
-                    try:
-                        while not self._stopping.is_set() and control.alive():
-                            await self._claim(control, generation)
-                            if self.pruner is not None:
-                                await self.pruner.tick(control)
-                            await self._wait(self._stopping, self.lease_retry)
-                            await control.ping()
-                    finally:
-                        # Consumers finish their event while this process still holds the
-                        # locks; only then does closing the connection release them.
-                        await self._stop_consumers(generation)
-            except Exception as exc:
-                log.warning("event runtime lost its control connection", error=repr(exc))
-            if not self._stopping.is_set():
-                await self._wait(self._stopping, backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    async def _stop_consumers(self, generation: asyncio.Event) -> None:
-        generation.set()
-        self._wake_all()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
-
-    async def _claim(self, control: ControlConnection, generation: asyncio.Event) -> None:
-        for spec in self.consumers:
-            task = self._tasks.get(spec.name)
-            if task is not None and not task.done():
-                continue
-            if task is None and not await control.try_lock(f"consumer:{spec.name}"):
-                continue
-            runner = ConsumerRunner(self.db, spec, self.retry, generation,
-                                    committed=self._released)
-            self._tasks[spec.name] = asyncio.create_task(
-                self._consume(runner), name=f"bus-consumer-{spec.name}"
-            )
-
-    async def _consume(self, runner: ConsumerRunner) -> None:
+    async def _consume(self, spec: ConsumerSpec, halt: asyncio.Event) -> None:
+        runner = ConsumerRunner(self.db, spec, self.retry, halt, committed=self._released)
         loop = asyncio.get_running_loop()
         wake = self._wake[runner.name]
         await runner.ensure_offset()
@@ -228,15 +175,8 @@ class EmbeddedRuntime:
             if held:
                 self._held.add(runner.name)
             try:
-                await self._wait(wake, _HORIZON_RECHECK_SECONDS if held else self.poll_interval)
+                await wait_any(_HORIZON_RECHECK_SECONDS if held else self.poll_interval, wake)
             finally:
                 self._held.discard(runner.name)
             if runner.spec.linger > 0:
-                await self._wait(runner.stopping, runner.spec.linger)
-
-    @staticmethod
-    async def _wait(event: asyncio.Event, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return
+                await wait_any(runner.spec.linger, runner.stopping)

@@ -18,13 +18,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
+from pantherahive.infra.bus.broker.worker import BrokerWorker
 from pantherahive.infra.bus.codec import encode, group_by_tenant, subject_for
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.delivery import RetryPolicy
 from pantherahive.infra.bus.retention import Pruner
-from pantherahive.infra.bus.runner import RetryPolicy
-from pantherahive.infra.bus.transports import SUBJECT_PREFIX, BrokerWorker
 from pantherahive.infra.db.engine import Database
 
+SUBJECT_PREFIX = "pantherahive.events"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
