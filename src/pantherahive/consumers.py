@@ -24,8 +24,8 @@ from pantherahive.domains.projects.handlers import CONSUMERS as PROJECTS
 from pantherahive.domains.tasks import events as tasks_events
 from pantherahive.domains.tasks.handlers import CONSUMERS as TASKS
 from pantherahive.infra.asyncapi import asyncapi_document
+from pantherahive.infra.bus.broker.nats import SUBJECT_PREFIX
 from pantherahive.infra.bus.consumer import ConsumerSpec
-from pantherahive.infra.bus.transports import SUBJECT_PREFIX
 from pantherahive.infra.security import authz
 from pantherahive.settings import Settings
 
