@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
+from pantherahive.core.schemas import ApiModel, NotNull, RequestModel, StorableDate
 from pantherahive.domains.projects.permissions import ProjectRole
 
 
@@ -52,10 +52,10 @@ class ProjectUpdate(RequestModel):
     """Partial update: only the fields sent change; ``null`` clears description and dates
     (name, ownerId and status cannot be null)."""
 
-    name: ProjectName | None = None
+    name: Annotated[ProjectName | None, NotNull] = None
     description: Description | None = None
-    owner_id: UUID | None = None
-    status: ProjectStatus | None = None
+    owner_id: Annotated[UUID | None, NotNull] = None
+    status: Annotated[ProjectStatus | None, NotNull] = None
     start_date: StorableDate | None = None
     end_date: StorableDate | None = None
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
 
-from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
+from pantherahive.core.schemas import ApiModel, NotNull, RequestModel, StorableDate
 
 
 class TaskStatus(StrEnum):
@@ -97,13 +97,13 @@ class TaskUpdate(RequestModel):
     """Partial: only the fields sent change; ``null`` clears description, assignee and due
     date. The assignee (without write rights) may send ``status`` only."""
 
-    title: Title | None = None
+    title: Annotated[Title | None, NotNull] = None
     description: Description | None = None
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
+    status: Annotated[TaskStatus | None, NotNull] = None
+    priority: Annotated[TaskPriority | None, NotNull] = None
     assignee_id: UUID | None = None
     due_date: StorableDate | None = None
-    labels: Labels | None = None
+    labels: Annotated[Labels | None, NotNull] = None
 
     @field_validator("labels")
     @classmethod
