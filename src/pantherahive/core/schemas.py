@@ -27,12 +27,32 @@ def _storable_date(value: date) -> date:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: object) -> object:
+    """Pydantic also reads a number (``0``) as a day since 1970; the contract's dates are
+    ``YYYY-MM-DD`` text, as the OpenAPI document's ``format: date`` says."""
+    if not isinstance(value, date) and not (
+        isinstance(value, str) and _ISO_DATE.fullmatch(value)
+    ):
+        raise PydanticCustomError("date_format", "must be a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
+
 StorableDate = Annotated[
     date,
+    BeforeValidator(_iso_date_text),
     AfterValidator(_storable_date),
     Field(description=f"A date from {MIN_STORABLE_DATE} to {MAX_STORABLE_DATE}."),
 ]
 
+
+# "Has a character that is not whitespace", for text that is stripped before its length is
+# checked. Python strips \x1c-\x1f and \x85 too, which JSON Schema's \s does not cover.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 

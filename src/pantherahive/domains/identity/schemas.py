@@ -67,7 +67,8 @@ class PasswordChange(RequestModel):
 
 
 class TenantAdminCreate(UserCreate):
-    role: Role = Role.ADMIN
+    # The contract: a tenant's first user's role, if sent, must be ADMIN.
+    role: Literal[Role.ADMIN] = Role.ADMIN
 
 
 class TenantCreate(RequestModel):

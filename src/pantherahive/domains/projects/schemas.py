@@ -9,7 +9,13 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from pantherahive.core.schemas import ApiModel, NotNull, RequestModel, StorableDate
+from pantherahive.core.schemas import (
+    NOT_BLANK,
+    ApiModel,
+    NotNull,
+    RequestModel,
+    StorableDate,
+)
 from pantherahive.domains.projects.permissions import ProjectRole
 
 
@@ -20,7 +26,9 @@ class ProjectStatus(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-ProjectName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ProjectName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
 
 

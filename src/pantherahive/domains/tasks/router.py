@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.core import json
 from pantherahive.core.etags import etag
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from pantherahive.core.schemas import Page
+from pantherahive.core.schemas import IsoDate, Page
 from pantherahive.domains.tasks import service
 from pantherahive.domains.tasks.repository import TaskFilter, TaskRecord
 from pantherahive.domains.tasks.schemas import (
@@ -56,8 +55,10 @@ async def list_query(
         list[TaskPriority] | None, Query(description="Repeatable: any of these priorities.")
     ] = None,
     label: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
-    due_before: Annotated[date | None, Query(alias="dueBefore", description="Inclusive.")] = None,
-    due_after: Annotated[date | None, Query(alias="dueAfter", description="Inclusive.")] = None,
+    due_before: Annotated[
+        IsoDate | None, Query(alias="dueBefore", description="Inclusive.")
+    ] = None,
+    due_after: Annotated[IsoDate | None, Query(alias="dueAfter", description="Inclusive.")] = None,
     blocked: bool | None = None,
     q: Annotated[
         str | None,

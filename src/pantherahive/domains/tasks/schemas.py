@@ -9,7 +9,13 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
 
-from pantherahive.core.schemas import ApiModel, NotNull, RequestModel, StorableDate
+from pantherahive.core.schemas import (
+    NOT_BLANK,
+    ApiModel,
+    NotNull,
+    RequestModel,
+    StorableDate,
+)
 
 
 class TaskStatus(StrEnum):
@@ -39,9 +45,13 @@ class TaskSort(StrEnum):
     UPDATED = "updatedAt"
 
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=NOT_BLANK)
+]
 Labels = Annotated[list[Label], Field(max_length=20)]
 
 
