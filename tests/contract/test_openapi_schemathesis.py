@@ -16,6 +16,8 @@ Deliberate exceptions, each with its reason (the rest are fixed in the server, n
 * "Schema-valid request rejected" is dropped only for the semantic refusals listed in
   ``schemathesis_hooks.SEMANTIC_REFUSALS`` (a foreign cursor, a reused Idempotency-Key, a
   random ownerId, a stale If-Match, …), matched by the problem's type and field.
+* "Deleted resource still available" is dropped for ``DELETE /v1/users/{userId}`` only:
+  by the contract it deactivates, and the user stays readable with ``status: INACTIVE``.
 
 ``SCHEMATHESIS_MAX_EXAMPLES`` (default 25) and ``SCHEMATHESIS_SEED`` tune the run.
 """
@@ -119,7 +121,8 @@ def test_full_schemathesis_run_finds_nothing(
 
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert report["complete"], output[-5_000:]
-    assert not report["failures"] and not report["errors"], output[-20_000:]
+    assert not report["failures"], output[-20_000:]
+    assert not report["errors"], output[-20_000:]
     for phase in PHASES:
         # every phase ran (examples may find no explicit example to run: skip is fine)
         assert report["phases"][phase]["status"] in {"success", "skip"}, (phase, report)
