@@ -1,6 +1,6 @@
 """Schemathesis hooks for the full contract run (loaded through ``SCHEMATHESIS_HOOKS``).
 
-What the run does differently, listed here so that every deliberate exception has its reason beside it:
+What the run does differently, each deliberate exception with its reason beside it:
 
 * the run never deactivates or demotes its own user (that revokes the run's token, and
   every later request is a 401 that tests nothing): a case aimed at it is re-aimed at an
