@@ -44,7 +44,8 @@ SEED = os.environ.get("SCHEMATHESIS_SEED", "20261204")
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 LEFT_OUT = ("/v1/notifications/stream",)
 
-pytestmark = pytest.mark.slow
+# ~40 s alone; on two cores shared with the rest of the suite it may take twice that
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
