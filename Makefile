@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench install clean
+.PHONY: run test test-repeat lint bench install clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (set PYTHON=...)"; exit 1; }
@@ -26,6 +26,16 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The whole suite N times in a row (default 3), to catch a flaky test: stops at the first
+# failing test and says which run it was in.
+N ?= 3
+test-repeat: lint
+	@for i in $$(seq 1 $(N)); do \
+	  echo "==> test-repeat: run $$i of $(N)"; \
+	  $(BIN)/pytest -x $(PYTEST_ARGS) || { echo "==> test-repeat: run $$i of $(N) FAILED"; exit 1; }; \
+	done; \
+	echo "==> test-repeat: all $(N) runs passed"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -42,6 +42,7 @@ from pantherahive.infra.bus.embedded import EmbeddedRuntime
 from pantherahive.infra.bus.from_settings import is_embedded
 from pantherahive.infra.db.embedded import start_embedded_postgres
 from pantherahive.infra.db.engine import Database
+from pantherahive.infra.http.docs import install_offline_docs
 from pantherahive.infra.http.gateway import GatewayMiddleware
 from pantherahive.infra.http.idempotency import IdempotencyStore
 from pantherahive.infra.http.problems import document_problems, install_problem_handlers
@@ -191,6 +192,8 @@ def create_app(
             "audit. Errors are RFC 9457 `application/problem+json`."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     app.include_router(identity_router.public)
@@ -201,6 +204,7 @@ def create_app(
     app.include_router(notifications_router.router)
     app.include_router(notifications_router.webhooks)
     _operations_routes(app)
+    install_offline_docs(app)
 
     def principal(scope: Scope) -> tuple[str, str | None] | None:
         for key, value in scope.get("headers", []):

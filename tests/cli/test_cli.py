@@ -7,8 +7,10 @@ import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 from pantherahive.cli.main import app
 from pantherahive.settings import get_settings
 from tests.conftest import unique
-from tests.support.db import database_url
+from tests.support.db import database_url, outbox_types
 
 runner = CliRunner()
 
@@ -129,8 +131,9 @@ async def test_demo_creates_a_tenant_you_can_log_in_to(client: httpx.AsyncClient
     first = await invoke(["demo"])
     assert first.exit_code == 0, first.output
     second = await invoke(["demo"])
-    assert second.exit_code == 0
+    assert second.exit_code == 0, second.output
     assert "already exists" in second.output
+    assert "nothing was added" in second.output
     from pantherahive.domains.identity.cli_ops import DEMO_PASSWORD
 
     for login in ("alice", "bob", "carol"):
@@ -138,6 +141,60 @@ async def test_demo_creates_a_tenant_you_can_log_in_to(client: httpx.AsyncClient
             "/v1/auth/login", json={"tenant": "demo", "login": login, "password": DEMO_PASSWORD}
         )
         assert response.status_code == 200, login
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_demo_has_projects_tasks_and_commands_to_look_at_them(
+    client: httpx.AsyncClient,
+) -> None:
+    from pantherahive.domains.identity.cli_ops import DEMO_PASSWORD
+
+    first = await invoke(["demo"])
+    assert first.exit_code == 0, first.output
+    again = await invoke(["demo"])  # idempotent: nothing twice, and the same commands
+    assert again.exit_code == 0, again.output
+    login = await client.post(
+        "/v1/auth/login", json={"tenant": "demo", "login": "alice", "password": DEMO_PASSWORD}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    projects = (await client.get("/v1/projects", headers=headers)).json()["items"]
+    demo = [p for p in projects if p["name"] in {"Website relaunch", "Mobile app beta"}]
+    assert len(demo) == 2, projects
+
+    tasks: list[dict[str, Any]] = []
+    for project in demo:
+        members = await client.get(f"/v1/projects/{project['id']}/members", headers=headers)
+        assert len(members.json()["items"]) == 3  # the owner and two members
+        page = await client.get(
+            f"/v1/projects/{project['id']}/tasks?limit=200", headers=headers
+        )
+        tasks += page.json()["items"]
+    assert len(tasks) == 30
+    assert all(t["assigneeId"] and t["labels"] and t["dueDate"] for t in tasks)
+    assert sum(1 for t in tasks if t["dependsOn"]) >= 6  # a few chains
+    blocked = [t for t in tasks if t["blocked"]]
+    assert len(blocked) == 1, blocked
+    assert {t["status"] for t in tasks} >= {"TODO", "IN_PROGRESS", "DONE"}
+
+    # written through the services: every task has its event (and so its audit record)
+    claims = jwt.decode(login.json()["accessToken"], options={"verify_signature": False})
+    types = await outbox_types(claims["tid"])
+    assert types.count("task.created") == 30
+    assert types.count("project.created") == 2
+
+    # the three commands name real things: the schedule of the first project, the stream,
+    # and the audit trail; the same on every run
+    website = next(p for p in demo if p["name"] == "Website relaunch")
+    for output in (first.output, again.output):
+        flat = " ".join(output.split())
+        assert "TOKEN=$(curl -s -X POST" in flat
+        assert f"/v1/projects/{website['id']}/schedule" in flat
+        assert "/v1/notifications/stream" in flat
+        assert "/v1/audit-events" in flat
+        assert blocked[0]["id"] in flat
+    schedule = await client.get(f"/v1/projects/{website['id']}/schedule", headers=headers)
+    assert schedule.status_code == 200
+    assert len(schedule.json()["items"]) == 15
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -1,8 +1,30 @@
-"""Property-based contract test: schemathesis drives a real server from its own
-/openapi.json (bounded examples) and finds no 500 and no response outside the schema."""
+"""The full contract run a client would do: Schemathesis 4 (`st run`) with every check and
+every phase (examples, coverage, fuzzing, stateful) against a real server over loopback,
+driven by its own /openapi.json, bounded so `make test` stays quick. Zero failures.
+
+Deliberate exceptions, each with its reason (the rest are fixed in the server, not here):
+
+* ``GET /v1/notifications/stream`` is left out: an SSE stream never ends by design, so
+  every request would hit the request timeout. tests/domains/notifications cover it.
+* NUL characters are not generated (``--generation-allow-x00 false``): PostgreSQL text
+  cannot hold them, so the gateway and every body refuse them (422), and JSON Schema could
+  only say so with a pattern on every string of the document.
+* The run's token belongs to a tenant made for the run. Its refresh token is never shown
+  to Schemathesis, so ``/v1/auth/logout`` is fuzzed and cannot end the run's session; and a
+  PATCH or DELETE of the run's own user is re-aimed at an unknown id (that would revoke
+  the token and turn the rest of the run into 401s) — see ``schemathesis_hooks.py``.
+* "Schema-valid request rejected" is dropped only for the semantic refusals listed in
+  ``schemathesis_hooks.SEMANTIC_REFUSALS`` (a foreign cursor, a reused Idempotency-Key, a
+  random ownerId, a stale If-Match, …), matched by the problem's type and field.
+* "Deleted resource still available" is dropped for ``DELETE /v1/users/{userId}`` only:
+  by the contract it deactivates, and the user stays readable with ``status: INACTIVE``.
+
+``SCHEMATHESIS_MAX_EXAMPLES`` (default 25) and ``SCHEMATHESIS_SEED`` tune the run.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,13 +33,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis import checks
 
 from tests.conftest import PASSWORD, unique
 from tests.support.db import database_url
 from tests.support.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25")
+SEED = os.environ.get("SCHEMATHESIS_SEED", "20261204")
+PHASES = ("examples", "coverage", "fuzzing", "stateful")
+LEFT_OUT = ("/v1/notifications/stream",)
+
+# ~40 s alone; on two cores shared with the rest of the suite it may take twice that
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +64,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "pantherahive.main:app_from_env",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
+            sys.executable, "-m", "uvicorn", "pantherahive.main:app_from_env", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ],
         env=env,
         cwd=Path(__file__).parent,
@@ -59,8 +78,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(15)
 
 
-@pytest.fixture(scope="module")
-def admin_headers(live_server: str) -> dict[str, str]:
+def test_full_schemathesis_run_finds_nothing(
+    live_server: str, tmp_path: Path
+) -> None:
     slug = unique("st")
     created = httpx.post(
         f"{live_server}/v1/tenants",
@@ -68,46 +88,52 @@ def admin_headers(live_server: str) -> dict[str, str]:
         timeout=30,
     )
     assert created.status_code == 201, created.text
-    return {"Authorization": f"Bearer {created.json()['accessToken']}"}
+    token, own_id = created.json()["accessToken"], created.json()["user"]["id"]
 
+    command = [
+        str(Path(sys.executable).parent / "st"), "run", f"{live_server}/openapi.json",
+        "--checks", "all",
+        "--phases", ",".join(PHASES),
+        "--max-examples", MAX_EXAMPLES,
+        "--seed", SEED,
+        "--workers", "1",
+        "--generation-allow-x00", "false",
+        "--generation-database", "none",
+        "--request-timeout", "30",
+        "--header", f"Authorization: Bearer {token}",
+        "--report", "json",
+        "--report-dir", str(tmp_path),
+        "--no-color",
+        "--output-sanitize", "true",
+    ]
+    for path in LEFT_OUT:
+        command += ["--exclude-path", path]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
+        "PANTHERAHIVE_ST_USER_ID": own_id,
+        "PYTHONPATH": str(ROOT),
+    }
+    # run from the test's own directory: st keeps a cache of the server's quirks in its
+    # working directory, which belongs to no one's work tree
+    run = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-20_000:]
 
-# Logout/password change would burn the shared admin's session mid-run, and the SSE stream
-# never ends by design; each is covered by its own tests. Everything else is fuzzed with a
-# valid ADMIN token.
-SKIPPED = ("/v1/auth/logout", "/v1/users/me/password", "/v1/notifications/stream")
-CHECKS = [
-    checks.not_a_server_error,
-    checks.response_schema_conformance,
-    checks.content_type_conformance,
-    checks.response_headers_conformance,
-    checks.status_code_conformance,
-]
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "8"))
-
-
-def test_api_matches_its_schema(live_server: str, admin_headers: dict[str, str]) -> None:
-    api = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
-    failures: list[str] = []
-    exercised = 0
-    for result in api.get_all_operations():
-        operation = result.ok()
-        if operation.path in SKIPPED:
-            continue
-        exercised += 1
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=MAX_EXAMPLES,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-        def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=admin_headers, checks=CHECKS, timeout=30)
-
-        try:
-            run()
-        except Exception as exc:
-            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
-    assert exercised >= 10
-    assert not failures, "\n\n".join(failures)
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert report["complete"], output[-5_000:]
+    assert not report["failures"], output[-20_000:]
+    assert not report["errors"], output[-20_000:]
+    for phase in PHASES:
+        # every phase ran (examples may find no explicit example to run: skip is fine)
+        assert report["phases"][phase]["status"] in {"success", "skip"}, (phase, report)
+    for phase in ("coverage", "fuzzing", "stateful"):
+        assert report["phases"][phase]["status"] == "success", (phase, report["phases"])
+    assert report["operations"]["tested"] >= 50, report["operations"]
+    # the run's own session survived: it tested with a live token to the end
+    me = httpx.get(
+        f"{live_server}/v1/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert me.status_code == 200, me.text

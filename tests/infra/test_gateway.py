@@ -76,7 +76,7 @@ async def test_health_readiness_and_metrics_by_route_template(
     assert (await client.get("/readyz")).status_code == 200
     await client.get(f"/v1/users/{tenant.admin.id}", headers=tenant.admin.headers)
     metrics = (await client.get("/metrics")).text
-    assert 'route="/v1/users/{user_id}"' in metrics
+    assert 'route="/v1/users/{userId}"' in metrics
     assert tenant.admin.id not in metrics
     assert "http_request_duration_seconds_bucket" in metrics
 

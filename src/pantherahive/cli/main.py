@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -18,6 +18,10 @@ from pantherahive.cli.bus import dead_letters_app, relay, worker
 from pantherahive.cli.common import database_url, fail_with, migrate_database
 from pantherahive.infra.security.principal import Role
 from pantherahive.settings import get_settings
+
+if TYPE_CHECKING:
+    from pantherahive.cli.demo import DemoWork
+    from pantherahive.main import Platform
 
 app = typer.Typer(
     name="pantherahive",
@@ -216,25 +220,65 @@ def create_user(
 
 @app.command()
 def demo() -> None:
-    """Create the tenant 'demo' with an ADMIN, a MANAGER and a MEMBER, for trying the API."""
+    """Create the tenant 'demo' with an ADMIN, a MANAGER and a MEMBER, two projects with
+    members and 30 tasks (assignees, labels, due dates, dependency chains, one blocked
+    task), for trying the API. Running it again changes nothing."""
+    from datetime import date
+
+    from pantherahive.cli.demo import seed_work
     from pantherahive.domains.identity.cli_ops import DEMO_PASSWORD, DEMO_USERS, create_demo
 
-    created = _run_with_platform(lambda p: create_demo(p.db, p.identity))
+    async def work(platform: Platform) -> tuple[bool, DemoWork]:
+        created = await create_demo(platform.db, platform.identity)
+        return created, await seed_work(platform.db, "demo", today=date.today())
+
+    created, seeded = _run_with_platform(work)
     if not created:
         typer.secho(
             "The tenant 'demo' already exists; its users are unchanged.", fg=typer.colors.YELLOW
         )
     else:
         typer.secho("Tenant 'demo' created.", fg=typer.colors.GREEN)
+    if seeded.created:
+        typer.secho(
+            "Projects 'Website relaunch' and 'Mobile app beta' created with 30 tasks.",
+            fg=typer.colors.GREEN,
+        )
+    else:
+        typer.echo("Its demo projects are there already; nothing was added.")
     typer.echo("Users (password for all: " + DEMO_PASSWORD + "):")
     for username, role in DEMO_USERS:
         typer.echo(f"  {username:<8} {role}")
+    for line in demo_commands(seeded):
+        typer.echo(line)
+
+
+def demo_commands(seeded: DemoWork) -> list[str]:
+    """A login that keeps alice's token in $TOKEN, then the three things to look at."""
+    from pantherahive.domains.identity.cli_ops import DEMO_PASSWORD
+
     settings = get_settings()
-    typer.echo(
-        "\nTry:\n  curl -s -X POST http://"
-        f"{settings.host}:{settings.port}/v1/auth/login -H 'Content-Type: application/json' "
-        f'-d \'{{"tenant":"demo","login":"alice","password":"{DEMO_PASSWORD}"}}\''
+    base = f"http://{settings.host}:{settings.port}"
+    bearer = '-H "Authorization: Bearer $TOKEN"'
+    login = (
+        f"TOKEN=$(curl -s -X POST {base}/v1/auth/login -H 'Content-Type: application/json' "
+        f'-d \'{{"tenant":"demo","login":"alice","password":"{DEMO_PASSWORD}"}}\' '
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"accessToken\"])')"
     )
+    lines = [
+        f"\nWith the server running (`pantherahive serve`), log in as alice:\n  {login}",
+        "\nThe schedule of 'Website relaunch' (dependency order, critical path):",
+        f"  curl -s {bearer} {base}/v1/projects/{seeded.project_ids[0]}/schedule",
+        "\nThe live notification stream (leave it open, change a task in another terminal):",
+        f"  curl -N {bearer} {base}/v1/notifications/stream",
+        "\nThe audit trail, newest first:",
+        f"  curl -s {bearer} '{base}/v1/audit-events?limit=20'",
+    ]
+    if seeded.blocked_task_id is not None:
+        lines.append(
+            f"\nThe blocked task (waiting for the visual design): {seeded.blocked_task_id}"
+        )
+    return lines
 
 
 # The command groups, after this module's own commands (the order --help lists them in).

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Generic, TypeVar
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -26,11 +27,63 @@ def _storable_date(value: date) -> date:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: object) -> object:
+    """Pydantic also reads a number (``0``) as a day since 1970; the contract's dates are
+    ``YYYY-MM-DD`` text, as the OpenAPI document's ``format: date`` says."""
+    if not isinstance(value, date) and not (
+        isinstance(value, str) and _ISO_DATE.fullmatch(value)
+    ):
+        raise PydanticCustomError("date_format", "must be a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
+
 StorableDate = Annotated[
     date,
+    BeforeValidator(_iso_date_text),
     AfterValidator(_storable_date),
     Field(description=f"A date from {MIN_STORABLE_DATE} to {MAX_STORABLE_DATE}."),
 ]
+
+
+# "Has a character that is not whitespace", for text that is stripped before its length is
+# checked. Python strips \x1c-\x1f and \x85 too, which JSON Schema's \s does not cover.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Pydantic also reads a number ("0.5") as seconds since 1970; the contract's
+    timestamps are RFC 3339 text, and the OpenAPI document says ``format: date-time``."""
+    if isinstance(value, str) and not _RFC3339_START.match(value):
+        raise PydanticCustomError(
+            "datetime_format", "must be an RFC 3339 date-time such as 2024-01-15T12:00:00Z"
+        )
+    return value
+
+
+Rfc3339DateTime = Annotated[datetime, BeforeValidator(_rfc3339_text)]
+
+
+def _omissible_not_null(schema: dict[str, Any]) -> None:
+    """A field of a partial update that may be left out but not sent as ``null`` (the
+    service refuses it): the document says so, instead of the ``anyOf [..., null]`` that
+    ``X | None = None`` generates."""
+    variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
+    schema.pop("default", None)
+    if len(variants) == 1:
+        schema.update(variants[0])
+    elif variants:
+        schema["anyOf"] = variants
+
+
+# ``name: Annotated[str | None, NotNull] = None``: optional in a partial update, never null.
+NotNull: Any = Field(json_schema_extra=_omissible_not_null)
 
 
 class ApiModel(BaseModel):

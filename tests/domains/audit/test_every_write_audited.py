@@ -184,14 +184,14 @@ async def _create_user(w: World) -> Req:
                json={"username": unique("new"), "password": PASSWORD, "role": "MEMBER"})
 
 
-@builds("PATCH", "/v1/users/{user_id}")
+@builds("PATCH", "/v1/users/{userId}")
 async def _patch_user(w: World) -> Req:
     user = await w.user()
     return Req("PATCH", f"/v1/users/{user.id}", w.admin,
                json={"firstName": "Walker", "role": "MANAGER"}, changes=("firstName", "role"))
 
 
-@builds("DELETE", "/v1/users/{user_id}")
+@builds("DELETE", "/v1/users/{userId}")
 async def _delete_user(w: World) -> Req:
     user = await w.user()
     # A member of a project with a task assigned: its deactivation has follow-ups in
@@ -210,7 +210,7 @@ async def _create_project(w: World) -> Req:
     return Req("POST", "/v1/projects", w.admin, json={"name": unique("p")})
 
 
-@builds("PATCH", "/v1/projects/{project_id}")
+@builds("PATCH", "/v1/projects/{projectId}")
 async def _patch_project(w: World) -> Req:
     project = await w.project()
     manager = w.tenant.users["MANAGER"]
@@ -220,21 +220,21 @@ async def _patch_project(w: World) -> Req:
                derived=("project.member_added", "project.member_updated"))
 
 
-@builds("DELETE", "/v1/projects/{project_id}")
+@builds("DELETE", "/v1/projects/{projectId}")
 async def _delete_project(w: World) -> Req:
     project = await w.project()
     await w.call("POST", f"/v1/projects/{project}/tasks", w.admin, {"title": unique("t")})
     return Req("DELETE", f"/v1/projects/{project}", w.admin)
 
 
-@builds("PUT", "/v1/projects/{project_id}/members/{user_id}")
+@builds("PUT", "/v1/projects/{projectId}/members/{userId}")
 async def _put_member(w: World) -> Req:
     user = await w.user()
     return Req("PUT", f"/v1/projects/{w.project_id}/members/{user.id}", w.admin,
                json={"role": "VIEWER"})
 
 
-@builds("DELETE", "/v1/projects/{project_id}/members/{user_id}")
+@builds("DELETE", "/v1/projects/{projectId}/members/{userId}")
 async def _remove_member(w: World) -> Req:
     user = await w.user()
     await w.call("PUT", f"/v1/projects/{w.project_id}/members/{user.id}", w.admin,
@@ -244,7 +244,7 @@ async def _remove_member(w: World) -> Req:
 
 
 # ---- tasks --------------------------------------------------------------------------------
-@builds("POST", "/v1/projects/{project_id}/tasks")
+@builds("POST", "/v1/projects/{projectId}/tasks")
 async def _create_task(w: World) -> Req:
     assert w.editor is not None
     return Req("POST", f"/v1/projects/{w.project_id}/tasks", w.admin,
@@ -252,7 +252,7 @@ async def _create_task(w: World) -> Req:
                derived=("task.assigned",))
 
 
-@builds("PATCH", "/v1/tasks/{task_id}")
+@builds("PATCH", "/v1/tasks/{taskId}")
 async def _patch_task(w: World) -> Req:
     assert w.editor is not None
     task = await w.task()
@@ -262,18 +262,18 @@ async def _patch_task(w: World) -> Req:
                derived=("task.assigned", "task.status_changed"))
 
 
-@builds("DELETE", "/v1/tasks/{task_id}")
+@builds("DELETE", "/v1/tasks/{taskId}")
 async def _delete_task(w: World) -> Req:
     return Req("DELETE", f"/v1/tasks/{await w.task()}", w.admin)
 
 
-@builds("PUT", "/v1/tasks/{task_id}/dependencies/{depends_on_id}")
+@builds("PUT", "/v1/tasks/{taskId}/dependencies/{dependsOnId}")
 async def _add_dependency(w: World) -> Req:
     first, second = await w.task(), await w.task()
     return Req("PUT", f"/v1/tasks/{second}/dependencies/{first}", w.admin)
 
 
-@builds("DELETE", "/v1/tasks/{task_id}/dependencies/{depends_on_id}")
+@builds("DELETE", "/v1/tasks/{taskId}/dependencies/{dependsOnId}")
 async def _remove_dependency(w: World) -> Req:
     first, second = await w.task(), await w.task()
     await w.call("PUT", f"/v1/tasks/{second}/dependencies/{first}", w.admin)
@@ -299,7 +299,7 @@ async def _preferences(w: World) -> Req:
                changes=("channels", "phone"))
 
 
-@builds("POST", "/v1/notifications/{notification_id}/read")
+@builds("POST", "/v1/notifications/{id}/read")
 async def _read_one(w: World) -> Req:
     assert w.editor is not None
     return Req("POST", f"/v1/notifications/{w.extra['notification']}/read", w.editor)
@@ -317,24 +317,24 @@ async def _create_webhook(w: World) -> Req:
                json={"url": "http://127.0.0.1:9/created", "events": ["task.created"]})
 
 
-@builds("PATCH", "/v1/webhooks/{webhook_id}")
+@builds("PATCH", "/v1/webhooks/{id}")
 async def _patch_webhook(w: World) -> Req:
     return Req("PATCH", f"/v1/webhooks/{await _webhook(w)}", w.admin,
                json={"events": ["task.deleted"], "enabled": False},
                changes=("events", "enabled"))
 
 
-@builds("DELETE", "/v1/webhooks/{webhook_id}")
+@builds("DELETE", "/v1/webhooks/{id}")
 async def _delete_webhook(w: World) -> Req:
     return Req("DELETE", f"/v1/webhooks/{await _webhook(w)}", w.admin)
 
 
-@builds("POST", "/v1/webhooks/{webhook_id}/rotate-secret")
+@builds("POST", "/v1/webhooks/{id}/rotate-secret")
 async def _rotate(w: World) -> Req:
     return Req("POST", f"/v1/webhooks/{await _webhook(w)}/rotate-secret", w.admin)
 
 
-@builds("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+@builds("POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver")
 async def _redeliver(w: World) -> Req:
     hook, delivery = w.extra["webhook"], w.extra["delivery"]
     return Req("POST", f"/v1/webhooks/{hook}/deliveries/{delivery}/redeliver", w.admin)

@@ -546,9 +546,9 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     paths = schema["paths"]
     assert set(paths["/v1/projects"]) >= {"get", "post"}
-    assert set(paths["/v1/projects/{project_id}"]) >= {"get", "patch", "delete"}
-    assert set(paths["/v1/projects/{project_id}/members/{user_id}"]) >= {"put", "delete"}
-    patch = paths["/v1/projects/{project_id}"]["patch"]
+    assert set(paths["/v1/projects/{projectId}"]) >= {"get", "patch", "delete"}
+    assert set(paths["/v1/projects/{projectId}/members/{userId}"]) >= {"put", "delete"}
+    patch = paths["/v1/projects/{projectId}"]["patch"]
     assert "412" in patch["responses"]
     assert any(p["name"] == "If-Match" for p in patch["parameters"])
     project = schema["components"]["schemas"]["ProjectRead"]

@@ -1,11 +1,10 @@
 """Audit's HTTP routes (ADMIN only): search, one event, NDJSON export, chain verification.
 
-``/export`` and ``/verify`` are declared before ``/{event_id}`` so they are not taken for ids.
+``/export`` and ``/verify`` are declared before ``/{id:uuid}`` so they are not taken for ids.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -14,15 +13,17 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from pantherahive.core.schemas import Page
+from pantherahive.core.schemas import Page, Rfc3339DateTime
 from pantherahive.domains.audit.repository import EventFilters
 from pantherahive.domains.audit.schemas import AuditEventRead, ChainVerification
 from pantherahive.domains.audit.service import AuditService
+from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import end_request_session, request_session
 from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
+AuditEventId = Annotated[UUID, uuid_path("id", "The audit event.")]
 NDJSON = "application/x-ndjson"
 
 
@@ -44,10 +45,12 @@ async def _filters(
         str | None, Query(alias="resourceId", min_length=1, max_length=100)
     ] = None,
     occurred_from: Annotated[
-        datetime | None, Query(alias="from", description="Inclusive lower bound of occurredAt.")
+        Rfc3339DateTime | None,
+        Query(alias="from", description="Inclusive lower bound of occurredAt."),
     ] = None,
     occurred_to: Annotated[
-        datetime | None, Query(alias="to", description="Inclusive upper bound of occurredAt.")
+        Rfc3339DateTime | None,
+        Query(alias="to", description="Inclusive upper bound of occurredAt."),
     ] = None,
     q: Annotated[
         str | None,
@@ -139,9 +142,9 @@ async def verify_audit_chain(
     )
 
 
-@router.get("/{event_id}", responses=_problems(401, 403, 404))
+@router.get("/{id:uuid}", responses=_problems(401, 403, 404))
 async def get_audit_event(
-    event_id: UUID, auth: CurrentAuth, session: Session, audit: Audit
+    event_id: AuditEventId, auth: CurrentAuth, session: Session, audit: Audit
 ) -> AuditEventRead:
     """One audit event of the caller's tenant; any other id is 404."""
     return AuditEventRead.model_validate(await audit.get_event(session, auth, event_id))

@@ -28,6 +28,7 @@ from pantherahive.domains.identity.schemas import (
     UserUpdate,
 )
 from pantherahive.domains.identity.service import IdentityService, IssuedTokens
+from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.ratelimit import remember
@@ -35,6 +36,7 @@ from pantherahive.infra.security.dependency import CurrentAuth
 from pantherahive.infra.security.principal import Role
 
 Session = Annotated[AsyncSession, Depends(request_session)]
+UserId = Annotated[UUID, uuid_path("userId", "The user.")]
 
 
 async def anonymous_rate_limit(request: Request) -> None:
@@ -235,17 +237,17 @@ async def create_user(
     return UserRead.model_validate(await identity.create_user(session, auth, body=body))
 
 
-@users.get("/{user_id}", responses=_problems(401, 404))
+@users.get("/{userId:uuid}", responses=_problems(401, 404))
 async def get_user(
-    user_id: UUID, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId, auth: CurrentAuth, session: Session, identity: Identity
 ) -> UserRead:
     """One user of the caller's tenant; any other id is 404."""
     return UserRead.model_validate(dict(await identity.get_user(session, auth, user_id)))
 
 
-@users.patch("/{user_id}", responses=_problems(401, 403, 404, 409, 422))
+@users.patch("/{userId:uuid}", responses=_problems(401, 403, 404, 409, 422))
 async def update_user(
-    user_id: UUID, body: UserUpdate, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId, body: UserUpdate, auth: CurrentAuth, session: Session, identity: Identity
 ) -> UserRead:
     """Partial update. An ADMIN may change anything; a user may change their own names and
     email. Sending `role` or `status` without being ADMIN is 403; demoting or deactivating
@@ -255,10 +257,12 @@ async def update_user(
 
 
 @users.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_problems(401, 403, 404, 409)
+    "/{userId:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404, 409),
 )
 async def deactivate_user(
-    user_id: UUID, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId, auth: CurrentAuth, session: Session, identity: Identity
 ) -> None:
     """Deactivate a user (ADMIN only): status INACTIVE, sessions and tokens revoked, history
     kept."""

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from pantherahive.core.schemas import ApiModel, RequestModel
+from pantherahive.core.schemas import ApiModel, NotNull, RequestModel
 from pantherahive.infra.security.principal import Role
 
 
@@ -51,13 +51,14 @@ class UserCreate(RequestModel):
 
 
 class UserUpdate(RequestModel):
-    """UpdateUser: every field optional; ``null`` clears email and names."""
+    """UpdateUser: every field optional; ``null`` clears email and names (role and status
+    may be left out, not nulled)."""
 
     email: EmailStr | None = None
     first_name: PersonName | None = None
     last_name: PersonName | None = None
-    role: Role | None = None
-    status: Literal[UserStatus.ACTIVE, UserStatus.INACTIVE] | None = None
+    role: Annotated[Role | None, NotNull] = None
+    status: Annotated[Literal[UserStatus.ACTIVE, UserStatus.INACTIVE] | None, NotNull] = None
 
 
 class PasswordChange(RequestModel):
@@ -66,7 +67,8 @@ class PasswordChange(RequestModel):
 
 
 class TenantAdminCreate(UserCreate):
-    role: Role = Role.ADMIN
+    # The contract: a tenant's first user's role, if sent, must be ADMIN.
+    role: Literal[Role.ADMIN] = Role.ADMIN
 
 
 class TenantCreate(RequestModel):
@@ -113,7 +115,11 @@ class LoginRequest(RequestModel):
 
 
 class RefreshRequest(RequestModel):
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    # Any string: whatever is not a live refresh token of this platform (garbage, an access
+    # token, an over-long string, "") is the contract's 401, not a 422.
+    refresh_token: str = Field(
+        description="The refresh token; anything that is not a live one is answered 401."
+    )
 
 
 class TokenRequest(RequestModel):

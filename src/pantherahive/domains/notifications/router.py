@@ -41,12 +41,16 @@ from pantherahive.domains.notifications.schemas import (
 )
 from pantherahive.domains.notifications.service import NotificationService, read_model
 from pantherahive.domains.notifications.webhooks import WebhookService
+from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.logging import get_logger
 from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
+NotificationId = Annotated[UUID, uuid_path("id", "The notification.")]
+WebhookId = Annotated[UUID, uuid_path("id", "The webhook subscription.")]
+DeliveryId = Annotated[UUID, uuid_path("deliveryId", "The delivery.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 WS_UNAUTHENTICATED = 4401
 WS_SERVER_ERROR = 1011
@@ -139,9 +143,9 @@ async def list_deliveries(
                                     status=delivery_status)
 
 
-@router.post("/{notification_id}/read", status_code=status.HTTP_204_NO_CONTENT,
+@router.post("/{id:uuid}/read", status_code=status.HTTP_204_NO_CONTENT,
              responses=_problems(401, 404))
-async def read_one(notification_id: UUID, auth: CurrentAuth, session: Session,
+async def read_one(notification_id: NotificationId, auth: CurrentAuth, session: Session,
                    service: Notifications) -> Response:
     """Mark one of the caller's notifications read (idempotent)."""
     await service.mark_read(session, auth, notification_id)
@@ -338,47 +342,47 @@ async def create_webhook(body: WebhookCreate, auth: CurrentAuth, session: Sessio
     return await service.create(session, auth, body)
 
 
-@webhooks.get("/{webhook_id}", responses=_problems(401, 403, 404))
-async def get_webhook(webhook_id: UUID, auth: CurrentAuth, session: Session,
+@webhooks.get("/{id:uuid}", responses=_problems(401, 403, 404))
+async def get_webhook(webhook_id: WebhookId, auth: CurrentAuth, session: Session,
                       service: Webhooks) -> WebhookRead:
     """(ADMIN) One subscription."""
     return await service.get(session, auth, webhook_id)
 
 
-@webhooks.patch("/{webhook_id}", responses=_problems(401, 403, 404, 422))
-async def update_webhook(webhook_id: UUID, body: WebhookUpdate, auth: CurrentAuth,
+@webhooks.patch("/{id:uuid}", responses=_problems(401, 403, 404, 422))
+async def update_webhook(webhook_id: WebhookId, body: WebhookUpdate, auth: CurrentAuth,
                          session: Session, service: Webhooks) -> WebhookRead:
     """(ADMIN) Change URL, events, or re-enable (which resets the failure count)."""
     return await service.update(session, auth, webhook_id, body)
 
 
-@webhooks.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT,
+@webhooks.delete("/{id:uuid}", status_code=status.HTTP_204_NO_CONTENT,
                  responses=_problems(401, 403, 404))
-async def delete_webhook(webhook_id: UUID, auth: CurrentAuth, session: Session,
+async def delete_webhook(webhook_id: WebhookId, auth: CurrentAuth, session: Session,
                          service: Webhooks) -> Response:
     """(ADMIN) Remove the subscription and its delivery log."""
     await service.delete(session, auth, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@webhooks.get("/{webhook_id}/deliveries", responses=_problems(401, 403, 404, 422))
-async def webhook_deliveries(webhook_id: UUID, auth: CurrentAuth, session: Session,
+@webhooks.get("/{id:uuid}/deliveries", responses=_problems(401, 403, 404, 422))
+async def webhook_deliveries(webhook_id: WebhookId, auth: CurrentAuth, session: Session,
                              service: Webhooks, limit: Limit = DEFAULT_LIMIT,
                              cursor: str | None = None) -> Page[WebhookDeliveryRead]:
     """(ADMIN) The delivery log: status, attempts, the receiver's status code, timing."""
     return await service.deliveries(session, auth, webhook_id, cursor=cursor, limit=limit)
 
 
-@webhooks.post("/{webhook_id}/deliveries/{delivery_id}/redeliver",
+@webhooks.post("/{id:uuid}/deliveries/{deliveryId:uuid}/redeliver",
                status_code=status.HTTP_202_ACCEPTED, responses=_problems(401, 403, 404))
-async def redeliver(webhook_id: UUID, delivery_id: UUID, auth: CurrentAuth, session: Session,
-                    service: Webhooks) -> WebhookDeliveryRead:
+async def redeliver(webhook_id: WebhookId, delivery_id: DeliveryId, auth: CurrentAuth,
+                    session: Session, service: Webhooks) -> WebhookDeliveryRead:
     """(ADMIN) Send that event again (a new delivery, same event id)."""
     return await service.redeliver(session, auth, webhook_id, delivery_id)
 
 
-@webhooks.post("/{webhook_id}/rotate-secret", responses=_problems(401, 403, 404))
-async def rotate_secret(webhook_id: UUID, auth: CurrentAuth, session: Session,
+@webhooks.post("/{id:uuid}/rotate-secret", responses=_problems(401, 403, 404))
+async def rotate_secret(webhook_id: WebhookId, auth: CurrentAuth, session: Session,
                         service: Webhooks) -> WebhookSecret:
     """(ADMIN) A new secret, shown once; the old one keeps signing (a second `v1=`) for 24 h."""
     return await service.rotate_secret(session, auth, webhook_id)

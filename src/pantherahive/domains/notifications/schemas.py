@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, JsonValue, StrictBool
 
 from pantherahive.core.schemas import ApiModel, RequestModel
+from pantherahive.domains.notifications.catalog import TYPES
 
 
 class NotificationRead(ApiModel):
@@ -45,16 +46,21 @@ class PreferencesRead(ApiModel):
 
 
 class ChannelPreferencesUpdate(RequestModel):
-    in_app: bool | None = None
-    email: bool | None = None
-    sms: bool | None = None
+    # strict: "true", 1 or "on" are not booleans in the document, so not here either
+    in_app: StrictBool | None = None
+    email: StrictBool | None = None
+    sms: StrictBool | None = None
 
 
 class PreferencesUpdate(RequestModel):
     """Partial: only the types and channels sent change. ``phone`` null removes it."""
 
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
-    types: dict[str, ChannelPreferencesUpdate] = Field(default_factory=dict)
+    types: dict[str, ChannelPreferencesUpdate] = Field(
+        default_factory=dict,
+        description="Keyed by notification type; another key is 422.",
+        json_schema_extra={"propertyNames": {"enum": list[JsonValue](sorted(TYPES))}},
+    )
 
 
 class DeliveryRead(ApiModel):

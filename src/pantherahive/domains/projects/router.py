@@ -22,11 +22,14 @@ from pantherahive.domains.projects.schemas import (
 )
 from pantherahive.domains.projects.tables import Project
 from pantherahive.infra.http.conditional import IfMatch
+from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
+ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
+UserId = Annotated[UUID, uuid_path("userId", "The user.")]
 Cursor = Annotated[str | None, Query(max_length=512)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -72,18 +75,18 @@ async def create_project(
     return _read(project, response)
 
 
-@router.get("/{project_id}", responses=_problems(401, 404))
+@router.get("/{projectId:uuid}", responses=_problems(401, 404))
 async def get_project(
-    project_id: UUID, auth: CurrentAuth, session: Session, response: Response
+    project_id: ProjectId, auth: CurrentAuth, session: Session, response: Response
 ) -> ProjectRead:
     """One project the caller can see (owner, member, ADMIN); any other id is 404. The
     `ETag` header carries the version for `If-Match`."""
     return _read(await service.get_project(session, auth, project_id), response)
 
 
-@router.patch("/{project_id}", responses=_problems(401, 403, 404, 412, 422))
+@router.patch("/{projectId:uuid}", responses=_problems(401, 403, 404, 412, 422))
 async def update_project(
-    project_id: UUID,
+    project_id: ProjectId,
     body: ProjectUpdate,
     auth: CurrentAuth,
     session: Session,
@@ -98,20 +101,20 @@ async def update_project(
 
 
 @router.delete(
-    "/{project_id}",
+    "/{projectId:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 403, 404, 412),
 )
 async def delete_project(
-    project_id: UUID, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+    project_id: ProjectId, auth: CurrentAuth, session: Session, if_match: IfMatch = None
 ) -> None:
     """Delete a project and its members (owner or ADMIN); its tasks go with it."""
     await service.delete_project(session, auth, project_id, if_match=if_match)
 
 
-@router.get("/{project_id}/members", responses=_problems(401, 404, 422))
+@router.get("/{projectId:uuid}/members", responses=_problems(401, 404, 422))
 async def list_members(
-    project_id: UUID,
+    project_id: ProjectId,
     auth: CurrentAuth,
     session: Session,
     cursor: Cursor = None,
@@ -126,9 +129,9 @@ async def list_members(
     )
 
 
-@router.put("/{project_id}/members/{user_id}", responses=_problems(401, 403, 404, 409, 422))
+@router.put("/{projectId:uuid}/members/{userId:uuid}", responses=_problems(401, 403, 404, 409, 422))
 async def put_member(
-    project_id: UUID, user_id: UUID, body: MemberPut, auth: CurrentAuth, session: Session
+    project_id: ProjectId, user_id: UserId, body: MemberPut, auth: CurrentAuth, session: Session
 ) -> MemberRead:
     """Add an ACTIVE user of the tenant as EDITOR or VIEWER, or change their role (owner or
     ADMIN). The owner's own membership is 409: it follows `ownerId`."""
@@ -137,12 +140,12 @@ async def put_member(
 
 
 @router.delete(
-    "/{project_id}/members/{user_id}",
+    "/{projectId:uuid}/members/{userId:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 403, 404, 409),
 )
 async def remove_member(
-    project_id: UUID, user_id: UUID, auth: CurrentAuth, session: Session
+    project_id: ProjectId, user_id: UserId, auth: CurrentAuth, session: Session
 ) -> None:
     """Remove a member (owner or ADMIN). The owner cannot be removed (409)."""
     await service.remove_member(session, auth, project_id, user_id)

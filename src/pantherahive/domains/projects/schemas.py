@@ -9,7 +9,13 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
+from pantherahive.core.schemas import (
+    NOT_BLANK,
+    ApiModel,
+    NotNull,
+    RequestModel,
+    StorableDate,
+)
 from pantherahive.domains.projects.permissions import ProjectRole
 
 
@@ -20,7 +26,9 @@ class ProjectStatus(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-ProjectName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ProjectName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
 
 
@@ -52,10 +60,10 @@ class ProjectUpdate(RequestModel):
     """Partial update: only the fields sent change; ``null`` clears description and dates
     (name, ownerId and status cannot be null)."""
 
-    name: ProjectName | None = None
+    name: Annotated[ProjectName | None, NotNull] = None
     description: Description | None = None
-    owner_id: UUID | None = None
-    status: ProjectStatus | None = None
+    owner_id: Annotated[UUID | None, NotNull] = None
+    status: Annotated[ProjectStatus | None, NotNull] = None
     start_date: StorableDate | None = None
     end_date: StorableDate | None = None
 

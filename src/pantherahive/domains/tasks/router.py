@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from operator import attrgetter
 from typing import Annotated, Any
 from uuid import UUID
@@ -15,7 +14,7 @@ from pantherahive.core import json
 from pantherahive.core.etags import etag
 from pantherahive.core.naming import camel
 from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from pantherahive.core.schemas import Page
+from pantherahive.core.schemas import IsoDate, Page
 from pantherahive.domains.tasks import service
 from pantherahive.domains.tasks.repository import TASK_FIELDS, TaskFilter, TaskRecord
 from pantherahive.domains.tasks.schemas import (
@@ -28,11 +27,15 @@ from pantherahive.domains.tasks.schemas import (
     TaskUpdate,
 )
 from pantherahive.infra.http.conditional import IfMatch
+from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.infra.security.dependency import CurrentAuth
 
 Session = Annotated[AsyncSession, Depends(request_session)]
+TaskId = Annotated[UUID, uuid_path("taskId", "The task.")]
+ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
+DependsOnId = Annotated[UUID, uuid_path("dependsOnId", "The task it depends on.")]
 
 router = APIRouter(tags=["tasks"])
 
@@ -54,8 +57,10 @@ async def list_query(
         list[TaskPriority] | None, Query(description="Repeatable: any of these priorities.")
     ] = None,
     label: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
-    due_before: Annotated[date | None, Query(alias="dueBefore", description="Inclusive.")] = None,
-    due_after: Annotated[date | None, Query(alias="dueAfter", description="Inclusive.")] = None,
+    due_before: Annotated[
+        IsoDate | None, Query(alias="dueBefore", description="Inclusive.")
+    ] = None,
+    due_after: Annotated[IsoDate | None, Query(alias="dueAfter", description="Inclusive.")] = None,
     blocked: bool | None = None,
     q: Annotated[
         str | None,
@@ -111,12 +116,12 @@ def _one(task: TaskRecord, status_code: int = 200, **headers: str) -> Response:
 
 
 @router.get(
-    "/v1/projects/{project_id}/tasks",
+    "/v1/projects/{projectId:uuid}/tasks",
     response_model=Page[TaskRead],
     responses=_problems(401, 404, 422),
 )
 async def list_project_tasks(
-    project_id: UUID, query: Listing, auth: CurrentAuth, session: Session
+    project_id: ProjectId, query: Listing, auth: CurrentAuth, session: Session
 ) -> Response:
     """A project's tasks (any reader of the project). Filters combine with AND; `status`
     and `priority` repeat for "any of". Sorted by `sort`, ties by id; the cursor only
@@ -129,13 +134,13 @@ async def list_project_tasks(
 
 
 @router.post(
-    "/v1/projects/{project_id}/tasks",
+    "/v1/projects/{projectId:uuid}/tasks",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
     responses=_problems(401, 403, 404, 409, 422),
 )
 async def create_task(
-    project_id: UUID, body: TaskCreate, auth: CurrentAuth, session: Session
+    project_id: ProjectId, body: TaskCreate, auth: CurrentAuth, session: Session
 ) -> Response:
     """Create a task (the project's owner, EDITORs, ADMIN). The assignee must be an active
     member or the owner of the project (422); `dependsOn` names tasks of the same project."""
@@ -148,9 +153,9 @@ def schedule_max_tasks(request: Request) -> int:
     return limit
 
 
-@router.get("/v1/projects/{project_id}/schedule", responses=_problems(401, 404, 409))
+@router.get("/v1/projects/{projectId:uuid}/schedule", responses=_problems(401, 404, 409))
 async def project_schedule(
-    project_id: UUID,
+    project_id: ProjectId,
     auth: CurrentAuth,
     session: Session,
     max_tasks: Annotated[int, Depends(schedule_max_tasks)],
@@ -176,19 +181,19 @@ async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> 
     return _page(rows, next_cursor)
 
 
-@router.get("/v1/tasks/{task_id}", response_model=TaskRead, responses=_problems(401, 404))
-async def get_task(task_id: UUID, auth: CurrentAuth, session: Session) -> Response:
+@router.get("/v1/tasks/{taskId:uuid}", response_model=TaskRead, responses=_problems(401, 404))
+async def get_task(task_id: TaskId, auth: CurrentAuth, session: Session) -> Response:
     """One task (any reader of its project). The `ETag` is its version, for `If-Match`."""
     return _one(await service.get_task(session, auth, task_id))
 
 
 @router.patch(
-    "/v1/tasks/{task_id}",
+    "/v1/tasks/{taskId:uuid}",
     response_model=TaskRead,
     responses=_problems(401, 403, 404, 409, 412, 422),
 )
 async def update_task(
-    task_id: UUID,
+    task_id: TaskId,
     body: TaskUpdate,
     auth: CurrentAuth,
     session: Session,
@@ -202,12 +207,12 @@ async def update_task(
 
 
 @router.delete(
-    "/v1/tasks/{task_id}",
+    "/v1/tasks/{taskId:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 403, 404, 412, 422),
 )
 async def delete_task(
-    task_id: UUID, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+    task_id: TaskId, auth: CurrentAuth, session: Session, if_match: IfMatch = None
 ) -> None:
     """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it. With
     `If-Match`, a stale ETag is 412."""
@@ -215,12 +220,12 @@ async def delete_task(
 
 
 @router.put(
-    "/v1/tasks/{task_id}/dependencies/{depends_on_id}",
+    "/v1/tasks/{taskId:uuid}/dependencies/{dependsOnId:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 403, 404, 409, 422),
 )
 async def add_dependency(
-    task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
+    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: Session
 ) -> None:
     """Make the task depend on another task of the same project (422 otherwise; itself is
     422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids); a DONE
@@ -230,12 +235,12 @@ async def add_dependency(
 
 
 @router.delete(
-    "/v1/tasks/{task_id}/dependencies/{depends_on_id}",
+    "/v1/tasks/{taskId:uuid}/dependencies/{dependsOnId:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 403, 404),
 )
 async def remove_dependency(
-    task_id: UUID, depends_on_id: UUID, auth: CurrentAuth, session: Session
+    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: Session
 ) -> None:
     """Remove a dependency; 404 if the task does not depend on that task."""
     await service.remove_dependency(session, auth, task_id, depends_on_id)

@@ -9,7 +9,13 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, field_validator
 
-from pantherahive.core.schemas import ApiModel, RequestModel, StorableDate
+from pantherahive.core.schemas import (
+    NOT_BLANK,
+    ApiModel,
+    NotNull,
+    RequestModel,
+    StorableDate,
+)
 
 
 class TaskStatus(StrEnum):
@@ -39,9 +45,13 @@ class TaskSort(StrEnum):
     UPDATED = "updatedAt"
 
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=NOT_BLANK)
+]
 Labels = Annotated[list[Label], Field(max_length=20)]
 
 
@@ -97,13 +107,13 @@ class TaskUpdate(RequestModel):
     """Partial: only the fields sent change; ``null`` clears description, assignee and due
     date. The assignee (without write rights) may send ``status`` only."""
 
-    title: Title | None = None
+    title: Annotated[Title | None, NotNull] = None
     description: Description | None = None
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
+    status: Annotated[TaskStatus | None, NotNull] = None
+    priority: Annotated[TaskPriority | None, NotNull] = None
     assignee_id: UUID | None = None
     due_date: StorableDate | None = None
-    labels: Labels | None = None
+    labels: Annotated[Labels | None, NotNull] = None
 
     @field_validator("labels")
     @classmethod

@@ -104,7 +104,11 @@ class GatewayMiddleware:
                 )
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            # the template as clients read it ("/v1/tasks/{taskId}"), without the ":uuid"
+            # path convertor that the route itself carries
+            template = (
+                getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
+            )
             elapsed = time.perf_counter() - started
             status = status_holder[0]
             HTTP_REQUESTS.labels(method, template, str(status)).inc()

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Send
 
 from pantherahive.core.errors import PROBLEM_BASE, AppError
@@ -147,8 +148,31 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such resource."
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route whose path matched; the
+        # contract's Allow lists every method of the path, across all its routes.
+        headers["Allow"] = _allowed_methods(request)
     body = problem_body(exc.status_code, detail=detail, instance=request.url.path)
-    return problem_response(exc.status_code, body, dict(exc.headers or {}))
+    return problem_response(exc.status_code, body, headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route fully matches for this path (asked of the router itself, so
+    included routers, prefixes and path convertors count as they do when routing)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -224,6 +248,12 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             codes = ["422", "429", "500", "503"]  # 503: a dependency is down
             if method in _BODY_METHODS:
                 codes += ["413", "415"]  # the body-size limit and JSON-only bodies
+            if "requestBody" in operation:
+                # a body that cannot be parsed (not JSON, not UTF-8); 422 is for a parsed
+                # body that breaks the schema
+                responses.setdefault(
+                    "400", {"description": "Bad Request: the body is not valid JSON (UTF-8)"}
+                )
             for code in codes:
                 responses.setdefault(code, {"description": _HTTP_SLUGS[int(code)][1]})
             for code, response in responses.items():
