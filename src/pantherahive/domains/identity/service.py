@@ -325,11 +325,8 @@ class IdentityService:
             )
 
         changes: dict[str, list[Any]] = {}
-        for field in UserUpdate.model_fields:
-            if field not in sent:
-                continue
-            new = getattr(body, field)
-            new = new.value if hasattr(new, "value") else new
+        # The sent fields as column values: UserUpdate is the list of what may change.
+        for field, new in body.model_dump(mode="json", include=sent).items():
             old = getattr(user, field)
             if new != old:
                 changes[camel(field)] = [old, new]
