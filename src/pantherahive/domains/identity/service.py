@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from types import NoneType
+from typing import Any, get_args
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +33,7 @@ from pantherahive.domains.identity.schemas import (
     PasswordChange,
     TenantCreate,
     UserCreate,
+    UserRead,
     UserStatus,
     UserUpdate,
 )
@@ -45,6 +47,11 @@ from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.principal import AuthContext, Role
 from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
 
+# What a PATCH may not set to null: the fields the user's document never shows null.
+_NOT_NULL = tuple(
+    name for name in UserUpdate.model_fields
+    if NoneType not in get_args(UserRead.model_fields[name].annotation)
+)
 REFRESH_PREFIX = "phr"
 VERIFY_PREFIX = "phv"
 RESET_PREFIX = "php"
@@ -299,10 +306,11 @@ class IdentityService:
         if sent & {"role", "status"}:
             await self._require(session, auth, UserAction.UPDATE_ROLE_OR_STATUS, user_id)
         await self._require(session, auth, UserAction.UPDATE_PROFILE, user_id)
-        for required in ("role", "status"):
+        for required in _NOT_NULL:
             if required in sent and getattr(body, required) is None:
                 raise ValidationFailed(
-                    f"{required} cannot be null.", errors=[_field(required, "may not be null")]
+                    f"{camel(required)} cannot be null.",
+                    errors=[_field(camel(required), "may not be null")],
                 )
 
         demoting = "role" in sent and body.role is not Role.ADMIN

@@ -8,7 +8,8 @@ check and the write it guards are atomic, and member upserts cannot interleave.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from types import NoneType
+from typing import Any, get_args
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel
@@ -32,6 +33,7 @@ from pantherahive.domains.projects.repository import ProjectRepository
 from pantherahive.domains.projects.schemas import (
     MemberPut,
     ProjectCreate,
+    ProjectRead,
     ProjectStatus,
     ProjectUpdate,
 )
@@ -39,7 +41,11 @@ from pantherahive.domains.projects.tables import Member, Project
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.security.authz import deny
 
-_NOT_NULL = frozenset({"name", "owner_id", "status"})
+# What a PATCH may not set to null: the fields the project's document never shows null.
+_NOT_NULL = frozenset(
+    name for name in ProjectUpdate.model_fields
+    if NoneType not in get_args(ProjectRead.model_fields[name].annotation)
+)
 
 
 async def _authorize(
