@@ -143,7 +143,7 @@ async def _verify_email(w: World) -> Req:
     identity = w.client.app.state.platform.identity  # type: ignore[attr-defined]
     async with w.db.sessions() as session, session.begin():
         await set_tenant(session, w.tenant.id)
-        row = await IdentityRepository(session).get_user(uuid.UUID(user.id))
+        row = await IdentityRepository(session, uuid.UUID(w.tenant.id)).get_user(uuid.UUID(user.id))
         assert row is not None
         token = await identity.issue_action_token(
             session, row, "verify_email", identity.config.email_token_ttl, VERIFY_PREFIX

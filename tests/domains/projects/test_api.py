@@ -21,6 +21,7 @@ from pantherahive.domains.projects.api import (
     project_access,
     readable_project_ids,
 )
+from pantherahive.infra.context import bind_principal
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.principal import AuthContext, Role
 from tests.conftest import Actor, TenantHandle, add_user, create_tenant
@@ -31,6 +32,7 @@ from tests.domains.projects.helpers import create_project, put_member
 async def tenant_session(client: httpx.AsyncClient, tenant_id: str) -> AsyncIterator[AsyncSession]:
     async with client.app.state.platform.db.sessions() as session:  # type: ignore[attr-defined]
         await set_tenant(session, tenant_id)
+        bind_principal(UUID(tenant_id), None)  # as a request or a consumer has it
         yield session
         await session.rollback()
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pantherahive.core.errors import FieldError, ValidationFailed
-from pantherahive.core.pagination import decode_cursor, encode_cursor, parse_cursor_time
+from pantherahive.core.pagination import cut_page, decode_cursor, parse_cursor_time
 from pantherahive.domains.audit.archive import ArchiveStore, decode_segment
 from pantherahive.domains.audit.chain import (
     GENESIS_HASH,
@@ -174,12 +174,10 @@ class AuditService:
         rows = await AuditRepository(session).page(
             auth.tenant_id, filters, before=before, limit=limit + 1
         )
-        items = [document(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last.occurred_at.isoformat(), last.seq])
-        return items, next_cursor
+        page, next_cursor = cut_page(
+            rows, limit, lambda row: [row.occurred_at.isoformat(), row.seq]
+        )
+        return [document(row) for row in page], next_cursor
 
     async def get_event(
         self, session: AsyncSession, auth: AuthContext, event_id: UUID

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.clock import now
 from pantherahive.core.errors import RateLimited, Unauthenticated
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.errors import (
@@ -21,7 +22,7 @@ from pantherahive.domains.identity.errors import (
     RefreshTokenRejected,
     WrongCurrentPassword,
 )
-from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.repository import IdentityRepository, TenantDirectory
 from pantherahive.domains.identity.schemas import PasswordChange, UserStatus
 from pantherahive.domains.identity.service import (
     REFRESH_PREFIX,
@@ -29,7 +30,6 @@ from pantherahive.domains.identity.service import (
     VERIFY_PREFIX,
     IdentityService,
     IssuedTokens,
-    now,
     password_change_failed,
 )
 from pantherahive.domains.identity.tables import RefreshToken, User
@@ -51,7 +51,7 @@ class Authenticator:
         """Verify the JWT, then read the user's *live* role, status and token version, so a
         deactivation, role change or password change takes effect on the next request."""
         claims = self.identity.tokens.verify(access_token)
-        row = await IdentityRepository(session).principal(claims.tenant_id, claims.user_id)
+        row = await TenantDirectory(session).principal(claims.tenant_id, claims.user_id)
         if row is None:
             raise Unauthenticated("The access token is not valid.")
         role, status, version = row
@@ -84,13 +84,12 @@ class Authenticator:
         except RateLimited as refused:
             raise await self._throttled(session, tenant_slug, login, refused) from refused
 
-        repo = IdentityRepository(session)
         try:
-            tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+            tenant_id = await TenantDirectory(session).tenant_id_for_slug(tenant_slug)
             user: User | None = None
             if tenant_id is not None:
                 await set_tenant(session, tenant_id)
-                user = await repo.find_user_by_login(login)
+                user = await IdentityRepository(session, tenant_id).find_user_by_login(login)
             ok = await self.identity.passwords.verify(
                 user.password_hash if user else None, password
             )
@@ -122,12 +121,11 @@ class Authenticator:
     ) -> RateLimited:
         """A throttled attempt is a failed login too: record it (the returned 429
         commits, so the event stays) unless the tenant is unknown."""
-        repo = IdentityRepository(session)
-        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        tenant_id = await TenantDirectory(session).tenant_id_for_slug(tenant_slug)
         if tenant_id is None:
             return refused
         await set_tenant(session, tenant_id)
-        user = await repo.find_user_by_login(login)
+        user = await IdentityRepository(session, tenant_id).find_user_by_login(login)
         await _login_failed(session, tenant_id, user, login, "throttled")
         return GuessThrottled.of(refused)
 
@@ -200,7 +198,7 @@ class Authenticator:
             raise Unauthenticated("The refresh token is not valid.")
         tenant_id, token_hash = parsed
         await set_tenant(session, tenant_id)
-        repo = IdentityRepository(session)
+        repo = IdentityRepository(session, tenant_id)
         row = await repo.refresh_token_by_hash(token_hash)
         if row is None:
             raise Unauthenticated("The refresh token is not valid.")
@@ -219,11 +217,11 @@ class Authenticator:
         self, session: AsyncSession, *, tenant_slug: str, email: str
     ) -> None:
         """Always succeeds from the caller's view: no account enumeration."""
-        repo = IdentityRepository(session)
-        tenant_id = await repo.tenant_id_for_slug(tenant_slug)
+        tenant_id = await TenantDirectory(session).tenant_id_for_slug(tenant_slug)
         if tenant_id is None:
             return
         await set_tenant(session, tenant_id)
+        repo = IdentityRepository(session, tenant_id)
         user = await repo.find_user_by_email(email)
         if user is None or user.status == UserStatus.INACTIVE or user.email is None:
             return
@@ -254,7 +252,7 @@ class Authenticator:
             raise InvalidActionToken()
         tenant_id, token_hash = parsed
         await set_tenant(session, tenant_id)
-        repo = IdentityRepository(session)
+        repo = IdentityRepository(session, tenant_id)
         row = await repo.action_token_by_hash(token_hash, purpose)
         if row is None or row.used_at is not None or row.expires_at <= now():
             raise InvalidActionToken()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from pantherahive.core.errors import NotFound
-from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.repository import TenantDirectory
 from pantherahive.domains.identity.schemas import TenantAdminCreate, TenantCreate, UserCreate
 from pantherahive.domains.identity.service import IdentityService
 from pantherahive.infra.context import begin_context, bind_principal
@@ -51,7 +51,7 @@ async def create_user(
     begin_context("cli", None)
     body = UserCreate(username=username, password=password, role=Role(role), email=email)
     async with db.sessions() as session:
-        tenant_id = await IdentityRepository(session).tenant_id_for_slug(tenant)
+        tenant_id = await TenantDirectory(session).tenant_id_for_slug(tenant)
         if tenant_id is None:
             raise NotFound(f"No tenant with slug {tenant!r}.")
         await set_tenant(session, tenant_id)
@@ -64,7 +64,7 @@ async def create_user(
 
 async def create_demo(db: Database, identity: IdentityService) -> bool:
     async with db.sessions() as session:
-        exists = await IdentityRepository(session).tenant_id_for_slug("demo")
+        exists = await TenantDirectory(session).tenant_id_for_slug("demo")
     if exists is not None:
         return False
     admin, *others = DEMO_USERS

@@ -1,4 +1,10 @@
-"""All of identity's SQL. Every query runs under the transaction's tenant (RLS)."""
+"""All of identity's SQL.
+
+Users and their tokens are tenant rows: :class:`IdentityRepository` is a
+``TenantRepository``, so every statement names the tenant. :class:`TenantDirectory` stands
+outside that base: the tenants table itself, and the lookups that find the tenant (slug,
+token claims), run before a tenant is in scope.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,27 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, or_, select, text, tuple_, update
+from sqlalchemy import Select, func, or_, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.domains.identity.schemas import UserRead
 from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
 from pantherahive.infra.db import direct
+from pantherahive.infra.db.repository import TenantRepository
 
 # Hot paths (every request, every user read) run as fixed SQL: see infra/db/direct.py.
 _AUTHENTICATE = "SELECT role, status, token_version FROM identity.authenticate($1, $2)"
+# A user as UserRead shows it: the response model is the one list of the public columns.
 _READ_USER = (
-    "SELECT id, username, email, first_name, last_name, role, status, created_at, updated_at"
-    " FROM identity.users WHERE id = $1"
+    f"SELECT {', '.join(UserRead.model_fields)} FROM identity.users"
+    " WHERE tenant_id = $1 AND id = $2"
 )
 
 
-class IdentityRepository:
+class TenantDirectory:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # tenants
     async def tenant_id_for_slug(self, slug: str) -> UUID | None:
         result = await self.session.execute(
             text("SELECT identity.tenant_id_for_slug(:slug)"), {"slug": slug}
@@ -32,42 +40,51 @@ class IdentityRepository:
         value: UUID | None = result.scalar()
         return value
 
-    async def add(self, row: Any) -> None:
-        self.session.add(row)
+    async def add_tenant(self, tenant: Tenant) -> None:
+        self.session.add(tenant)
         await self.session.flush()
 
     async def get_tenant(self, tenant_id: UUID) -> Tenant | None:
         return await self.session.get(Tenant, tenant_id)
 
-    # users
     async def principal(self, tenant_id: UUID, user_id: UUID) -> tuple[str, str, int] | None:
         """Enter the tenant and read the caller's live role/status/version: one round trip."""
         row = await direct.fetchrow(self.session, _AUTHENTICATE, tenant_id, user_id)
         return (row["role"], row["status"], row["token_version"]) if row else None
 
+
+class IdentityRepository(TenantRepository):
+    async def add(self, row: User | RefreshToken | ActionToken) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    # users
     async def read_user(self, user_id: UUID) -> direct.Record | None:
-        """The user's public fields (of the transaction's tenant), for reading only."""
-        return await direct.fetchrow(self.session, _READ_USER, user_id)
+        """The user's public fields, for reading only."""
+        return await self.fetchrow(_READ_USER, user_id)
 
     async def get_user(self, user_id: UUID, *, for_update: bool = False) -> User | None:
-        stmt = select(User).where(User.id == user_id)
+        stmt = self.select(User).where(User.id == user_id)
         if for_update:
             stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        found: User | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def find_user_by_login(self, login: str) -> User | None:
         lowered = login.lower()
         stmt = (
-            select(User)
+            self.select(User)
             .where(or_(func.lower(User.username) == lowered, func.lower(User.email) == lowered))
             .order_by(User.created_at)
             .limit(1)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        found: User | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def find_user_by_email(self, email: str) -> User | None:
-        stmt = select(User).where(func.lower(User.email) == email.lower())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = self.select(User).where(func.lower(User.email) == email.lower())
+        found: User | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def username_or_email_taken(
         self, username: str | None, email: str | None, *, exclude: UUID | None = None
@@ -79,7 +96,7 @@ class IdentityRepository:
         if email:
             checks.append(("email", func.lower(User.email) == email.lower()))
         for field, condition in checks:
-            stmt = select(User.id).where(condition)
+            stmt = self.select(User, User.id).where(condition)
             if exclude is not None:
                 stmt = stmt.where(User.id != exclude)
             if (await self.session.execute(stmt.limit(1))).first() is not None:
@@ -89,7 +106,7 @@ class IdentityRepository:
     async def lock_active_admins(self) -> list[UUID]:
         """Lock the tenant's active ADMIN rows, so two demotions cannot both pass the check."""
         stmt = (
-            select(User.id)
+            self.select(User, User.id)
             .where(User.role == "ADMIN", User.status == "ACTIVE")
             .order_by(User.id)
             .with_for_update()
@@ -104,8 +121,8 @@ class IdentityRepository:
         q: str | None,
         after: tuple[datetime, UUID] | None,
         limit: int,
-    ) -> Select[User]:
-        stmt = select(User)
+    ) -> Select[Any]:
+        stmt = self.select(User)
         if role:
             stmt = stmt.where(User.role == role)
         if status:
@@ -129,19 +146,24 @@ class IdentityRepository:
 
     # refresh tokens
     async def refresh_token_by_hash(self, token_hash: bytes) -> RefreshToken | None:
-        stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = (
+            self.select(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash)
+            .with_for_update()
+        )
+        found: RefreshToken | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def revoke_family(self, family_id: UUID, now: datetime) -> None:
         await self.session.execute(
-            update(RefreshToken)
+            self.update(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
 
     async def revoke_user_sessions(self, user_id: UUID, now: datetime) -> None:
         await self.session.execute(
-            update(RefreshToken)
+            self.update(RefreshToken)
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
@@ -149,15 +171,16 @@ class IdentityRepository:
     # single-use action tokens
     async def action_token_by_hash(self, token_hash: bytes, purpose: str) -> ActionToken | None:
         stmt = (
-            select(ActionToken)
+            self.select(ActionToken)
             .where(ActionToken.token_hash == token_hash, ActionToken.purpose == purpose)
             .with_for_update()
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        found: ActionToken | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def expire_action_tokens(self, user_id: UUID, purpose: str, now: datetime) -> None:
         await self.session.execute(
-            update(ActionToken)
+            self.update(ActionToken)
             .where(
                 ActionToken.user_id == user_id,
                 ActionToken.purpose == purpose,

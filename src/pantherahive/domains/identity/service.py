@@ -7,15 +7,18 @@ the same transaction as the change, so the audit trail cannot miss them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from types import NoneType
+from typing import Any, get_args
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
+from pantherahive.core.clock import now
+from pantherahive.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from pantherahive.core.naming import camel
+from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
@@ -25,17 +28,18 @@ from pantherahive.domains.identity.errors import (
     WrongCurrentPassword,
 )
 from pantherahive.domains.identity.permissions import UserAction, user_may
-from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.repository import IdentityRepository, TenantDirectory
 from pantherahive.domains.identity.schemas import (
     PasswordChange,
     TenantCreate,
     UserCreate,
+    UserRead,
     UserStatus,
     UserUpdate,
 )
 from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.context import bind_principal, current_context
+from pantherahive.infra.context import bind_principal
 from pantherahive.infra.db.direct import Record
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.authz import deny
@@ -43,6 +47,11 @@ from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.principal import AuthContext, Role
 from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
 
+# What a PATCH may not set to null: the fields the user's document never shows null.
+_NOT_NULL = tuple(
+    name for name in UserUpdate.model_fields
+    if NoneType not in get_args(UserRead.model_fields[name].annotation)
+)
 REFRESH_PREFIX = "phr"
 VERIFY_PREFIX = "phv"
 RESET_PREFIX = "php"
@@ -62,10 +71,6 @@ class IdentityConfig:
     refresh_ttl: timedelta
     email_token_ttl: timedelta
     reset_token_ttl: timedelta
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class IdentityService:
@@ -88,7 +93,7 @@ class IdentityService:
     ) -> IssuedTokens:
         """A new access token and a new refresh token (a new family unless one is given)."""
         refresh, refresh_hash = new_opaque_token(REFRESH_PREFIX, user.tenant_id)
-        await IdentityRepository(session).add(
+        await IdentityRepository(session, user.tenant_id).add(
             RefreshToken(
                 id=uuid4(),
                 tenant_id=user.tenant_id,
@@ -107,7 +112,7 @@ class IdentityService:
         self, session: AsyncSession, user: User, purpose: str, ttl: timedelta, prefix: str
     ) -> str:
         token, token_hash = new_opaque_token(prefix, user.tenant_id)
-        await IdentityRepository(session).add(
+        await IdentityRepository(session, user.tenant_id).add(
             ActionToken(
                 id=uuid4(),
                 tenant_id=user.tenant_id,
@@ -143,14 +148,14 @@ class IdentityService:
                 errors=[_field("admin.role", "must be ADMIN")],
             )
         self._require_email(body.admin.email, "admin.email")
-        repo = IdentityRepository(session)
-        if await repo.tenant_id_for_slug(body.slug) is not None:
+        directory = TenantDirectory(session)
+        if await directory.tenant_id_for_slug(body.slug) is not None:
             raise Conflict(f"The slug {body.slug!r} is taken.", errors=[_field("slug", "taken")])
         tenant_id = uuid4()
         await set_tenant(session, tenant_id)
         tenant = Tenant(id=tenant_id, name=body.name, slug=body.slug)
         try:
-            await repo.add(tenant)
+            await directory.add_tenant(tenant)
         except IntegrityError as exc:
             raise Conflict(
                 f"The slug {body.slug!r} is taken.", errors=[_field("slug", "taken")]
@@ -193,13 +198,9 @@ class IdentityService:
             )
         pending = self.config.require_email_verification
         user = User(
+            **body.model_dump(mode="json", exclude={"password"}),
             id=user_id or uuid4(),
-            tenant_id=_tenant_of(session),
-            username=body.username,
-            email=body.email,
-            first_name=body.first_name,
-            last_name=body.last_name,
-            role=body.role.value,
+            tenant_id=repo.tenant_id,
             status=(UserStatus.PENDING_VERIFICATION if pending else UserStatus.ACTIVE).value,
             password_hash=await self.passwords.hash(body.password),
             token_version=0,
@@ -210,9 +211,7 @@ class IdentityService:
             raise DuplicateUser("That username or email is already used in this tenant.") from exc
         await emit(
             session,
-            events.UserCreated(
-                username=user.username, email=user.email, role=user.role, status=user.status
-            ),
+            events.UserCreated.model_validate(user, from_attributes=True),
             subject_id=user.id,
             audited=audited,
         )
@@ -247,17 +246,6 @@ class IdentityService:
             session=session,
         )
 
-    async def deny(
-        self,
-        session: AsyncSession,
-        auth: AuthContext,
-        action: str,
-        subject_type: str,
-        subject_id: object,
-    ) -> Forbidden:
-        """Record an authorization denial (authz.denied) and return the error to raise."""
-        return await deny(session, auth, action, subject_type=subject_type, subject_id=subject_id)
-
     async def _require(
         self,
         session: AsyncSession,
@@ -266,13 +254,16 @@ class IdentityService:
         target: UUID | None = None,
     ) -> None:
         if not user_may(auth, action, target_is_self=target == auth.user_id):
-            raise await self.deny(session, auth, action.value, "user", target or auth.user_id)
+            raise await deny(
+                session, auth, action.value, subject_type="user",
+                subject_id=target or auth.user_id,
+            )
 
     async def get_user(
         self, session: AsyncSession, auth: AuthContext, user_id: UUID
     ) -> Record:
         await self._require(session, auth, UserAction.READ, user_id)
-        user = await IdentityRepository(session).read_user(user_id)
+        user = await IdentityRepository(session, auth.tenant_id).read_user(user_id)
         if user is None:
             raise NotFound("No such user.")
         return user
@@ -290,19 +281,14 @@ class IdentityService:
     ) -> tuple[list[User], str | None]:
         await self._require(session, auth, UserAction.LIST)
         after = decode_time_id_cursor(cursor)
-        rows = await IdentityRepository(session).list_users(
+        rows = await IdentityRepository(session, auth.tenant_id).list_users(
             role=role.value if role else None,
             status=status.value if status else None,
             q=q,
             after=after,
             limit=limit + 1,
         )
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
-        return rows, next_cursor
+        return cut_time_id_page(rows, limit, lambda user: (user.created_at, user.id))
 
     async def create_user(
         self, session: AsyncSession, auth: AuthContext, *, body: UserCreate
@@ -314,16 +300,17 @@ class IdentityService:
         self, session: AsyncSession, auth: AuthContext, user_id: UUID, *, body: UserUpdate
     ) -> User:
         sent = body.model_fields_set
-        repo = IdentityRepository(session)
+        repo = IdentityRepository(session, auth.tenant_id)
         if await repo.get_user(user_id) is None:
             raise NotFound("No such user.")
         if sent & {"role", "status"}:
             await self._require(session, auth, UserAction.UPDATE_ROLE_OR_STATUS, user_id)
         await self._require(session, auth, UserAction.UPDATE_PROFILE, user_id)
-        for required in ("role", "status"):
+        for required in _NOT_NULL:
             if required in sent and getattr(body, required) is None:
                 raise ValidationFailed(
-                    f"{required} cannot be null.", errors=[_field(required, "may not be null")]
+                    f"{camel(required)} cannot be null.",
+                    errors=[_field(camel(required), "may not be null")],
                 )
 
         demoting = "role" in sent and body.role is not Role.ADMIN
@@ -346,14 +333,11 @@ class IdentityService:
             )
 
         changes: dict[str, list[Any]] = {}
-        for field in ("email", "first_name", "last_name", "role", "status"):
-            if field not in sent:
-                continue
-            new = getattr(body, field)
-            new = new.value if hasattr(new, "value") else new
+        # The sent fields as column values: UserUpdate is the list of what may change.
+        for field, new in body.model_dump(mode="json", include=sent).items():
             old = getattr(user, field)
             if new != old:
-                changes[_camel(field)] = [old, new]
+                changes[camel(field)] = [old, new]
                 setattr(user, field, new)
         if not changes:
             return user
@@ -385,7 +369,7 @@ class IdentityService:
     async def deactivate_user(
         self, session: AsyncSession, auth: AuthContext, user_id: UUID
     ) -> None:
-        if await IdentityRepository(session).get_user(user_id) is None:
+        if await IdentityRepository(session, auth.tenant_id).get_user(user_id) is None:
             raise NotFound("No such user.")
         await self._require(session, auth, UserAction.DEACTIVATE, user_id)
         await self.update_user(session, auth, user_id, body=UserUpdate(status=UserStatus.INACTIVE))
@@ -393,7 +377,7 @@ class IdentityService:
     async def change_password(
         self, session: AsyncSession, auth: AuthContext, *, body: PasswordChange
     ) -> None:
-        repo = IdentityRepository(session)
+        repo = IdentityRepository(session, auth.tenant_id)
         user = await repo.get_user(auth.user_id, for_update=True)
         if user is None:
             raise NotFound("No such user.")
@@ -404,7 +388,7 @@ class IdentityService:
 
     async def set_password(self, session: AsyncSession, user: User, password: str) -> None:
         """New hash, every session and access token of the user revoked."""
-        repo = IdentityRepository(session)
+        repo = IdentityRepository(session, user.tenant_id)
         user.password_hash = await self.passwords.hash(password)
         user.token_version += 1
         user.updated_at = now()
@@ -417,17 +401,5 @@ async def password_change_failed(session: AsyncSession, user_id: UUID, reason: s
     await emit(session, events.PasswordChangeFailed(reason=reason), subject_id=user_id)
 
 
-def _tenant_of(session: AsyncSession) -> UUID:
-    tenant = current_context().tenant_id
-    if tenant is None:
-        raise RuntimeError("no tenant in scope")
-    return tenant
-
-
 def _field(name: str, message: str) -> FieldError:
     return FieldError(name, message)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

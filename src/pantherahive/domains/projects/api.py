@@ -49,7 +49,7 @@ async def project_access(
     committed first (and this is 404). Changes to the project also wait (they lock the row
     FOR UPDATE).
     """
-    found, raw_role = await ProjectRepository(session).access_role(
+    found, raw_role = await ProjectRepository(session, auth.tenant_id).access_role(
         project_id, auth.user_id, key_share=lock
     )
     role = ProjectRole(raw_role) if raw_role else None
@@ -83,7 +83,7 @@ async def readable_project_ids(session: AsyncSession, auth: AuthContext) -> list
     """None means every project of the tenant (ADMIN); otherwise the ids the caller sees."""
     if project_may(auth.role, None, ProjectAction.READ):
         return None
-    return await ProjectRepository(session).member_project_ids(auth.user_id)
+    return await ProjectRepository(session, auth.tenant_id).member_project_ids(auth.user_id)
 
 
 async def existing_project_ids(session: AsyncSession, project_ids: Collection[UUID]) -> set[UUID]:

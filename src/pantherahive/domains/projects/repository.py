@@ -1,4 +1,5 @@
-"""All of projects' SQL. Every query runs under the transaction's tenant (RLS)."""
+"""All of projects' SQL. Row-level security scopes every query to the transaction's tenant;
+the statements name it too (``TenantRepository``): fixed SQL has it as ``$1``."""
 
 from __future__ import annotations
 
@@ -7,33 +8,31 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, delete, exists, func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, and_, exists, func, tuple_
 
 from pantherahive.domains.projects.tables import Member, Project
-from pantherahive.infra.db import direct
+from pantherahive.infra.db.repository import TenantRepository
 
 # Asked on every task request (through projects' api): fixed SQL, see infra/db/direct.py.
 _ACCESS_ROLE = (
     "SELECT p.id, m.role FROM projects.projects p"
-    " LEFT JOIN projects.members m ON m.project_id = p.id AND m.user_id = $2"
-    " WHERE p.id = $1"
+    " LEFT JOIN projects.members m ON m.project_id = p.id AND m.user_id = $3"
+    " WHERE p.tenant_id = $1 AND p.id = $2"
 )
 _ACCESS_ROLE_KEY_SHARE = _ACCESS_ROLE + " FOR KEY SHARE OF p"
 _LOCK_MEMBERSHIP = (
-    "SELECT 1 FROM projects.members WHERE project_id = $1 AND user_id = $2 FOR KEY SHARE"
+    "SELECT 1 FROM projects.members"
+    " WHERE tenant_id = $1 AND project_id = $2 AND user_id = $3 FOR KEY SHARE"
 )
 _IS_MEMBER = (
-    "SELECT 1 FROM projects.projects p WHERE p.id = $1 AND (p.owner_id = $2 OR EXISTS"
-    " (SELECT 1 FROM projects.members m WHERE m.project_id = p.id AND m.user_id = $2))"
+    "SELECT 1 FROM projects.projects p"
+    " WHERE p.tenant_id = $1 AND p.id = $2 AND (p.owner_id = $3 OR EXISTS"
+    " (SELECT 1 FROM projects.members m WHERE m.project_id = p.id AND m.user_id = $3))"
 )
 
 
-class ProjectRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, *rows: Any) -> None:
+class ProjectRepository(TenantRepository):
+    async def add(self, *rows: Project | Member) -> None:
         self.session.add_all(rows)
         await self.session.flush()
 
@@ -47,7 +46,7 @@ class ProjectRepository:
         race-free.
         """
         stmt = (
-            select(Project, Member.role)
+            self.select(Project, Project, Member.role)
             .outerjoin(Member, and_(Member.project_id == Project.id, Member.user_id == user_id))
             .where(Project.id == project_id)
         )
@@ -64,24 +63,24 @@ class ProjectRepository:
         ``key_share`` locks the project row FOR KEY SHARE until the transaction ends: the
         row cannot be deleted meanwhile (a delete's FOR UPDATE waits)."""
         sql = _ACCESS_ROLE_KEY_SHARE if key_share else _ACCESS_ROLE
-        row = await direct.fetchrow(self.session, sql, project_id, user_id)
+        row = await self.fetchrow(sql, project_id, user_id)
         return (row is not None, row["role"] if row else None)
 
     async def is_member(self, project_id: UUID, user_id: UUID) -> bool:
-        return await direct.fetchrow(self.session, _IS_MEMBER, project_id, user_id) is not None
+        return await self.fetchrow(_IS_MEMBER, project_id, user_id) is not None
 
     async def lock_membership(self, project_id: UUID, user_id: UUID) -> bool:
         """Whether the user has a membership row (the owner has one too), locked FOR KEY
         SHARE until the transaction ends, so it cannot be deleted meanwhile."""
-        row = await direct.fetchrow(self.session, _LOCK_MEMBERSHIP, project_id, user_id)
+        row = await self.fetchrow(_LOCK_MEMBERSHIP, project_id, user_id)
         return row is not None
 
     async def existing_ids(self, project_ids: Collection[UUID]) -> set[UUID]:
-        stmt = select(Project.id).where(Project.id.in_(project_ids))
+        stmt = self.select(Project, Project.id).where(Project.id.in_(project_ids))
         return set((await self.session.execute(stmt)).scalars())
 
     async def member_project_ids(self, user_id: UUID) -> list[UUID]:
-        stmt = select(Member.project_id).where(Member.user_id == user_id)
+        stmt = self.select(Member, Member.project_id).where(Member.user_id == user_id)
         return list((await self.session.execute(stmt)).scalars())
 
     def list_query(
@@ -93,8 +92,8 @@ class ProjectRepository:
         q: str | None,
         after: tuple[datetime, UUID] | None,
         limit: int,
-    ) -> Select[Project]:
-        stmt = select(Project)
+    ) -> Select[Any]:
+        stmt = self.select(Project)
         if visible_to is not None:
             stmt = stmt.where(
                 exists().where(Member.project_id == Project.id, Member.user_id == visible_to)
@@ -115,7 +114,7 @@ class ProjectRepository:
     async def delete_project(self, project: Project) -> list[UUID]:
         """Delete the project (its members go by cascade); returns the former members."""
         members = await self.session.execute(
-            delete(Member).where(Member.project_id == project.id).returning(Member.user_id)
+            self.delete(Member).where(Member.project_id == project.id).returning(Member.user_id)
         )
         member_ids = list(members.scalars())
         await self.session.delete(project)
@@ -124,13 +123,16 @@ class ProjectRepository:
 
     # members
     async def get_member(self, project_id: UUID, user_id: UUID) -> Member | None:
-        stmt = select(Member).where(Member.project_id == project_id, Member.user_id == user_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = self.select(Member).where(
+            Member.project_id == project_id, Member.user_id == user_id
+        )
+        member: Member | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return member
 
     async def list_members(
         self, project_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
     ) -> list[Member]:
-        stmt = select(Member).where(Member.project_id == project_id)
+        stmt = self.select(Member).where(Member.project_id == project_id)
         if after is not None:
             stmt = stmt.where(tuple_(Member.added_at, Member.user_id) > tuple_(*after))
         stmt = stmt.order_by(Member.added_at, Member.user_id).limit(limit)
@@ -142,7 +144,7 @@ class ProjectRepository:
 
     async def memberships_of(self, user_id: UUID, *, exclude_role: str) -> list[Member]:
         stmt = (
-            select(Member)
+            self.select(Member)
             .where(Member.user_id == user_id, Member.role != exclude_role)
             .order_by(Member.project_id)
             .with_for_update()

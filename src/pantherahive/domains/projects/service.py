@@ -7,15 +7,19 @@ check and the write it guards are atomic, and member upserts cannot interleave.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date
+from types import NoneType
+from typing import Any, get_args
 from uuid import UUID, uuid4
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.errors import FieldError, Forbidden, ValidationFailed
+from pantherahive.core.clock import now
+from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.etags import check_if_match
-from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
+from pantherahive.core.naming import camel
+from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects import events
 from pantherahive.domains.projects.errors import (
@@ -29,36 +33,19 @@ from pantherahive.domains.projects.repository import ProjectRepository
 from pantherahive.domains.projects.schemas import (
     MemberPut,
     ProjectCreate,
+    ProjectRead,
     ProjectStatus,
     ProjectUpdate,
 )
 from pantherahive.domains.projects.tables import Member, Project
 from pantherahive.infra.bus.outbox import emit
-from pantherahive.infra.security import authz
+from pantherahive.infra.security.authz import deny
 
-_UPDATABLE = ("name", "description", "owner_id", "status", "start_date", "end_date")
-_NOT_NULL = frozenset({"name", "owner_id", "status"})
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def deny(
-    session: AsyncSession,
-    auth: AuthContext,
-    action: ProjectAction,
-    subject_type: str,
-    subject_id: object,
-    membership: ProjectRole | None = None,
-) -> Forbidden:
-    """Record an authorization denial (authz.denied) and return the error to raise; the
-    error commits, so the event survives the failed request."""
-    return await authz.deny(
-        session, auth, action.value, subject_type=subject_type, subject_id=subject_id,
-        detail=f"You may not perform {action.value} on this project.",
-        data={"projectRole": membership.value if membership else None},
-    )
+# What a PATCH may not set to null: the fields the project's document never shows null.
+_NOT_NULL = frozenset(
+    name for name in ProjectUpdate.model_fields
+    if NoneType not in get_args(ProjectRead.model_fields[name].annotation)
+)
 
 
 async def _authorize(
@@ -71,7 +58,8 @@ async def _authorize(
 ) -> tuple[Project, ProjectRole | None]:
     """The project if the caller may ``action`` it: invisible is 404, visible but not
     allowed is 403 (and an ``authz.denied`` event)."""
-    found = await ProjectRepository(session).access(project_id, auth.user_id, for_update=for_update)
+    repo = ProjectRepository(session, auth.tenant_id)
+    found = await repo.access(project_id, auth.user_id, for_update=for_update)
     if found is None:
         raise ProjectNotFound()
     project, raw_role = found
@@ -79,7 +67,11 @@ async def _authorize(
     if not project_may(auth.role, membership, ProjectAction.READ):
         raise ProjectNotFound()
     if not project_may(auth.role, membership, action):
-        raise await deny(session, auth, action, "project", project.id, membership)
+        raise await deny(
+            session, auth, action.value, subject_type="project", subject_id=project.id,
+            detail=f"You may not perform {action.value} on this project.",
+            data={"projectRole": membership.value if membership else None},
+        )
     return project, membership
 
 
@@ -109,21 +101,22 @@ async def create_project(
     session: AsyncSession, auth: AuthContext, *, body: ProjectCreate
 ) -> Project:
     if not project_may(auth.role, None, ProjectAction.CREATE):
-        raise await deny(session, auth, ProjectAction.CREATE, "tenant", auth.tenant_id)
+        raise await deny(
+            session, auth, ProjectAction.CREATE.value, subject_type="tenant",
+            subject_id=auth.tenant_id,
+            detail=f"You may not perform {ProjectAction.CREATE.value} on this project.",
+            data={"projectRole": None},
+        )
     owner_id = body.owner_id or auth.user_id
     if not await _is_active_user(session, auth, owner_id):
         raise _owner_invalid()
     _check_dates(body.start_date, body.end_date)
     at = now()
     project = Project(
+        **_column_values(body, exclude={"owner_id"}),
         id=uuid4(),
         tenant_id=auth.tenant_id,
-        name=body.name,
-        description=body.description,
         owner_id=owner_id,
-        status=body.status.value,
-        start_date=body.start_date,
-        end_date=body.end_date,
         version=1,
         created_at=at,
         updated_at=at,
@@ -135,15 +128,12 @@ async def create_project(
         role=ProjectRole.OWNER.value,
         added_at=at,
     )
-    repo = ProjectRepository(session)
+    repo = ProjectRepository(session, auth.tenant_id)
     await repo.add(project)  # its own flush: the members row references it
     await repo.add(owner)
     await emit(
         session,
-        events.ProjectCreated(
-            name=project.name, owner_id=owner_id, status=project.status,
-            start_date=project.start_date, end_date=project.end_date,
-        ),
+        events.ProjectCreated.model_validate(project, from_attributes=True),
         subject_id=project.id,
     )
     return project
@@ -166,7 +156,7 @@ async def list_projects(
 ) -> tuple[list[Project], str | None]:
     """The projects the caller can see, oldest first (ties by id), keyset-paginated."""
     sees_all = project_may(auth.role, None, ProjectAction.READ)
-    rows = await ProjectRepository(session).list_projects(
+    rows = await ProjectRepository(session, auth.tenant_id).list_projects(
         visible_to=None if sees_all else auth.user_id,
         status=status.value if status else None,
         owner_id=owner_id,
@@ -174,11 +164,7 @@ async def list_projects(
         after=decode_time_id_cursor(cursor),
         limit=limit + 1,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)])
-    return rows, next_cursor
+    return cut_time_id_page(rows, limit, lambda project: (project.created_at, project.id))
 
 
 async def update_project(
@@ -195,22 +181,19 @@ async def update_project(
     for field in sorted(sent & _NOT_NULL):
         if getattr(body, field) is None:
             raise ValidationFailed(
-                f"{_camel(field)} cannot be null.",
-                errors=[FieldError(_camel(field), "may not be null")],
+                f"{camel(field)} cannot be null.",
+                errors=[FieldError(camel(field), "may not be null")],
             )
     start = body.start_date if "start_date" in sent else project.start_date
     end = body.end_date if "end_date" in sent else project.end_date
     _check_dates(start, end)
 
+    sent_values = _column_values(body, include=sent)
     changes: dict[str, list[Any]] = {}
-    for field in _UPDATABLE:
-        if field not in sent:
-            continue
-        new = getattr(body, field)
-        new = new.value if isinstance(new, ProjectStatus) else new
+    for field, new in sent_values.items():
         old = getattr(project, field)
         if new != old:
-            changes[_camel(field)] = [_json(old), _json(new)]
+            changes[camel(field)] = [_json(old), _json(new)]
     if not changes:
         return project
     if "ownerId" in changes:
@@ -218,10 +201,9 @@ async def update_project(
         if not await _is_active_user(session, auth, body.owner_id):
             raise _owner_invalid()
         await _transfer_ownership(session, auth, project, body.owner_id)
-    for field in _UPDATABLE:
-        if _camel(field) in changes:
-            new = getattr(body, field)
-            setattr(project, field, new.value if isinstance(new, ProjectStatus) else new)
+    for field, new in sent_values.items():
+        if camel(field) in changes:
+            setattr(project, field, new)
     project.version += 1
     project.updated_at = now()
     await session.flush()
@@ -240,7 +222,7 @@ async def _transfer_ownership(
     this transfer) leaves the project instead, with the ``project.member_removed`` a removal
     emits, so tasks unassigns them; keeping them as EDITOR would re-admit a user that
     ``PUT /members/{userId}`` refuses."""
-    repo = ProjectRepository(session)
+    repo = ProjectRepository(session, auth.tenant_id)
     old = await repo.get_member(project.id, project.owner_id)
     if old is not None and not await _is_active_user(session, auth, old.user_id):
         await repo.remove_member(old)
@@ -286,7 +268,7 @@ async def delete_project(
     project, _ = await _authorize(session, auth, project_id, ProjectAction.DELETE, for_update=True)
     check_if_match(if_match, project.version, resource="project")
     name = project.name
-    member_ids = await ProjectRepository(session).delete_project(project)
+    member_ids = await ProjectRepository(session, auth.tenant_id).delete_project(project)
     await emit(
         session,
         events.ProjectDeleted(name=name, member_ids=sorted(member_ids, key=str)),
@@ -299,14 +281,10 @@ async def list_members(
     session: AsyncSession, auth: AuthContext, project_id: UUID, *, cursor: str | None, limit: int
 ) -> tuple[list[Member], str | None]:
     await _authorize(session, auth, project_id, ProjectAction.LIST_MEMBERS)
-    rows = await ProjectRepository(session).list_members(
+    rows = await ProjectRepository(session, auth.tenant_id).list_members(
         project_id, after=decode_time_id_cursor(cursor), limit=limit + 1
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].added_at.isoformat(), str(rows[-1].user_id)])
-    return rows, next_cursor
+    return cut_time_id_page(rows, limit, lambda member: (member.added_at, member.user_id))
 
 
 async def put_member(
@@ -320,7 +298,7 @@ async def put_member(
         raise OwnerMembership()
     if not await _is_active_user(session, auth, user_id):
         raise UserNotFound()
-    repo = ProjectRepository(session)
+    repo = ProjectRepository(session, auth.tenant_id)
     role = ProjectRole(body.role)
     member = await repo.get_member(project_id, user_id)
     if member is None:
@@ -349,7 +327,7 @@ async def remove_member(
     )
     if user_id == project.owner_id:
         raise OwnerMembership()
-    repo = ProjectRepository(session)
+    repo = ProjectRepository(session, auth.tenant_id)
     member = await repo.get_member(project_id, user_id)
     if member is None:
         raise MemberNotFound()
@@ -387,7 +365,7 @@ async def drop_memberships_of(
 ) -> int:
     """A deactivated user leaves every project they do not own (owned projects keep their
     owner until an ADMIN transfers them). Returns how many memberships were removed."""
-    repo = ProjectRepository(session)
+    repo = ProjectRepository(session, tenant_id)
     removed = await repo.memberships_of(user_id, exclude_role=ProjectRole.OWNER.value)
     for member in removed:
         await repo.remove_member(member)
@@ -410,6 +388,11 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+def _column_values(body: BaseModel, **fields: Any) -> dict[str, Any]:
+    """The request's fields as column values (``include``/``exclude`` as in ``model_dump``):
+    the request schema names the columns it writes, so they are not listed again here."""
+    values = body.model_dump(**fields)
+    return {
+        name: value.value if isinstance(value, ProjectStatus) else value
+        for name, value in values.items()
+    }

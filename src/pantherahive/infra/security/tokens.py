@@ -40,6 +40,8 @@ class AccessTokens:
         self._verified: dict[str, AccessClaims] = {}
 
     def issue(self, *, user_id: UUID, tenant_id: UUID, token_version: int) -> str:
+        # Wall-clock seconds, not core.clock: PyJWT checks iat/nbf/exp against the wall
+        # clock, so a token stamped by a frozen test clock would not verify.
         now = int(time.time())
         claims = {
             "iss": self._issuer,
