@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.domains.identity.repository import IdentityRepository
+from pantherahive.domains.identity.repository import IdentityRepository, TenantDirectory
 from pantherahive.domains.projects import service as projects
 from pantherahive.domains.projects.permissions import ProjectRole
 from pantherahive.domains.projects.schemas import MemberPut, ProjectCreate
@@ -110,13 +110,13 @@ async def seed_work(db: Database, tenant_slug: str, *, today: date) -> DemoWork:
     """Create the demo projects and tasks in the tenant unless they are there already."""
     begin_context("cli-demo", None)
     async with db.sessions() as session:
-        tenant_id = await IdentityRepository(session).tenant_id_for_slug(tenant_slug)
+        tenant_id = await TenantDirectory(session).tenant_id_for_slug(tenant_slug)
         if tenant_id is None:
             raise LookupError(f"no tenant {tenant_slug!r}")
         await set_tenant(session, tenant_id)
         users: dict[str, AuthContext] = {}
         for username in ("alice", "bob", "carol"):
-            user = await IdentityRepository(session).find_user_by_login(username)
+            user = await IdentityRepository(session, tenant_id).find_user_by_login(username)
             if user is None:
                 raise LookupError(f"the demo user {username!r} is missing")
             users[username] = AuthContext(tenant_id, user.id, Role(user.role))
