@@ -48,7 +48,8 @@ async def settled(db: Database) -> None:
     async def ended() -> bool:
         async with db.sessions() as session:
             return bool(await session.scalar(
-                text("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= CAST(CAST(:x AS text) AS xid8)"),
+                text("SELECT pg_snapshot_xmin(pg_current_snapshot()) "
+                     ">= CAST(CAST(:x AS text) AS xid8)"),
                 {"x": started}))
 
     await wait_until(ended)
