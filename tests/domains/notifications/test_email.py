@@ -97,7 +97,7 @@ async def test_password_reset_email_over_smtp_with_auth(
                      smtp_starttls=False, smtp_username="mailer", smtp_password="s3cret",
                      smtp_from="PantheraHive <no-reply@ph.example>")
     try:
-        await worker.run_once()
+        await worker.run_once(tenant_id=uuid.UUID(tenant.id))
     finally:
         await worker.close()
     mine = [m for m in inbox.messages
@@ -137,7 +137,7 @@ async def test_smtp_down_retries_then_failed_with_reason(
     try:
         statuses = []
         for _ in range(3):  # delivery_max_attempts = 3, backoff 0 in these tests
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(tenant.id))
             statuses.append((await _deliveries(napp, tenant.admin.headers, member.email))[0])
     finally:
         await worker.close()
@@ -298,7 +298,7 @@ async def test_starttls_required_by_the_server(napp: httpx.AsyncClient, tmp_path
                          smtp_starttls=True, smtp_ca_file=str(cert), smtp_username="mailer",
                          smtp_password="s3cret")
         try:
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(tenant.id))
         finally:
             await worker.close()
     finally:
@@ -336,7 +336,7 @@ async def _reset_without_smtp(
     worker = _log_worker(napp, reveal_content=reveal_content)
     try:
         with caplog.at_level(logging.INFO):
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(tenant.id))
     finally:
         await worker.close()
     return tenant, member.email, [r.getMessage() for r in caplog.records]
@@ -406,7 +406,7 @@ async def test_verify_email_notification_email_and_token(
         worker = _worker(vapp, tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
                          smtp_starttls=False, smtp_username="mailer", smtp_password="s3cret")
         try:
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(created.json()["tenant"]["id"]))
         finally:
             await worker.close()
         mine = [m for m in inbox.messages  # (a welcome may come too, once it is ACTIVE)

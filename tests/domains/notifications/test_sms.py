@@ -67,7 +67,7 @@ async def _drive(napp: httpx.AsyncClient, worker: DeliveryWorker, transport: Twi
     seen = []
     try:
         for _ in range(rounds):
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(tenant.id))
             seen.append((await _sms_deliveries(napp, tenant))[0])
     finally:
         await worker.close()

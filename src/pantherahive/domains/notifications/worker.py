@@ -112,14 +112,19 @@ class DeliveryWorker:
             if handled == 0:
                 await asyncio.sleep(self.poll)
 
-    async def run_once(self) -> int:
-        """Send what is due now (one batch of each kind); returns how many were attempted."""
+    async def run_once(self, *, tenant_id: UUID | None = None) -> int:
+        """Send what is due now (one batch of each kind); returns how many were attempted.
+        With ``tenant_id``, only that tenant's work (a test or an operator driving one
+        tenant, untouched by what other tenants have pending)."""
         async with self.db.sessions() as session:
+            if tenant_id is not None:
+                await set_tenant(session, tenant_id)
             repo = NotificationRepository(session)
             channel_work = await repo.claim("claim_deliveries", sorted(self.transports), BATCH,
-                                            LEASE_SECONDS)
+                                            LEASE_SECONDS, tenant_id=tenant_id)
             hook_work = (
-                await repo.claim("claim_webhook_deliveries", [], BATCH, LEASE_SECONDS)
+                await repo.claim("claim_webhook_deliveries", [], BATCH, LEASE_SECONDS,
+                                 tenant_id=tenant_id)
                 if self.send_webhooks else [])
             await session.commit()
         jobs: list[Awaitable[None]] = [self._deliver(t, i) for t, i in channel_work]
