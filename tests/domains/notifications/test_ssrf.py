@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pantherahive.domains.notifications.egress import refused
+from pantherahive.domains.notifications.webhooks.egress import refused
 from tests.conftest import TenantHandle, add_user, create_tenant, running_app
 from tests.domains.notifications.conftest import (
     Receiver,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl
-from pantherahive.domains.notifications.webhooks import WebhookService, check_url
+from pantherahive.domains.notifications.webhooks.service import WebhookService, check_url
 from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import (
     Receiver,

@@ -1,5 +1,7 @@
 """The delivery worker: sends pending email/SMS deliveries and webhook deliveries, retrying
-with exponential backoff and ending ``failed`` with the reason — never dropping one.
+on the platform's backoff schedule (``core.retry.Backoff``: exponential, with jitter, so
+deliveries that failed together do not retry in lock-step) and ending ``failed`` with the
+reason — never dropping one.
 
 Work is claimed through a leased ``SKIP LOCKED`` door (migration 0006), so any number of
 processes can run a worker. The network call happens outside any transaction: the attempt
@@ -12,24 +14,28 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import httpx
 from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.clock import now
+from pantherahive.core.retry import Backoff
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
-from pantherahive.domains.notifications.egress import pinned_client
+from pantherahive.domains.notifications.delivery.repository import DeliveryRepository
+from pantherahive.domains.notifications.delivery.transports import DeliveryError, Transport
+from pantherahive.domains.notifications.inbox.service import Draft, NotificationService
 from pantherahive.domains.notifications.metrics import (
     DELIVERY_ATTEMPTS,
     WEBHOOK_DELIVERY_ATTEMPTS,
 )
-from pantherahive.domains.notifications.repository import NotificationRepository
-from pantherahive.domains.notifications.service import Draft, NotificationService
-from pantherahive.domains.notifications.transports import DeliveryError, Transport
-from pantherahive.domains.notifications.webhooks import (
+from pantherahive.domains.notifications.realtime.repository import TicketRepository
+from pantherahive.domains.notifications.webhooks.egress import pinned_client
+from pantherahive.domains.notifications.webhooks.repository import WebhookRepository
+from pantherahive.domains.notifications.webhooks.service import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     WebhookService,
@@ -47,10 +53,6 @@ BATCH = 50
 PURGE_EVERY_SECONDS = 60.0
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 class DeliveryWorker:
     def __init__(
         self, *, db: Database, settings: Settings, transports: dict[str, Transport],
@@ -62,8 +64,8 @@ class DeliveryWorker:
         self.service = service
         self.webhooks = webhooks
         self.max_attempts = settings.delivery_max_attempts
-        self.backoff = settings.delivery_backoff_seconds
-        self.backoff_max = settings.delivery_backoff_max_seconds
+        self.backoff = Backoff(base=settings.delivery_backoff_seconds,
+                               maximum=settings.delivery_backoff_max_seconds)
         self.poll = settings.delivery_poll_seconds
         self.disable_after = settings.webhook_disable_after_failures
         # Connections go only to the addresses their own lookup checked (DNS rebinding).
@@ -78,8 +80,8 @@ class DeliveryWorker:
         return await self.webhooks.resolver(host, port)
 
     def delay(self, attempts: int) -> timedelta:
-        """Exponential: base, 2·base, 4·base … capped."""
-        return timedelta(seconds=min(self.backoff * 2 ** max(attempts - 1, 0), self.backoff_max))
+        """The wait before the next attempt after ``attempts`` failed ones."""
+        return timedelta(seconds=self.backoff.delay(attempts))
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -119,7 +121,7 @@ class DeliveryWorker:
         async with self.db.sessions() as session:
             if tenant_id is not None:
                 await set_tenant(session, tenant_id)
-            repo = NotificationRepository(session)
+            repo = DeliveryRepository(session)
             channel_work = await repo.claim("claim_deliveries", sorted(self.transports), BATCH,
                                             LEASE_SECONDS, tenant_id=tenant_id)
             hook_work = (
@@ -137,7 +139,7 @@ class DeliveryWorker:
         purged = 0
         while True:
             async with self.db.sessions() as session:
-                count = await NotificationRepository(session).purge_tickets(limit=1000)
+                count = await TicketRepository(session).purge_tickets(limit=1000)
                 await session.commit()
             purged += count
             if count < 1000:
@@ -155,7 +157,7 @@ class DeliveryWorker:
         job: dict[str, object] = {}
 
         async def begin(session: AsyncSession) -> None:
-            row = await NotificationRepository(session).delivery_for_update(delivery_id)
+            row = await DeliveryRepository(session).delivery_for_update(delivery_id)
             if row is None or row.status != "pending" or row.payload is None:
                 return
             row.attempts += 1
@@ -175,7 +177,7 @@ class DeliveryWorker:
             error = DeliveryError(f"{type(exc).__name__}: {exc}")
 
         async def finish(session: AsyncSession) -> None:
-            row = await NotificationRepository(session).delivery_for_update(delivery_id)
+            row = await DeliveryRepository(session).delivery_for_update(delivery_id)
             if row is None:
                 return
             if error is None:
@@ -201,7 +203,7 @@ class DeliveryWorker:
         job: dict[str, object] = {}
 
         async def begin(session: AsyncSession) -> None:
-            repo = NotificationRepository(session)
+            repo = WebhookRepository(session)
             row = await repo.webhook_delivery(delivery_id, for_update=True)
             if row is None or row.status != "pending":
                 return
@@ -238,7 +240,7 @@ class DeliveryWorker:
                             resolver=self.webhooks.resolver)
             body = body_of(job["payload"])  # type: ignore[arg-type]
             secrets: list[str] = job["secrets"]  # type: ignore[assignment]
-            stamp = int(time.time())
+            stamp = int(now().timestamp())
             response = await self.http.post(str(job["url"]), content=body, headers={
                 "Content-Type": "application/json",
                 "User-Agent": "PantheraHive-Webhooks/1",
@@ -259,7 +261,7 @@ class DeliveryWorker:
         disabled: list[UUID] = []
 
         async def finish(session: AsyncSession) -> None:
-            repo = NotificationRepository(session)
+            repo = WebhookRepository(session)
             row = await repo.webhook_delivery(delivery_id, for_update=True)
             if row is None:
                 return
@@ -300,7 +302,7 @@ class DeliveryWorker:
     async def _notify_disabled(self, session: AsyncSession, tenant_id: UUID, webhook_id: UUID,
                                url: str, reason: str) -> None:
         admins = await active_admin_ids(session)
-        self.service.notify(session, tenant_id, [Draft(
+        await self.service.notify(session, tenant_id, [Draft(
             user_id=admin, type=catalog.WEBHOOK_DISABLED, title="A webhook was disabled",
             body=f"Deliveries to {url} kept failing, so the webhook was disabled: {reason}",
             data={"webhookId": str(webhook_id), "url": url},
