@@ -3,6 +3,7 @@ transaction's tenant (RLS)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -58,9 +59,10 @@ SELECT u.user_id, l.locked, p.user_id IS NOT NULL AS present, p.phone, p.channel
 # statement (the deliveries' foreign key is checked at its end, when both exist).
 _CREATE = text("""
 WITH d AS (
-  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:events AS uuid[]), CAST(:users AS uuid[]),
-                       CAST(:types AS text[]), CAST(:in_app AS boolean[]),
-                       CAST(:docs AS text[]), CAST(:messages AS text[]))
+  SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:event_id AS uuid[]),
+                       CAST(:user_id AS uuid[]), CAST(:type AS text[]),
+                       CAST(:in_app AS boolean[]), CAST(:document AS text[]),
+                       CAST(:message AS text[]))
            WITH ORDINALITY AS d(id, event_id, user_id, type, in_app, document, message, n)
 ), n AS (
   INSERT INTO notifications.notifications
@@ -77,9 +79,9 @@ WITH d AS (
   SELECT e.id, CAST(:tenant AS uuid), e.notification_id, e.channel, e.template, e.recipient,
          'pending', 0, CAST(e.payload AS jsonb), CAST(:at AS timestamptz),
          CAST(:at AS timestamptz)
-    FROM unnest(CAST(:d_ids AS uuid[]), CAST(:d_notifications AS uuid[]),
-                CAST(:d_channels AS text[]), CAST(:d_templates AS text[]),
-                CAST(:d_recipients AS text[]), CAST(:d_payloads AS text[]))
+    FROM unnest(CAST(:d_id AS uuid[]), CAST(:d_notification_id AS uuid[]),
+                CAST(:d_channel AS text[]), CAST(:d_template AS text[]),
+                CAST(:d_recipient AS text[]), CAST(:d_payload AS text[]))
          AS e(id, notification_id, channel, template, recipient, payload)
     JOIN n ON n.id = e.notification_id
 )
@@ -91,6 +93,13 @@ SELECT n.id, n.seq,
  ORDER BY d.n
 """)
 
+
+
+def _columns(fields: tuple[str, ...], rows: Sequence[tuple[Any, ...]], *,
+             prefix: str = "") -> dict[str, list[Any]]:
+    """One array parameter per field (``:<prefix><field>``), for ``unnest``: the insert's
+    parameters follow the row type's fields instead of being listed by hand."""
+    return {prefix + name: [row[i] for row in rows] for i, name in enumerate(fields)}
 
 
 class InboxRepository:
@@ -119,19 +128,9 @@ class InboxRepository:
         that were new, and — with ``pg_notify`` — announce the in-app ones with their
         ``seq``: one statement. Returns ``{id: seq}`` of the new notifications."""
         rows = await self.session.execute(_CREATE, {
-            "tenant": tenant_id, "at": at, "notify": pg_notify,
-            "events": [n.event_id for n in notifications],
-            "channel": REALTIME_CHANNEL,
-            "ids": [n.id for n in notifications], "users": [n.user_id for n in notifications],
-            "types": [n.type for n in notifications], "in_app": [n.in_app for n in notifications],
-            "docs": [n.document for n in notifications],
-            "messages": [n.message for n in notifications],
-            "d_ids": [d.id for d in deliveries],
-            "d_notifications": [d.notification_id for d in deliveries],
-            "d_channels": [d.channel for d in deliveries],
-            "d_templates": [d.template for d in deliveries],
-            "d_recipients": [d.recipient for d in deliveries],
-            "d_payloads": [d.payload for d in deliveries],
+            "tenant": tenant_id, "at": at, "notify": pg_notify, "channel": REALTIME_CHANNEL,
+            **_columns(NewNotification._fields, notifications),
+            **_columns(NewDelivery._fields, deliveries, prefix="d_"),
         })
         return {row.id: row.seq for row in rows}
 

@@ -4,7 +4,7 @@ log (camelCase on the wire)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -13,13 +13,30 @@ from pantherahive.core.schemas import ApiModel, RequestModel
 
 
 class NotificationRead(ApiModel):
+    """A notification as the API lists it and the streams push it: the one declaration of
+    its shape. The row keeps ``DOCUMENT`` of these fields in its JSONB ``document``; the
+    others are columns."""
+
+    DOCUMENT: ClassVar[tuple[str, ...]] = ("type", "title", "body", "data")
+
     id: UUID
     type: str
-    title: str
-    body: str
-    data: dict[str, Any]
+    title: str = ""
+    body: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
     read_at: datetime | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, *, id: UUID, document: dict[str, Any], read_at: datetime | None,
+           created_at: datetime) -> NotificationRead:
+        """From a stored row's columns and document."""
+        content = {key: document[key] for key in cls.DOCUMENT if key in document}
+        return cls(id=id, read_at=read_at, created_at=created_at, **content)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON form (camelCase), as the API and the streams send it."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class UnreadCount(ApiModel):

@@ -61,11 +61,8 @@ class Draft:
 
 
 def read_model(row: Notification) -> NotificationRead:
-    doc = row.document
-    return NotificationRead(
-        id=row.id, type=row.type, title=doc.get("title", ""), body=doc.get("body", ""),
-        data=doc.get("data", {}), read_at=row.read_at, created_at=row.created_at,
-    )
+    return NotificationRead.of(id=row.id, document={**row.document, "type": row.type},
+                               read_at=row.read_at, created_at=row.created_at)
 
 
 def realtime_message(tenant_id: UUID, user_id: UUID, notification_id: UUID, seq: int,
@@ -207,7 +204,6 @@ class NotificationService:
         repo = InboxRepository(session)
         prefs = await repo.lock_and_preferences(tenant_id, list({d.user_id for _, d in queued}))
         at = now()
-        created_at = at.isoformat().replace("+00:00", "Z")
         rows: list[NewNotification] = []
         deliveries: list[NewDelivery] = []
         messages: dict[UUID, tuple[Draft, dict[str, Any], bool]] = {}
@@ -215,10 +211,10 @@ class NotificationService:
             stored = prefs.get(draft.user_id)
             channels = effective_channels(stored, draft.type)
             nid = uuid4()
-            document = {"type": draft.type, "title": draft.title, "body": draft.body,
-                        "data": draft.data}
-            notification = {"id": str(nid), **document, "readAt": None,
-                            "createdAt": created_at}
+            notification = NotificationRead(
+                id=nid, type=draft.type, title=draft.title, body=draft.body, data=draft.data,
+                read_at=None, created_at=at).wire()
+            document = {key: notification[key] for key in NotificationRead.DOCUMENT}
             message = realtime_message(tenant_id, draft.user_id, nid, 0, notification)
             messages[nid] = (draft, message, channels[Channel.IN_APP])
             rows.append(NewNotification(

@@ -143,8 +143,7 @@ class WebhookService:
             disabled_reason=None, created_at=at, updated_at=at,
         )
         await WebhookRepository(session).add(hook)
-        await emit(session, events.WebhookCreated(url=hook.url, events=hook.events,
-                                                  enabled=hook.enabled), subject_id=hook.id)
+        await emit(session, events.WebhookCreated(**_state(hook)), subject_id=hook.id)
         return WebhookWithSecret(**WebhookRead.model_validate(hook).model_dump(), secret=secret)
 
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
@@ -163,7 +162,7 @@ class WebhookService:
                      body: WebhookUpdate) -> WebhookRead:
         await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
-        before = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        before = _state(hook)
         if body.url is not None:
             await check_url(str(body.url), allow_private=self.allow_private,
                             resolver=self.resolver)
@@ -177,7 +176,7 @@ class WebhookService:
                 hook.disabled_reason = None
         hook.updated_at = now()
         await session.flush()
-        after = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        after = _state(hook)
         changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
         await emit(session, events.WebhookUpdated(changes=changes), subject_id=hook.id)
         return WebhookRead.model_validate(hook)
@@ -244,3 +243,8 @@ def body_of(payload: dict[str, Any]) -> bytes:
 
 def _time_id(row: Webhook | WebhookDelivery) -> tuple[datetime, UUID]:
     return row.created_at, row.id
+
+
+def _state(hook: Webhook) -> dict[str, Any]:
+    """What ``webhook.created`` carries and ``webhook.updated`` reports changes of."""
+    return {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
