@@ -6,10 +6,10 @@ real-time hub and listener, and the delivery worker."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from uuid import UUID
 
 from pantherahive.domains.notifications import handlers
+from pantherahive.domains.notifications.background import BackgroundLoop
 from pantherahive.domains.notifications.delivery.sender import NotificationSender
 from pantherahive.domains.notifications.delivery.transports import (
     LogTransport,
@@ -76,7 +76,7 @@ class NotificationsRuntime:
         self.heartbeat_seconds = settings.sse_heartbeat_seconds
         self.worker_enabled = settings.notifications_worker_enabled
         self.consumers = consumers(self.service)
-        self._guard: asyncio.Task[None] | None = None
+        self._guard = BackgroundLoop(self._guard_streams, "notifications-guard")
 
     async def check_streams(self) -> int:
         """End the open streams whose access token no longer works (expired; user not
@@ -110,15 +110,10 @@ class NotificationsRuntime:
         self.listener.start()
         if self.worker_enabled:
             self.worker.start()
-        if self._guard is None:
-            self._guard = asyncio.create_task(self._guard_streams(), name="notifications-guard")
+        self._guard.start()
 
     async def stop(self) -> None:
-        if self._guard is not None:
-            self._guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._guard
-            self._guard = None
+        await self._guard.stop()
         await self.worker.close()
         await self.listener.stop()
         await self.publisher.close()

@@ -11,7 +11,6 @@ is counted first, then the outcome recorded in a second short transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -25,6 +24,7 @@ from pantherahive.core.clock import now
 from pantherahive.core.retry import Backoff
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
+from pantherahive.domains.notifications.background import BackgroundLoop
 from pantherahive.domains.notifications.delivery.repository import DeliveryRepository
 from pantherahive.domains.notifications.delivery.transports import DeliveryError, Transport
 from pantherahive.domains.notifications.inbox.service import Draft, NotificationService
@@ -73,7 +73,7 @@ class DeliveryWorker:
             resolver=self._resolve, allow_private=webhooks.allow_private,
             timeout=settings.webhook_timeout_seconds)
         self.send_webhooks = send_webhooks
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundLoop(self._loop, "notifications-delivery")
         self._next_purge = 0.0
 
     async def _resolve(self, host: str, port: int) -> list[str]:
@@ -85,15 +85,10 @@ class DeliveryWorker:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="notifications-delivery")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def close(self) -> None:
         await self.stop()

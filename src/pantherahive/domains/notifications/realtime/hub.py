@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pantherahive.core.retry import Backoff, BackoffState
+from pantherahive.domains.notifications.background import BackgroundLoop
 from pantherahive.domains.notifications.inbox.announce import CHANNEL
 from pantherahive.domains.notifications.metrics import OPEN_STREAMS
 from pantherahive.infra.logging import get_logger
@@ -116,19 +117,14 @@ class Listener:
         self.hub = hub
         self.engine = engine
         self.redis_url = redis_url
-        self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self._background = BackgroundLoop(self._run, "notifications-listener")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notifications-listener")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         reconnect = BackoffState(RECONNECT)
