@@ -21,7 +21,7 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core.clock import now
-from pantherahive.core.retry import Backoff
+from pantherahive.core.retry import Backoff, BackoffState
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
 from pantherahive.domains.notifications.background import BackgroundLoop
@@ -51,6 +51,7 @@ log = get_logger("pantherahive.notifications.worker")
 LEASE_SECONDS = 120
 BATCH = 50
 PURGE_EVERY_SECONDS = 60.0
+ERROR_BACKOFF_MAX_SECONDS = 30.0
 
 
 class DeliveryWorker:
@@ -95,6 +96,8 @@ class DeliveryWorker:
         await self.http.aclose()
 
     async def _loop(self) -> None:
+        # The database lost (every process's worker at once): retry spaced out, with jitter.
+        failing = BackoffState(Backoff(base=self.poll, maximum=ERROR_BACKOFF_MAX_SECONDS))
         while True:
             try:
                 if time.monotonic() >= self._next_purge:
@@ -105,7 +108,9 @@ class DeliveryWorker:
                 raise
             except Exception as exc:
                 log.warning("delivery_worker_error", error=str(exc))
-                handled = 0
+                await asyncio.sleep(failing.failed())
+                continue
+            failing.succeeded()
             if handled == 0:
                 await asyncio.sleep(self.poll)
 
