@@ -17,7 +17,7 @@ from pantherahive.domains.notifications.catalog import (
     ACCOUNT_PASSWORD_RESET,
     ACCOUNT_VERIFY_EMAIL,
 )
-from pantherahive.domains.notifications.service import Draft, NotificationService
+from pantherahive.domains.notifications.inbox.service import Draft, NotificationService
 from pantherahive.infra.logging import get_logger
 
 log = get_logger("pantherahive.notifications.sender")
@@ -34,7 +34,7 @@ class NotificationSender:
         if session is None or email is None:
             log.warning("account_email_not_sent", kind="verify_email", user_id=str(user_id))
             return
-        self.service.notify(session, tenant_id, [Draft(
+        await self.service.notify(session, tenant_id, [Draft(
             user_id=user_id, type=ACCOUNT_VERIFY_EMAIL, title="Verify your email address",
             body="We sent you an email with a link to confirm your address.",
             email=email, secret_context={"token": token},
@@ -47,7 +47,7 @@ class NotificationSender:
         if session is None:
             log.warning("account_email_not_sent", kind="password_reset", user_id=str(user_id))
             return
-        self.service.notify(session, tenant_id, [Draft(
+        await self.service.notify(session, tenant_id, [Draft(
             user_id=user_id, type=ACCOUNT_PASSWORD_RESET, title="Password reset requested",
             body="We sent you an email to reset your password. Not you? Ignore it.",
             email=email, secret_context={"token": token},
