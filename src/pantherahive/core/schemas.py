@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -129,3 +130,9 @@ class Page(ApiModel, Generic[ItemT]):
     next_cursor: str | None = Field(
         description="Opaque cursor for the next page; null on the last page."
     )
+
+    @classmethod
+    def of(cls, rows: Iterable[object], next_cursor: str | None) -> Self:
+        """``Page[ItemRead].of(rows, next_cursor)``: each row read into the item model."""
+        (item,) = cls.__pydantic_generic_metadata__["args"]
+        return cls(items=[item.model_validate(row) for row in rows], next_cursor=next_cursor)
