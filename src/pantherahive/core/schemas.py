@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Annotated, Any, Generic, Self, TypeVar
+from types import NoneType
+from typing import Annotated, Any, Generic, Self, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from pantherahive.core.errors import FieldError, ValidationFailed
+from pantherahive.core.naming import camel
 
 # asyncpg writes date.min and date.max as PostgreSQL's -infinity and infinity, which are not
 # those days: they tie with the 'infinity' that stands for "no date" in sort keys and compare
@@ -85,6 +89,26 @@ def _omissible_not_null(schema: dict[str, Any]) -> None:
 
 # ``name: Annotated[str | None, NotNull] = None``: optional in a partial update, never null.
 NotNull: Any = Field(json_schema_extra=_omissible_not_null)
+
+
+def never_null(update: type[BaseModel], read: type[BaseModel]) -> tuple[str, ...]:
+    """The fields a partial update may not set to null: those the read model never shows
+    null (in the update's declaration order)."""
+    return tuple(
+        name for name in update.model_fields
+        if NoneType not in get_args(read.model_fields[name].annotation)
+    )
+
+
+def refuse_nulls(body: BaseModel, fields: Iterable[str]) -> None:
+    """422 for the first of ``fields`` (from :func:`never_null`) the body sends as null."""
+    sent = body.model_fields_set
+    for name in fields:
+        if name in sent and getattr(body, name) is None:
+            raise ValidationFailed(
+                f"{camel(name)} cannot be null.",
+                errors=[FieldError(camel(name), "may not be null")],
+            )
 
 
 class ApiModel(BaseModel):
