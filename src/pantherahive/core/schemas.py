@@ -8,7 +8,15 @@ from datetime import date, datetime
 from types import NoneType
 from typing import Annotated, Any, Generic, Self, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -58,6 +66,18 @@ StorableDate = Annotated[
 # "Has a character that is not whitespace", for text that is stripped before its length is
 # checked. Python strips \x1c-\x1f and \x85 too, which JSON Schema's \s does not cover.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+
+def stripped_text(max_length: int) -> StringConstraints:
+    """Text stripped of surrounding whitespace that must keep 1 to ``max_length``
+    characters: ``Title = Annotated[str, stripped_text(200)]``."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
+    )
+
+
+Description = Annotated[str, StringConstraints(max_length=10_000)]
+"""The free text that describes a project or a task."""
 
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
