@@ -356,8 +356,7 @@ class NotificationService:
                              detail="Only ADMINs may list deliveries.")
         rows, next_cursor = cut_time_id_page(await InboxRepository(session).list_deliveries(
             after=decode_time_id_cursor(cursor), limit=limit + 1, status=status), limit, _time_id)
-        return Page[DeliveryRead](items=[DeliveryRead.model_validate(r) for r in rows],
-                                  next_cursor=next_cursor)
+        return Page[DeliveryRead].of(rows, next_cursor)
 
 
 def _preferences_read(row: StoredPreferences | None) -> PreferencesRead:

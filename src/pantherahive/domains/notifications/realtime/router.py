@@ -20,7 +20,6 @@ from starlette.websockets import WebSocketDisconnect
 
 from pantherahive.core.errors import Unauthenticated
 from pantherahive.domains.identity.api import AuthContext
-from pantherahive.domains.notifications.dependencies import Session
 from pantherahive.domains.notifications.inbox.service import NotificationService, read_model
 from pantherahive.domains.notifications.realtime.hub import (
     BEHIND,
@@ -32,6 +31,7 @@ from pantherahive.domains.notifications.realtime.schemas import StreamTicketRead
 from pantherahive.domains.notifications.realtime.service import TicketService
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.http.problems import problem_responses as _problems
+from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.logging import get_logger
 from pantherahive.infra.security.dependency import CurrentAuth
 
@@ -82,7 +82,7 @@ def access_claims(platform: Any, token: str | None) -> Any:
 
 
 @router.post("/stream-ticket", status_code=status.HTTP_201_CREATED, responses=_problems(401))
-async def stream_ticket(request: Request, auth: CurrentAuth, session: Session,
+async def stream_ticket(request: Request, auth: CurrentAuth, session: RequestSession,
                         tickets: Tickets) -> StreamTicketRead:
     """A single-use, 60-second ticket for `GET /v1/notifications/stream?ticket=` (browsers'
     EventSource cannot send an Authorization header, and tokens never go in URLs). The

@@ -151,8 +151,7 @@ class WebhookService:
         await self._require(session, auth)
         rows, nxt = cut_time_id_page(await WebhookRepository(session).list_webhooks(
             after=decode_time_id_cursor(cursor), limit=limit + 1), limit, _time_id)
-        return Page[WebhookRead](items=[WebhookRead.model_validate(r) for r in rows],
-                                 next_cursor=nxt)
+        return Page[WebhookRead].of(rows, nxt)
 
     async def get(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> WebhookRead:
         await self._require(session, auth, webhook_id)
@@ -211,8 +210,7 @@ class WebhookService:
         await self._get(session, webhook_id)
         rows, nxt = cut_time_id_page(await WebhookRepository(session).webhook_deliveries(
             webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1), limit, _time_id)
-        return Page[WebhookDeliveryRead](
-            items=[WebhookDeliveryRead.model_validate(r) for r in rows], next_cursor=nxt)
+        return Page[WebhookDeliveryRead].of(rows, nxt)
 
     async def redeliver(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                         delivery_id: UUID) -> WebhookDeliveryRead:
