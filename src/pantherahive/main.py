@@ -169,7 +169,9 @@ def create_app(
         await platform.notifications.start()
         bus = None
         if is_embedded(settings.bus_url) and settings.bus_run_consumers:
-            bus = EmbeddedRuntime.from_settings(platform.db, settings, all_consumers())
+            bus = EmbeddedRuntime.from_settings(
+                platform.db, settings, all_consumers(platform.notifications.consumers)
+            )
             await bus.start()
         app.state.bus = bus
         purger = asyncio.create_task(platform.idempotency.purge_forever())

@@ -72,7 +72,8 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     base = f"http://{host}:{port}"
     typer.secho(f"\nPantheraHive is starting at {base}", fg=typer.colors.GREEN, bold=True)
-    typer.echo(f"  API docs:   {base}/docs   (OpenAPI: {base}/openapi.json)")
+    typer.echo(f"  API docs:   {base}/docs   {base}/redoc   (OpenAPI: {base}/openapi.json)")
+    typer.echo(f"  Events:     {base}/asyncapi.json   (AsyncAPI 3.0)")
     typer.echo(f"  Health:     {base}/healthz  {base}/readyz  {base}/metrics")
     typer.echo("  Log in:     create a tenant with POST /v1/tenants (see README), or run")
     typer.echo("              `.venv/bin/pantherahive demo` for a ready tenant and users,")

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from types import NoneType
+from typing import Annotated, Any, Generic, Self, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from pantherahive.core.errors import FieldError, ValidationFailed
+from pantherahive.core.naming import camel
 
 # asyncpg writes date.min and date.max as PostgreSQL's -infinity and infinity, which are not
 # those days: they tie with the 'infinity' that stands for "no date" in sort keys and compare
@@ -54,6 +67,18 @@ StorableDate = Annotated[
 # checked. Python strips \x1c-\x1f and \x85 too, which JSON Schema's \s does not cover.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
+
+def stripped_text(max_length: int) -> StringConstraints:
+    """Text stripped of surrounding whitespace that must keep 1 to ``max_length``
+    characters: ``Title = Annotated[str, stripped_text(200)]``."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
+    )
+
+
+Description = Annotated[str, StringConstraints(max_length=10_000)]
+"""The free text that describes a project or a task."""
+
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
@@ -84,6 +109,26 @@ def _omissible_not_null(schema: dict[str, Any]) -> None:
 
 # ``name: Annotated[str | None, NotNull] = None``: optional in a partial update, never null.
 NotNull: Any = Field(json_schema_extra=_omissible_not_null)
+
+
+def never_null(update: type[BaseModel], read: type[BaseModel]) -> tuple[str, ...]:
+    """The fields a partial update may not set to null: those the read model never shows
+    null (in the update's declaration order)."""
+    return tuple(
+        name for name in update.model_fields
+        if NoneType not in get_args(read.model_fields[name].annotation)
+    )
+
+
+def refuse_nulls(body: BaseModel, fields: Iterable[str]) -> None:
+    """422 for the first of ``fields`` (from :func:`never_null`) the body sends as null."""
+    sent = body.model_fields_set
+    for name in fields:
+        if name in sent and getattr(body, name) is None:
+            raise ValidationFailed(
+                f"{camel(name)} cannot be null.",
+                errors=[FieldError(camel(name), "may not be null")],
+            )
 
 
 class ApiModel(BaseModel):
@@ -129,3 +174,9 @@ class Page(ApiModel, Generic[ItemT]):
     next_cursor: str | None = Field(
         description="Opaque cursor for the next page; null on the last page."
     )
+
+    @classmethod
+    def of(cls, rows: Iterable[object], next_cursor: str | None) -> Self:
+        """``Page[ItemRead].of(rows, next_cursor)``: each row read into the item model."""
+        (item,) = cls.__pydantic_generic_metadata__["args"]
+        return cls(items=[item.model_validate(row) for row in rows], next_cursor=next_cursor)

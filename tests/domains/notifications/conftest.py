@@ -15,7 +15,8 @@ import httpx
 import pytest
 import uvicorn
 
-from pantherahive.domains.notifications.handlers import CONSUMERS
+from pantherahive.core.events import EventData
+from pantherahive.domains.tasks.events import TaskCreated
 from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
@@ -62,19 +63,26 @@ def platform(app_client: httpx.AsyncClient) -> Any:
 
 
 async def process_events(app_client: httpx.AsyncClient) -> None:
-    await drain(platform(app_client).db, CONSUMERS)
+    """Run this app's notifications consumer over every event not handled yet."""
+    await drain(platform(app_client).db, platform(app_client).notifications.consumers)
 
 
-async def emit_event(app_client: httpx.AsyncClient, tenant_id: str, event_type: str, *,
-                     subject_type: str, subject_id: object, data: dict[str, Any],
-                     actor_id: str | None) -> UUID:
+async def emit_event(app_client: httpx.AsyncClient, tenant_id: str, event: EventData, *,
+                     subject_id: object, actor_id: str | None) -> UUID:
+    """Publish another service's event as its producer would (typed, in the outbox)."""
     async with platform(app_client).db.sessions() as session:
         await set_tenant(session, tenant_id)
-        event_id = await emit(session, event_type, subject_type=subject_type,
-                              subject_id=subject_id, data=data, tenant_id=UUID(tenant_id),
+        event_id = await emit(session, event, subject_id=subject_id, tenant_id=UUID(tenant_id),
                               actor_id=UUID(actor_id) if actor_id else None)
         await session.commit()
     return event_id
+
+
+def task_created(project_id: UUID, *, title: str, reporter: str, assignee: str | None = None,
+                 depends_on: list[str] | None = None) -> TaskCreated:
+    return TaskCreated(project_id=project_id, title=title, status="TODO", priority="MEDIUM",
+                       assignee_id=assignee, reporter_id=reporter, due_date=None, labels=[],
+                       depends_on=depends_on or [])
 
 
 async def notifications_of(app_client: httpx.AsyncClient, headers: dict[str, str],

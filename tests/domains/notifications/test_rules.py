@@ -7,7 +7,8 @@ import uuid
 
 import httpx
 
-from pantherahive.domains.notifications.handlers import on_task_event
+from pantherahive.domains.projects.events import MemberAdded
+from pantherahive.domains.tasks.events import DependencyAdded, TaskAssigned, TaskStatusChanged
 from pantherahive.infra.bus.consumer import Event
 from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import (
@@ -15,7 +16,10 @@ from tests.domains.notifications.conftest import (
     notifications_of,
     platform,
     process_events,
+    task_created,
 )
+
+PROJECT = uuid.uuid4()
 
 
 async def _team(napp: httpx.AsyncClient) -> TenantHandle:
@@ -30,11 +34,9 @@ async def _task(napp: httpx.AsyncClient, tenant: TenantHandle, *, reporter: str,
                 title: str, depends_on: list[str] | None = None,
                 assignee: str | None = None) -> str:
     task_id = str(uuid.uuid4())
-    await emit_event(napp, tenant.id, "task.created", subject_type="task", subject_id=task_id,
-                     data={"projectId": str(uuid.uuid4()), "title": title, "status": "TODO",
-                           "assigneeId": assignee, "reporterId": reporter,
-                           "dependsOn": depends_on or []},
-                     actor_id=reporter)
+    await emit_event(napp, tenant.id, task_created(PROJECT, title=title, reporter=reporter,
+                                                   assignee=assignee, depends_on=depends_on),
+                     subject_id=task_id, actor_id=reporter)
     return task_id
 
 
@@ -66,18 +68,18 @@ async def test_task_assigned_status_changed_and_actor_excluded(napp: httpx.Async
     manager, member, member2 = (tenant.users[r] for r in ("MANAGER", "MEMBER", "MEMBER2"))
     task = await _task(napp, tenant, reporter=manager.id, title="Ship it")
     # the manager assigns the member: the member is told, the manager (actor) is not
-    await emit_event(napp, tenant.id, "task.assigned", subject_type="task", subject_id=task,
-                     data={"assigneeId": member.id, "previousAssigneeId": None},
-                     actor_id=manager.id)
+    await emit_event(napp, tenant.id, TaskAssigned(project_id=PROJECT, assignee_id=member.id,
+                                                      previous_assignee_id=None),
+                     subject_id=task, actor_id=manager.id)
     # the member moves it: the reporter is told, the member (actor) is not
-    await emit_event(napp, tenant.id, "task.status_changed", subject_type="task",
-                     subject_id=task, data={"from": "TODO", "to": "IN_PROGRESS"},
-                     actor_id=member.id)
+    await emit_event(napp, tenant.id, TaskStatusChanged(project_id=PROJECT, from_="TODO",
+                                                           to="IN_PROGRESS"),
+                     subject_id=task, actor_id=member.id)
     # someone assigning themself is not notified
     own = await _task(napp, tenant, reporter=member2.id, title="Mine")
-    await emit_event(napp, tenant.id, "task.assigned", subject_type="task", subject_id=own,
-                     data={"assigneeId": member2.id, "previousAssigneeId": None},
-                     actor_id=member2.id)
+    await emit_event(napp, tenant.id, TaskAssigned(project_id=PROJECT, assignee_id=member2.id,
+                                                      previous_assignee_id=None),
+                     subject_id=own, actor_id=member2.id)
     await process_events(napp)
 
     assigned = await notifications_of(napp, member.headers, "task.assigned")
@@ -92,9 +94,9 @@ async def test_task_assigned_status_changed_and_actor_excluded(napp: httpx.Async
     assert await notifications_of(napp, member.headers, "task.status_changed") == []
 
     # a status change by a third person reaches both reporter and assignee
-    await emit_event(napp, tenant.id, "task.status_changed", subject_type="task",
-                     subject_id=task, data={"from": "IN_PROGRESS", "to": "IN_REVIEW"},
-                     actor_id=tenant.admin.id)
+    await emit_event(napp, tenant.id, TaskStatusChanged(project_id=PROJECT, from_="IN_PROGRESS",
+                                                           to="IN_REVIEW"),
+                     subject_id=task, actor_id=tenant.admin.id)
     await process_events(napp)
     assert len(await notifications_of(napp, manager.headers, "task.status_changed")) == 2
     assert len(await notifications_of(napp, member.headers, "task.status_changed")) == 1
@@ -107,16 +109,17 @@ async def test_unblocked_when_the_last_dependency_is_done(napp: httpx.AsyncClien
     second = await _task(napp, tenant, reporter=manager.id, title="Walls")
     roof = await _task(napp, tenant, reporter=manager.id, title="Roof", assignee=member2.id,
                        depends_on=[first])
-    await emit_event(napp, tenant.id, "task.dependency_added", subject_type="task",
-                     subject_id=roof, data={"dependsOnId": second}, actor_id=manager.id)
-    await emit_event(napp, tenant.id, "task.status_changed", subject_type="task",
-                     subject_id=first, data={"from": "TODO", "to": "DONE"}, actor_id=member.id)
+    await emit_event(napp, tenant.id, DependencyAdded(project_id=PROJECT, depends_on_id=second),
+                     subject_id=roof, actor_id=manager.id)
+    await emit_event(napp, tenant.id, TaskStatusChanged(project_id=PROJECT, from_="TODO",
+                                                           to="DONE"),
+                     subject_id=first, actor_id=member.id)
     await process_events(napp)
     assert await notifications_of(napp, member2.headers, "task.unblocked") == []  # Walls open
 
-    await emit_event(napp, tenant.id, "task.status_changed", subject_type="task",
-                     subject_id=second, data={"from": "TODO", "to": "DONE"},
-                     actor_id=member.id)
+    await emit_event(napp, tenant.id, TaskStatusChanged(project_id=PROJECT, from_="TODO",
+                                                           to="DONE"),
+                     subject_id=second, actor_id=member.id)
     await process_events(napp)
     unblocked = await notifications_of(napp, member2.headers, "task.unblocked")
     assert len(unblocked) == 1
@@ -128,14 +131,12 @@ async def test_member_added_and_idempotent_on_event_id(napp: httpx.AsyncClient) 
     tenant = await _team(napp)
     manager, member = tenant.users["MANAGER"], tenant.users["MEMBER"]
     project = str(uuid.uuid4())
-    await emit_event(napp, tenant.id, "project.member_added", subject_type="project",
-                     subject_id=project,
-                     data={"userId": member.id, "role": "EDITOR", "projectName": "Apollo"},
-                     actor_id=manager.id)
-    await emit_event(napp, tenant.id, "project.member_added", subject_type="project",
-                     subject_id=project,
-                     data={"userId": manager.id, "role": "VIEWER", "projectName": "Apollo"},
-                     actor_id=manager.id)
+    await emit_event(napp, tenant.id, MemberAdded(user_id=member.id, role="EDITOR",
+                                                          project_name="Apollo"),
+                     subject_id=project, actor_id=manager.id)
+    await emit_event(napp, tenant.id, MemberAdded(user_id=manager.id, role="VIEWER",
+                                                          project_name="Apollo"),
+                     subject_id=project, actor_id=manager.id)
     await process_events(napp)
     added = await notifications_of(napp, member.headers, "project.member_added")
     assert [n["data"]["projectName"] for n in added] == ["Apollo"]
@@ -150,13 +151,15 @@ async def test_member_added_and_idempotent_on_event_id(napp: httpx.AsyncClient) 
     event = Event(id=uuid.uuid4(), type="task.assigned", version=1,
                   tenant_id=uuid.UUID(tenant.id), occurred_at=datetime.now(UTC),
                   actor_id=uuid.UUID(manager.id), subject_type="task", subject_id=task,
-                  data={"assigneeId": member.id, "previousAssigneeId": None})
+                  data=TaskAssigned(project_id=PROJECT, assignee_id=member.id,
+                                    previous_assignee_id=None).to_json())
     from pantherahive.infra.db.engine import set_tenant
 
+    (consumer,) = platform(napp).notifications.consumers
     for _ in range(2):
         async with platform(napp).db.sessions() as session:
             await set_tenant(session, tenant.id)
-            await on_task_event(session, event)
+            await consumer.handler(session, event)
             await session.commit()
     assert len(await notifications_of(napp, member.headers, "task.assigned")) == 1
 
@@ -165,10 +168,9 @@ async def test_read_all_and_cursor_pagination(napp: httpx.AsyncClient) -> None:
     tenant = await _team(napp)
     manager, member = tenant.users["MANAGER"], tenant.users["MEMBER"]
     for i in range(5):
-        await emit_event(napp, tenant.id, "project.member_added", subject_type="project",
-                         subject_id=str(uuid.uuid4()),
-                         data={"userId": member.id, "role": "VIEWER", "projectName": f"P{i}"},
-                         actor_id=manager.id)
+        await emit_event(napp, tenant.id, MemberAdded(user_id=member.id, role="VIEWER",
+                                                              project_name=f"P{i}"),
+                         subject_id=str(uuid.uuid4()), actor_id=manager.id)
     await process_events(napp)
     seen: list[str] = []
     cursor = None

@@ -11,8 +11,9 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from pantherahive.domains.notifications.transports import TwilioSmsTransport
-from pantherahive.domains.notifications.worker import DeliveryWorker
+from pantherahive.domains.notifications.delivery.transports import TwilioSmsTransport
+from pantherahive.domains.notifications.delivery.worker import DeliveryWorker
+from pantherahive.domains.projects.events import MemberAdded
 from tests.conftest import Actor, TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import (
     Receiver,
@@ -35,10 +36,9 @@ async def _sms_user(napp: httpx.AsyncClient) -> tuple[TenantHandle, Actor]:
     bad = await napp.put("/v1/notifications/preferences", headers=member.headers,
                          json={"phone": "555-not-e164"})
     assert bad.status_code == 422
-    await emit_event(napp, tenant.id, "project.member_added", subject_type="project",
-                     subject_id=str(uuid.uuid4()),
-                     data={"userId": member.id, "role": "EDITOR", "projectName": "Texts"},
-                     actor_id=tenant.admin.id)
+    await emit_event(napp, tenant.id, MemberAdded(user_id=member.id, role="EDITOR",
+                                                  project_name="Texts"),
+                     subject_id=uuid.uuid4(), actor_id=tenant.admin.id)
     await process_events(napp)
     return tenant, member
 
@@ -67,7 +67,7 @@ async def _drive(napp: httpx.AsyncClient, worker: DeliveryWorker, transport: Twi
     seen = []
     try:
         for _ in range(rounds):
-            await worker.run_once()
+            await worker.run_once(tenant_id=uuid.UUID(tenant.id))
             seen.append((await _sms_deliveries(napp, tenant))[0])
     finally:
         await worker.close()

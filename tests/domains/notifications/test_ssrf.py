@@ -7,6 +7,7 @@ checked, never connected to."""
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pantherahive.domains.notifications.egress import refused
+from pantherahive.domains.notifications.webhooks.egress import refused
 from tests.conftest import TenantHandle, add_user, create_tenant, running_app
 from tests.domains.notifications.conftest import (
     Receiver,
@@ -112,7 +113,7 @@ async def test_delivery_connects_only_where_its_own_lookup_was_checked(
     hook = await _hook(guarded, tenant, f"https://rebind.test:{receiver.port}/hook")
     await add_user(guarded, tenant, "MEMBER")
     await process_events(guarded)
-    await platform(guarded).notifications.worker.run_once()
+    await platform(guarded).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
 
     [delivery] = await _deliveries(guarded, tenant, hook)
     assert delivery["status"] == "failed"
@@ -132,7 +133,7 @@ async def test_delivery_re_checks_the_address(
     hook = await _hook(guarded, tenant, f"https://moved.test:{receiver.port}/hook")
     await add_user(guarded, tenant, "MEMBER")
     await process_events(guarded)
-    await platform(guarded).notifications.worker.run_once()
+    await platform(guarded).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
     [delivery] = await _deliveries(guarded, tenant, hook)
     assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
     assert "private" in delivery["lastError"]
@@ -167,7 +168,7 @@ async def test_redirects_are_not_followed(napp: httpx.AsyncClient, receiver: Rec
         hook = await _hook(napp, tenant, receiver.url + "/hook")
         await add_user(napp, tenant, "MEMBER")
         await process_events(napp)
-        await platform(napp).notifications.worker.run_once()
+        await platform(napp).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
         [delivery] = await _deliveries(napp, tenant, hook)
         assert delivery["status"] == "pending"  # a 3xx is a failed attempt, retried
         assert delivery["responseStatus"] == 302
@@ -193,7 +194,7 @@ async def test_the_connection_uses_the_lookup_and_keeps_the_host_name(
         hook = await _hook(napp, tenant, f"http://hooks.partner.test:{receiver.port}/in")
         await add_user(napp, tenant, "MEMBER")
         await process_events(napp)
-        await platform(napp).notifications.worker.run_once()
+        await platform(napp).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
     finally:
         webhooks.resolver = default
     [delivery] = await _deliveries(napp, tenant, hook)

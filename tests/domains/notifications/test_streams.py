@@ -16,7 +16,7 @@ import pytest
 import websockets
 from sqlalchemy import text
 
-from pantherahive.domains.notifications.service import Draft
+from pantherahive.domains.notifications.inbox.service import Draft
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.tokens import AccessTokens
 from tests.conftest import Actor, TenantHandle, add_user, create_tenant
@@ -32,7 +32,7 @@ async def _notify(napp: httpx.AsyncClient, tenant: TenantHandle, user: Actor,
     service = platform(napp).notifications.service
     async with platform(napp).db.sessions() as session:
         await set_tenant(session, tenant.id)
-        service.notify(session, uuid.UUID(tenant.id), [Draft(
+        await service.notify(session, uuid.UUID(tenant.id), [Draft(
             user_id=uuid.UUID(user.id), type="project.member_added", title=f"n{i}",
             body="b", data={"n": i}) for i in numbers])
         await session.commit()
@@ -88,14 +88,12 @@ async def test_a_users_notifications_commit_in_seq_order(napp: httpx.AsyncClient
             for session in (first, second):
                 await set_tenant(session, tenant.id)
             second_pid = (await second.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            service.notify(first, uuid.UUID(tenant.id), [Draft(
+            await service.notify(first, uuid.UUID(tenant.id), [Draft(  # not committed
                 user_id=uuid.UUID(member.id), type="project.member_added", title="first",
                 body="b")])
-            await service.flush(first)  # inserted, not committed
-            service.notify(second, uuid.UUID(tenant.id), [Draft(
+            writing = asyncio.create_task(service.notify(second, uuid.UUID(tenant.id), [Draft(
                 user_id=uuid.UUID(member.id), type="project.member_added", title="second",
-                body="b")])
-            writing = asyncio.create_task(service.flush(second))
+                body="b")]))
             deadline = time.monotonic() + GUARD
             blocked = False
             while not writing.done() and not blocked and time.monotonic() < deadline:
@@ -215,7 +213,7 @@ async def test_stream_tickets_leave_no_rows_behind(napp: httpx.AsyncClient) -> N
 
     used = await issue()
     async with runtime.db.sessions() as session:
-        principal = await runtime.service.redeem_ticket(session, used)
+        principal = await runtime.tickets.redeem_ticket(session, used)
         await session.commit()
     assert str(principal.user_id) == member.id
     assert await tickets() == 0  # spent: deleted on use
@@ -234,6 +232,6 @@ async def test_stream_tickets_leave_no_rows_behind(napp: httpx.AsyncClient) -> N
     assert await runtime.worker.purge_tickets() >= 1
     assert await tickets() == 1
     async with runtime.db.sessions() as session:  # the unexpired one still works
-        await runtime.service.redeem_ticket(session, kept)
+        await runtime.tickets.redeem_ticket(session, kept)
         await session.commit()
     assert await tickets() == 0

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl
-from pantherahive.domains.notifications.webhooks import WebhookService, check_url
-from tests.conftest import add_user, create_tenant
+from pantherahive.domains.notifications.webhooks.service import WebhookService, check_url
+from tests.conftest import TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import (
     Receiver,
     notifications_of,
@@ -36,9 +36,9 @@ def expected(secret: str, stamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-async def _run(napp: httpx.AsyncClient) -> None:
+async def _run(napp: httpx.AsyncClient, tenant: TenantHandle) -> None:
     await process_events(napp)
-    await platform(napp).notifications.worker.run_once()
+    await platform(napp).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
 
 
 async def test_signed_delivery_log_redeliver_and_rotation(
@@ -58,7 +58,7 @@ async def test_signed_delivery_log_redeliver_and_rotation(
     assert [h["id"] for h in listed.json()["items"]] == [hook["id"]]
 
     user = await add_user(napp, tenant, "MEMBER")
-    await _run(napp)
+    await _run(napp, tenant)
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
     assert (request.method, request.path) == ("POST", "/hook")
@@ -79,7 +79,7 @@ async def test_signed_delivery_log_redeliver_and_rotation(
         f"/v1/webhooks/{hook['id']}/deliveries/{entry['id']}/redeliver", headers=admin)
     assert again.status_code == 202
     assert again.json()["redeliveryOf"] == entry["id"]
-    await _run(napp)
+    await _run(napp, tenant)
     assert len(receiver.requests) == 2
     assert receiver.requests[1].headers["x-pantherahive-event-id"] == envelope["id"]
 
@@ -88,7 +88,7 @@ async def test_signed_delivery_log_redeliver_and_rotation(
     new_secret = rotated.json()["secret"]
     assert new_secret != secret
     await add_user(napp, tenant, "MEMBER")
-    await _run(napp)
+    await _run(napp, tenant)
     last = receiver.requests[-1]
     stamp, sigs = signatures(last.headers["x-pantherahive-signature"])
     assert sigs == [expected(new_secret, stamp, last.body), expected(secret, stamp, last.body)]
@@ -117,7 +117,7 @@ async def test_failures_retry_then_disable_and_notify_admins(
     await process_events(napp)
     worker = platform(napp).notifications.worker
     for _ in range(4):
-        await worker.run_once()
+        await worker.run_once(tenant_id=uuid.UUID(tenant.id))
     log: dict[str, Any] = (await napp.get(f"/v1/webhooks/{hook['id']}/deliveries?limit=200",
                                           headers=admin)).json()
     failed = [d for d in log["items"] if d["status"] == "failed"]
@@ -170,8 +170,9 @@ async def test_undecryptable_secret_fails_the_delivery_with_the_reason(
     finally:
         await owner.close()
     await add_user(napp, tenant, "MEMBER")
-    await _run(napp)
-    await platform(napp).notifications.worker.run_once()  # not claimed again
+    await _run(napp, tenant)
+    # not claimed again
+    await platform(napp).notifications.worker.run_once(tenant_id=uuid.UUID(tenant.id))
     log = (await napp.get(f"/v1/webhooks/{hook['id']}/deliveries",
                           headers=tenant.admin.headers)).json()["items"]
     assert [(d["status"], d["attempts"]) for d in log] == [("failed", 1)]

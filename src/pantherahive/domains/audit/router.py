@@ -10,19 +10,18 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.pagination import DEFAULT_LIMIT
 from pantherahive.core.schemas import Page, Rfc3339DateTime
 from pantherahive.domains.audit.repository import EventFilters
 from pantherahive.domains.audit.schemas import AuditEventRead, ChainVerification
 from pantherahive.domains.audit.service import AuditService
+from pantherahive.infra.http.listing import Cursor, Limit
 from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
-from pantherahive.infra.http.unit_of_work import end_request_session, request_session
+from pantherahive.infra.http.unit_of_work import RequestSession, end_request_session
 from pantherahive.infra.security.dependency import CurrentAuth
 
-Session = Annotated[AsyncSession, Depends(request_session)]
 AuditEventId = Annotated[UUID, uuid_path("id", "The audit event.")]
 NDJSON = "application/x-ndjson"
 
@@ -76,20 +75,18 @@ router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 @router.get("", responses=_problems(401, 403, 422))
 async def list_audit_events(
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     audit: Audit,
     filters: Filters,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[AuditEventRead]:
     """The tenant's audit trail, newest first by (`occurredAt`, `seq`) — the same as `seq`
     order unless events arrived out of order. Filters combine with AND."""
     items, next_cursor = await audit.list_events(
         session, auth, filters=filters, cursor=cursor, limit=limit
     )
-    return Page[AuditEventRead](
-        items=[AuditEventRead.model_validate(item) for item in items], next_cursor=next_cursor
-    )
+    return Page[AuditEventRead].of(items, next_cursor)
 
 
 @router.get(
@@ -102,7 +99,7 @@ async def list_audit_events(
     response_class=StreamingResponse,
 )
 async def export_audit_events(
-    request: Request, auth: CurrentAuth, session: Session, audit: Audit, filters: Filters
+    request: Request, auth: CurrentAuth, session: RequestSession, audit: Audit, filters: Filters
 ) -> StreamingResponse:
     """Stream the events matching the filters as NDJSON, oldest first, from one consistent
     snapshot; each line is exactly what `GET /v1/audit-events/{id}` returns, so the chain
@@ -121,7 +118,7 @@ async def export_audit_events(
 async def verify_audit_chain(
     request: Request,
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     audit: Audit,
     from_seq: Annotated[int, Query(alias="fromSeq", ge=1)] = 1,
     to_seq: Annotated[int | None, Query(alias="toSeq", ge=1)] = None,
@@ -144,7 +141,7 @@ async def verify_audit_chain(
 
 @router.get("/{id:uuid}", responses=_problems(401, 403, 404))
 async def get_audit_event(
-    event_id: AuditEventId, auth: CurrentAuth, session: Session, audit: Audit
+    event_id: AuditEventId, auth: CurrentAuth, session: RequestSession, audit: Audit
 ) -> AuditEventRead:
     """One audit event of the caller's tenant; any other id is 404."""
     return AuditEventRead.model_validate(await audit.get_event(session, auth, event_id))

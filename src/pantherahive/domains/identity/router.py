@@ -6,9 +6,8 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.pagination import DEFAULT_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.schemas import (
@@ -28,14 +27,14 @@ from pantherahive.domains.identity.schemas import (
     UserUpdate,
 )
 from pantherahive.domains.identity.service import IdentityService, IssuedTokens
+from pantherahive.infra.http.listing import Cursor, Limit
 from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
-from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.ratelimit import remember
 from pantherahive.infra.security.dependency import CurrentAuth
 from pantherahive.infra.security.principal import Role
 
-Session = Annotated[AsyncSession, Depends(request_session)]
 UserId = Annotated[UUID, uuid_path("userId", "The user.")]
 
 
@@ -85,7 +84,9 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     responses=_problems(403, 409, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def create_tenant(body: TenantCreate, session: Session, identity: Identity) -> TenantCreated:
+async def create_tenant(
+    body: TenantCreate, session: RequestSession, identity: Identity
+) -> TenantCreated:
     """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
 
     Refused with 403 when sign-up is closed (`PANTHERAHIVE_SIGNUP_OPEN=false`); a taken
@@ -109,7 +110,9 @@ async def create_tenant(body: TenantCreate, session: Session, identity: Identity
     responses=_problems(401, 403, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def login(body: LoginRequest, request: Request, session: Session, auth: Auth) -> TokenPair:
+async def login(
+    body: LoginRequest, request: Request, session: RequestSession, auth: Auth
+) -> TokenPair:
     """Exchange a username or email and password for an access and a refresh token.
 
     Wrong credentials, an unknown user and an inactive user all get the same 401. After 10
@@ -131,7 +134,7 @@ async def login(body: LoginRequest, request: Request, session: Session, auth: Au
     responses=_problems(401, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPair:
+async def refresh(body: RefreshRequest, session: RequestSession, auth: Auth) -> TokenPair:
     """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
 
     Presenting an already-rotated token again is reuse: its whole family (every token
@@ -147,7 +150,7 @@ async def refresh(body: RefreshRequest, session: Session, auth: Auth) -> TokenPa
     tags=["auth"],
     responses=_problems(401, 422, 429),
 )
-async def logout(body: RefreshRequest, session: Session, auth: Auth) -> None:
+async def logout(body: RefreshRequest, session: RequestSession, auth: Auth) -> None:
     """Revoke the refresh token's family (this login on every device it was rotated to)."""
     await auth.logout(session, body.refresh_token)
 
@@ -158,7 +161,7 @@ async def logout(body: RefreshRequest, session: Session, auth: Auth) -> None:
     tags=["auth"],
     responses=_problems(400, 422, 429),
 )
-async def verify_email(body: TokenRequest, session: Session, auth: Auth) -> None:
+async def verify_email(body: TokenRequest, session: RequestSession, auth: Auth) -> None:
     """Confirm an email address with the single-use token that was mailed; a pending user
     becomes ACTIVE."""
     await auth.verify_email(session, body.token)
@@ -170,7 +173,9 @@ async def verify_email(body: TokenRequest, session: Session, auth: Auth) -> None
     tags=["auth"],
     responses=_problems(422, 429),
 )
-async def request_password_reset(body: PasswordResetRequest, session: Session, auth: Auth) -> None:
+async def request_password_reset(
+    body: PasswordResetRequest, session: RequestSession, auth: Auth
+) -> None:
     """Mail a single-use reset token if the account exists. Always 202, so the answer does
     not tell whether an account exists."""
     await auth.request_password_reset(session, tenant_slug=body.tenant, email=str(body.email))
@@ -182,13 +187,15 @@ async def request_password_reset(body: PasswordResetRequest, session: Session, a
     tags=["auth"],
     responses=_problems(400, 422, 429),
 )
-async def confirm_password_reset(body: PasswordResetConfirm, session: Session, auth: Auth) -> None:
+async def confirm_password_reset(
+    body: PasswordResetConfirm, session: RequestSession, auth: Auth
+) -> None:
     """Set a new password with a reset token; every session of the user is revoked."""
     await auth.confirm_password_reset(session, token=body.token, new_password=body.new_password)
 
 
 @users.get("/me", responses=_problems(401))
-async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> UserRead:
+async def get_me(auth: CurrentAuth, session: RequestSession, identity: Identity) -> UserRead:
     """The caller's own user."""
     return UserRead.model_validate(dict(await identity.get_user(session, auth, auth.user_id)))
 
@@ -199,7 +206,7 @@ async def get_me(auth: CurrentAuth, session: Session, identity: Identity) -> Use
     responses=_problems(401, 422, 429),
 )
 async def change_my_password(
-    body: PasswordChange, auth: CurrentAuth, session: Session, authenticator: Auth
+    body: PasswordChange, auth: CurrentAuth, session: RequestSession, authenticator: Auth
 ) -> None:
     """Change the caller's password (the current one is required; a wrong one is 422 on
     `currentPassword`, and wrong ones count against the failed-login limit: 429 when it
@@ -210,27 +217,25 @@ async def change_my_password(
 @users.get("", responses=_problems(401, 422))
 async def list_users(
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     identity: Identity,
     role: Role | None = None,
     status: UserStatus | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[UserRead]:
     """The tenant's users, oldest first. `q` is a case-insensitive prefix of the username,
     first or last name, or email."""
     rows, next_cursor = await identity.list_users(
         session, auth, role=role, status=status, q=q, cursor=cursor, limit=limit
     )
-    return Page[UserRead](
-        items=[UserRead.model_validate(row) for row in rows], next_cursor=next_cursor
-    )
+    return Page[UserRead].of(rows, next_cursor)
 
 
 @users.post("", status_code=status.HTTP_201_CREATED, responses=_problems(401, 403, 409, 422))
 async def create_user(
-    body: UserCreate, auth: CurrentAuth, session: Session, identity: Identity
+    body: UserCreate, auth: CurrentAuth, session: RequestSession, identity: Identity
 ) -> UserRead:
     """Create a user (ADMIN only). Username and email are unique within the tenant (409).
     While email verification is required, `email` is too (422)."""
@@ -239,7 +244,7 @@ async def create_user(
 
 @users.get("/{userId:uuid}", responses=_problems(401, 404))
 async def get_user(
-    user_id: UserId, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId, auth: CurrentAuth, session: RequestSession, identity: Identity
 ) -> UserRead:
     """One user of the caller's tenant; any other id is 404."""
     return UserRead.model_validate(dict(await identity.get_user(session, auth, user_id)))
@@ -247,7 +252,11 @@ async def get_user(
 
 @users.patch("/{userId:uuid}", responses=_problems(401, 403, 404, 409, 422))
 async def update_user(
-    user_id: UserId, body: UserUpdate, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId,
+    body: UserUpdate,
+    auth: CurrentAuth,
+    session: RequestSession,
+    identity: Identity,
 ) -> UserRead:
     """Partial update. An ADMIN may change anything; a user may change their own names and
     email. Sending `role` or `status` without being ADMIN is 403; demoting or deactivating
@@ -262,7 +271,7 @@ async def update_user(
     responses=_problems(401, 403, 404, 409),
 )
 async def deactivate_user(
-    user_id: UserId, auth: CurrentAuth, session: Session, identity: Identity
+    user_id: UserId, auth: CurrentAuth, session: RequestSession, identity: Identity
 ) -> None:
     """Deactivate a user (ADMIN only): status INACTIVE, sessions and tokens revoked, history
     kept."""

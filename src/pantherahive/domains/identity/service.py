@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from types import NoneType
-from typing import Any, get_args
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +18,7 @@ from pantherahive.core.clock import now
 from pantherahive.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from pantherahive.core.naming import camel
 from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
+from pantherahive.core.schemas import never_null, refuse_nulls
 from pantherahive.domains.identity import events
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
@@ -48,10 +48,7 @@ from pantherahive.infra.security.principal import AuthContext, Role
 from pantherahive.infra.security.tokens import AccessTokens, new_opaque_token
 
 # What a PATCH may not set to null: the fields the user's document never shows null.
-_NOT_NULL = tuple(
-    name for name in UserUpdate.model_fields
-    if NoneType not in get_args(UserRead.model_fields[name].annotation)
-)
+_NOT_NULL = never_null(UserUpdate, UserRead)
 REFRESH_PREFIX = "phr"
 VERIFY_PREFIX = "phv"
 RESET_PREFIX = "php"
@@ -92,16 +89,9 @@ class IdentityService:
         self, session: AsyncSession, user: User, family_id: UUID | None = None
     ) -> IssuedTokens:
         """A new access token and a new refresh token (a new family unless one is given)."""
-        refresh, refresh_hash = new_opaque_token(REFRESH_PREFIX, user.tenant_id)
-        await IdentityRepository(session, user.tenant_id).add(
-            RefreshToken(
-                id=uuid4(),
-                tenant_id=user.tenant_id,
-                user_id=user.id,
-                family_id=family_id or uuid4(),
-                token_hash=refresh_hash,
-                expires_at=now() + self.config.refresh_ttl,
-            )
+        refresh = await self._store_token(
+            session, user, RefreshToken, REFRESH_PREFIX, self.config.refresh_ttl,
+            family_id=family_id or uuid4(),
         )
         access = self.tokens.issue(
             user_id=user.id, tenant_id=user.tenant_id, token_version=user.token_version
@@ -111,15 +101,28 @@ class IdentityService:
     async def issue_action_token(
         self, session: AsyncSession, user: User, purpose: str, ttl: timedelta, prefix: str
     ) -> str:
+        return await self._store_token(session, user, ActionToken, prefix, ttl, purpose=purpose)
+
+    async def _store_token(
+        self,
+        session: AsyncSession,
+        user: User,
+        table: type[RefreshToken | ActionToken],
+        prefix: str,
+        ttl: timedelta,
+        **columns: Any,
+    ) -> str:
+        """A new opaque token of ``user``'s, kept as its hash in a row of ``table`` that
+        expires after ``ttl`` (``columns``: the table's own)."""
         token, token_hash = new_opaque_token(prefix, user.tenant_id)
         await IdentityRepository(session, user.tenant_id).add(
-            ActionToken(
+            table(
                 id=uuid4(),
                 tenant_id=user.tenant_id,
                 user_id=user.id,
-                purpose=purpose,
                 token_hash=token_hash,
                 expires_at=now() + ttl,
+                **columns,
             )
         )
         return token
@@ -306,12 +309,7 @@ class IdentityService:
         if sent & {"role", "status"}:
             await self._require(session, auth, UserAction.UPDATE_ROLE_OR_STATUS, user_id)
         await self._require(session, auth, UserAction.UPDATE_PROFILE, user_id)
-        for required in _NOT_NULL:
-            if required in sent and getattr(body, required) is None:
-                raise ValidationFailed(
-                    f"{camel(required)} cannot be null.",
-                    errors=[_field(camel(required), "may not be null")],
-                )
+        refuse_nulls(body, _NOT_NULL)
 
         demoting = "role" in sent and body.role is not Role.ADMIN
         deactivating = "status" in sent and body.status is UserStatus.INACTIVE

@@ -1,41 +1,56 @@
-"""Notifications' public face. Nothing imports notifications but the composition root
-(``main.py``), which builds this runtime: the service, the account-message sender it hands
-to identity, the real-time hub and listener, and the delivery worker."""
+"""Notifications' public face. Nothing imports notifications but the composition roots
+(``main.py``, ``consumers.py``): ``main`` builds this runtime — the service, the
+account-message sender it hands to identity, the event consumer bound to the service, the
+real-time hub and listener, and the delivery worker."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from uuid import UUID
 
 from pantherahive.domains.notifications import handlers
-from pantherahive.domains.notifications.realtime import (
-    REVOKED,
-    Hub,
-    Listener,
-    Publisher,
-    Stream,
-    StreamPrincipal,
-)
-from pantherahive.domains.notifications.sender import NotificationSender
-from pantherahive.domains.notifications.service import NotificationService
-from pantherahive.domains.notifications.transports import (
+from pantherahive.domains.notifications.background import BackgroundLoop
+from pantherahive.domains.notifications.delivery.sender import NotificationSender
+from pantherahive.domains.notifications.delivery.transports import (
     LogTransport,
     SmtpTransport,
     Transport,
     TwilioSmsTransport,
 )
-from pantherahive.domains.notifications.webhooks import WebhookService
-from pantherahive.domains.notifications.worker import DeliveryWorker
+from pantherahive.domains.notifications.delivery.worker import DeliveryWorker
+from pantherahive.domains.notifications.inbox.announce import Publisher
+from pantherahive.domains.notifications.inbox.service import NotificationService
+from pantherahive.domains.notifications.realtime.hub import (
+    REVOKED,
+    Hub,
+    Listener,
+    Stream,
+    StreamPrincipal,
+)
+from pantherahive.domains.notifications.realtime.service import TicketService
+from pantherahive.domains.notifications.webhooks.service import WebhookService
+from pantherahive.infra.bus.consumer import ConsumerSpec
 from pantherahive.infra.db.engine import Database, set_tenant
 from pantherahive.infra.logging import get_logger
 from pantherahive.settings import Settings
 
 log = get_logger("pantherahive.notifications.runtime")
 
-__all__ = ["CONSUMERS", "NotificationSender", "NotificationsRuntime"]
+__all__ = ["CONSUMER", "NotificationSender", "NotificationsRuntime", "consumers",
+           "notification_service"]
 
-CONSUMERS = handlers.CONSUMERS
+CONSUMER = handlers.CONSUMER
+
+
+def notification_service(settings: Settings, publisher: Publisher | None = None,
+                         ) -> NotificationService:
+    return NotificationService(publisher=publisher or Publisher(settings.redis_url),
+                               base_url=settings.app_base_url)
+
+
+def consumers(service: NotificationService) -> list[ConsumerSpec]:
+    """Notifications' event consumer, bound to ``service`` (its publisher and links)."""
+    return handlers.consumers(service)
 
 
 class NotificationsRuntime:
@@ -43,8 +58,8 @@ class NotificationsRuntime:
         self.db = db
         self.hub = Hub()
         self.publisher = Publisher(settings.redis_url)
-        self.service = NotificationService(publisher=self.publisher,
-                                           base_url=settings.app_base_url)
+        self.service = notification_service(settings, self.publisher)
+        self.tickets = TicketService()
         self.webhooks = WebhookService(key_material=key_material,
                                        allow_private=settings.webhook_allow_private_addresses)
         reveal = settings.env != "production"  # message text (and tokens) in the log
@@ -60,8 +75,8 @@ class NotificationsRuntime:
         self.sender = NotificationSender(self.service)
         self.heartbeat_seconds = settings.sse_heartbeat_seconds
         self.worker_enabled = settings.notifications_worker_enabled
-        self._guard: asyncio.Task[None] | None = None
-        handlers.configure(self.service)
+        self.consumers = consumers(self.service)
+        self._guard = BackgroundLoop(self._guard_streams, "notifications-guard")
 
     async def check_streams(self) -> int:
         """End the open streams whose access token no longer works (expired; user not
@@ -76,7 +91,7 @@ class NotificationsRuntime:
         for tenant_id, principals in by_tenant.items():
             async with self.db.sessions() as session:
                 await set_tenant(session, tenant_id)
-                valid = set(await self.service.still_valid(session, principals))
+                valid = set(await self.tickets.still_valid(session, principals))
             for principal in set(principals) - valid:
                 for queue in queues[principal]:
                     self.hub.end(queue, REVOKED)
@@ -95,15 +110,10 @@ class NotificationsRuntime:
         self.listener.start()
         if self.worker_enabled:
             self.worker.start()
-        if self._guard is None:
-            self._guard = asyncio.create_task(self._guard_streams(), name="notifications-guard")
+        self._guard.start()
 
     async def stop(self) -> None:
-        if self._guard is not None:
-            self._guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._guard
-            self._guard = None
+        await self._guard.stop()
         await self.worker.close()
         await self.listener.stop()
         await self.publisher.close()

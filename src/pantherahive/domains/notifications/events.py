@@ -1,34 +1,65 @@
 """The events notifications publishes: one per change a user or an ADMIN makes through
 its API (so each of those requests leaves exactly one audit event). It publishes nothing
 about the notifications it creates from other services' events: those are effects of
-events already recorded.
+events already recorded. Its refusals are ``authz.denied``, declared with the security kit
+(``infra.security.authz``).
 
-The event types it consumes are listed in ``handlers.CONSUMERS``; webhooks relay every
-event type a subscription names.
+What it consumes is declared in ``handlers.py`` (by schema); webhooks relay every event
+type a subscription names.
 """
 
 from __future__ import annotations
 
-NOTIFICATION_READ = "notification.read"
-NOTIFICATIONS_ALL_READ = "notification.all_read"
-PREFERENCES_UPDATED = "notification.preferences_updated"
-STREAM_TICKET_ISSUED = "notification.stream_ticket_issued"
-WEBHOOK_CREATED = "webhook.created"
-WEBHOOK_UPDATED = "webhook.updated"
-WEBHOOK_DELETED = "webhook.deleted"
-WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
-WEBHOOK_REDELIVERY_REQUESTED = "webhook.redelivery_requested"
-AUTHZ_DENIED = "authz.denied"
+from typing import Any
+from uuid import UUID
 
-PUBLISHED: tuple[str, ...] = (
-    NOTIFICATION_READ,
-    NOTIFICATIONS_ALL_READ,
-    PREFERENCES_UPDATED,
-    STREAM_TICKET_ISSUED,
-    WEBHOOK_CREATED,
-    WEBHOOK_UPDATED,
-    WEBHOOK_DELETED,
-    WEBHOOK_SECRET_ROTATED,
-    WEBHOOK_REDELIVERY_REQUESTED,
-    AUTHZ_DENIED,
-)
+from pantherahive.core.events import EventData
+
+
+class NotificationMarkedRead(EventData, type="notification.read", subject="notification"):
+    """One of the caller's notifications was marked read."""
+
+
+class AllNotificationsRead(EventData, type="notification.all_read", subject="user"):
+    """Every notification of the user (the subject) was marked read."""
+
+
+class PreferencesUpdated(EventData, type="notification.preferences_updated", subject="user"):
+    """``changes``: ``{"channels": [old, new], "phone": [old, new]}``, what changed only."""
+
+    changes: dict[str, list[Any]]
+
+
+class StreamTicketIssued(EventData, type="notification.stream_ticket_issued", subject="user"):
+    """A stream credential was issued (audited like a login; the ticket itself never is)."""
+
+    expires_in: int
+
+
+class WebhookCreated(EventData, type="webhook.created", subject="webhook"):
+    url: str
+    events: list[str]
+    enabled: bool
+
+
+class WebhookUpdated(EventData, type="webhook.updated", subject="webhook"):
+    """``changes``: ``{field: [old, new]}`` of ``url``, ``events``, ``enabled``."""
+
+    changes: dict[str, list[Any]]
+
+
+class WebhookDeleted(EventData, type="webhook.deleted", subject="webhook"):
+    url: str
+
+
+class WebhookSecretRotated(EventData, type="webhook.secret_rotated", subject="webhook"):
+    previous_secret_expires_at: str
+
+
+class WebhookRedeliveryRequested(
+    EventData, type="webhook.redelivery_requested", subject="webhook"
+):
+    delivery_id: UUID
+    redelivery_of: UUID
+    event_id: UUID
+    event_type: str

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query, Response, status
 
 from pantherahive.core.etags import etag
-from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.pagination import DEFAULT_LIMIT
 from pantherahive.core.schemas import Page
 from pantherahive.domains.projects import service
 from pantherahive.domains.projects.schemas import (
@@ -22,16 +21,14 @@ from pantherahive.domains.projects.schemas import (
 )
 from pantherahive.domains.projects.tables import Project
 from pantherahive.infra.http.conditional import IfMatch
+from pantherahive.infra.http.listing import Cursor, Limit
 from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
-from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
 
-Session = Annotated[AsyncSession, Depends(request_session)]
 ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
 UserId = Annotated[UUID, uuid_path("userId", "The user.")]
-Cursor = Annotated[str | None, Query(max_length=512)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -44,7 +41,7 @@ def _read(project: Project, response: Response) -> ProjectRead:
 @router.get("", responses=_problems(401, 422))
 async def list_projects(
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     status: ProjectStatus | None = None,
     owner_id: Annotated[UUID | None, Query(alias="ownerId")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
@@ -58,14 +55,12 @@ async def list_projects(
     rows, next_cursor = await service.list_projects(
         session, auth, status=status, owner_id=owner_id, q=q, cursor=cursor, limit=limit
     )
-    return Page[ProjectRead](
-        items=[ProjectRead.model_validate(row) for row in rows], next_cursor=next_cursor
-    )
+    return Page[ProjectRead].of(rows, next_cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_problems(401, 403, 409, 422))
 async def create_project(
-    body: ProjectCreate, auth: CurrentAuth, session: Session, response: Response
+    body: ProjectCreate, auth: CurrentAuth, session: RequestSession, response: Response
 ) -> ProjectRead:
     """Create a project (ADMIN or MANAGER). `ownerId` defaults to the caller and must be an
     ACTIVE user of the tenant (else 422); the owner is listed among the members as OWNER.
@@ -77,7 +72,7 @@ async def create_project(
 
 @router.get("/{projectId:uuid}", responses=_problems(401, 404))
 async def get_project(
-    project_id: ProjectId, auth: CurrentAuth, session: Session, response: Response
+    project_id: ProjectId, auth: CurrentAuth, session: RequestSession, response: Response
 ) -> ProjectRead:
     """One project the caller can see (owner, member, ADMIN); any other id is 404. The
     `ETag` header carries the version for `If-Match`."""
@@ -89,7 +84,7 @@ async def update_project(
     project_id: ProjectId,
     body: ProjectUpdate,
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     response: Response,
     if_match: IfMatch = None,
 ) -> ProjectRead:
@@ -106,7 +101,7 @@ async def update_project(
     responses=_problems(401, 403, 404, 412),
 )
 async def delete_project(
-    project_id: ProjectId, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+    project_id: ProjectId, auth: CurrentAuth, session: RequestSession, if_match: IfMatch = None
 ) -> None:
     """Delete a project and its members (owner or ADMIN); its tasks go with it."""
     await service.delete_project(session, auth, project_id, if_match=if_match)
@@ -116,7 +111,7 @@ async def delete_project(
 async def list_members(
     project_id: ProjectId,
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[MemberRead]:
@@ -124,14 +119,16 @@ async def list_members(
     rows, next_cursor = await service.list_members(
         session, auth, project_id, cursor=cursor, limit=limit
     )
-    return Page[MemberRead](
-        items=[MemberRead.model_validate(row) for row in rows], next_cursor=next_cursor
-    )
+    return Page[MemberRead].of(rows, next_cursor)
 
 
 @router.put("/{projectId:uuid}/members/{userId:uuid}", responses=_problems(401, 403, 404, 409, 422))
 async def put_member(
-    project_id: ProjectId, user_id: UserId, body: MemberPut, auth: CurrentAuth, session: Session
+    project_id: ProjectId,
+    user_id: UserId,
+    body: MemberPut,
+    auth: CurrentAuth,
+    session: RequestSession,
 ) -> MemberRead:
     """Add an ACTIVE user of the tenant as EDITOR or VIEWER, or change their role (owner or
     ADMIN). The owner's own membership is 409: it follows `ownerId`."""
@@ -145,7 +142,7 @@ async def put_member(
     responses=_problems(401, 403, 404, 409),
 )
 async def remove_member(
-    project_id: ProjectId, user_id: UserId, auth: CurrentAuth, session: Session
+    project_id: ProjectId, user_id: UserId, auth: CurrentAuth, session: RequestSession
 ) -> None:
     """Remove a member (owner or ADMIN). The owner cannot be removed (409)."""
     await service.remove_member(session, auth, project_id, user_id)

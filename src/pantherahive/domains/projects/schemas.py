@@ -7,14 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from pantherahive.core.schemas import (
-    NOT_BLANK,
     ApiModel,
+    Description,
     NotNull,
     RequestModel,
     StorableDate,
+    stripped_text,
 )
 from pantherahive.domains.projects.permissions import ProjectRole
 
@@ -26,10 +27,7 @@ class ProjectStatus(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-ProjectName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
-]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
+ProjectName = Annotated[str, stripped_text(200)]
 
 
 class ProjectRead(ApiModel):

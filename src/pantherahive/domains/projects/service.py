@@ -8,8 +8,7 @@ check and the write it guards are atomic, and member upserts cannot interleave.
 from __future__ import annotations
 
 from datetime import date
-from types import NoneType
-from typing import Any, get_args
+from typing import Any
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel
@@ -20,6 +19,7 @@ from pantherahive.core.errors import FieldError, ValidationFailed
 from pantherahive.core.etags import check_if_match
 from pantherahive.core.naming import camel
 from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
+from pantherahive.core.schemas import never_null, refuse_nulls
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects import events
 from pantherahive.domains.projects.errors import (
@@ -42,10 +42,7 @@ from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.security.authz import deny
 
 # What a PATCH may not set to null: the fields the project's document never shows null.
-_NOT_NULL = frozenset(
-    name for name in ProjectUpdate.model_fields
-    if NoneType not in get_args(ProjectRead.model_fields[name].annotation)
-)
+_NOT_NULL = never_null(ProjectUpdate, ProjectRead)
 
 
 async def _authorize(
@@ -178,12 +175,7 @@ async def update_project(
     project, _ = await _authorize(session, auth, project_id, ProjectAction.UPDATE, for_update=True)
     check_if_match(if_match, project.version, resource="project")
     sent = body.model_fields_set
-    for field in sorted(sent & _NOT_NULL):
-        if getattr(body, field) is None:
-            raise ValidationFailed(
-                f"{camel(field)} cannot be null.",
-                errors=[FieldError(camel(field), "may not be null")],
-            )
+    refuse_nulls(body, _NOT_NULL)
     start = body.start_date if "start_date" in sent else project.start_date
     end = body.end_date if "end_date" in sent else project.end_date
     _check_dates(start, end)

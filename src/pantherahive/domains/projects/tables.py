@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from uuid import UUID
 
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import Date, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pantherahive.infra.db.base import Base
+from pantherahive.infra.db.base import Base, CreatedAt, TenantRow, Timestamps, Uuid
 
 SCHEMA = {"schema": "projects"}
 
 
-class Project(Base):
+class Project(TenantRow, Timestamps, Base):
     __tablename__ = "projects"
     __table_args__ = SCHEMA
 
-    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
-    tenant_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    owner_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
+    owner_id: Mapped[Uuid]
     status: Mapped[str] = mapped_column(String(16))
     start_date: Mapped[date | None] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Member(Base):
@@ -42,7 +38,7 @@ class Member(Base):
         ForeignKey("projects.projects.id", ondelete="CASCADE"),
         primary_key=True,
     )
-    user_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
-    tenant_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
+    user_id: Mapped[Uuid] = mapped_column(primary_key=True)
+    tenant_id: Mapped[Uuid]
     role: Mapped[str] = mapped_column(String(8))
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    added_at: Mapped[CreatedAt]

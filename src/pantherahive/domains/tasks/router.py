@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.core import json
 from pantherahive.core.etags import etag
 from pantherahive.core.naming import camel
-from pantherahive.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from pantherahive.core.pagination import DEFAULT_LIMIT
 from pantherahive.core.schemas import IsoDate, Page
 from pantherahive.domains.tasks import service
 from pantherahive.domains.tasks.repository import TASK_FIELDS, TaskFilter, TaskRecord
@@ -27,12 +26,12 @@ from pantherahive.domains.tasks.schemas import (
     TaskUpdate,
 )
 from pantherahive.infra.http.conditional import IfMatch
+from pantherahive.infra.http.listing import Cursor, Limit
 from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
-from pantherahive.infra.http.unit_of_work import request_session
+from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
 
-Session = Annotated[AsyncSession, Depends(request_session)]
 TaskId = Annotated[UUID, uuid_path("taskId", "The task.")]
 ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
 DependsOnId = Annotated[UUID, uuid_path("dependsOnId", "The task it depends on.")]
@@ -68,8 +67,8 @@ async def list_query(
               description="Full text over title and description (web search syntax)."),
     ] = None,
     sort: TaskSort = TaskSort.CREATED,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> ListQuery:
     return ListQuery(
         filters=TaskFilter(
@@ -121,7 +120,7 @@ def _one(task: TaskRecord, status_code: int = 200, **headers: str) -> Response:
     responses=_problems(401, 404, 422),
 )
 async def list_project_tasks(
-    project_id: ProjectId, query: Listing, auth: CurrentAuth, session: Session
+    project_id: ProjectId, query: Listing, auth: CurrentAuth, session: RequestSession
 ) -> Response:
     """A project's tasks (any reader of the project). Filters combine with AND; `status`
     and `priority` repeat for "any of". Sorted by `sort`, ties by id; the cursor only
@@ -140,7 +139,7 @@ async def list_project_tasks(
     responses=_problems(401, 403, 404, 409, 422),
 )
 async def create_task(
-    project_id: ProjectId, body: TaskCreate, auth: CurrentAuth, session: Session
+    project_id: ProjectId, body: TaskCreate, auth: CurrentAuth, session: RequestSession
 ) -> Response:
     """Create a task (the project's owner, EDITORs, ADMIN). The assignee must be an active
     member or the owner of the project (422); `dependsOn` names tasks of the same project."""
@@ -157,7 +156,7 @@ def schedule_max_tasks(request: Request) -> int:
 async def project_schedule(
     project_id: ProjectId,
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     max_tasks: Annotated[int, Depends(schedule_max_tasks)],
 ) -> Schedule:
     """The project's tasks in an order that respects dependencies (every task after the
@@ -171,7 +170,7 @@ async def project_schedule(
 @router.get(
     "/v1/users/me/tasks", response_model=Page[TaskRead], responses=_problems(401, 422)
 )
-async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> Response:
+async def list_my_tasks(query: Listing, auth: CurrentAuth, session: RequestSession) -> Response:
     """Tasks assigned to the caller across the projects the caller can see; the same
     filters and sorts as a project's list (`assigneeId` is always the caller)."""
     rows, next_cursor = await service.list_my_tasks(
@@ -182,7 +181,7 @@ async def list_my_tasks(query: Listing, auth: CurrentAuth, session: Session) -> 
 
 
 @router.get("/v1/tasks/{taskId:uuid}", response_model=TaskRead, responses=_problems(401, 404))
-async def get_task(task_id: TaskId, auth: CurrentAuth, session: Session) -> Response:
+async def get_task(task_id: TaskId, auth: CurrentAuth, session: RequestSession) -> Response:
     """One task (any reader of its project). The `ETag` is its version, for `If-Match`."""
     return _one(await service.get_task(session, auth, task_id))
 
@@ -196,7 +195,7 @@ async def update_task(
     task_id: TaskId,
     body: TaskUpdate,
     auth: CurrentAuth,
-    session: Session,
+    session: RequestSession,
     if_match: IfMatch = None,
 ) -> Response:
     """Partial update (owner, EDITORs, ADMIN); the assignee may change `status` alone.
@@ -212,7 +211,7 @@ async def update_task(
     responses=_problems(401, 403, 404, 412, 422),
 )
 async def delete_task(
-    task_id: TaskId, auth: CurrentAuth, session: Session, if_match: IfMatch = None
+    task_id: TaskId, auth: CurrentAuth, session: RequestSession, if_match: IfMatch = None
 ) -> None:
     """Delete a task (owner, EDITORs, ADMIN); its dependency edges go with it. With
     `If-Match`, a stale ETag is 412."""
@@ -225,7 +224,7 @@ async def delete_task(
     responses=_problems(401, 403, 404, 409, 422),
 )
 async def add_dependency(
-    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: Session
+    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: RequestSession
 ) -> None:
     """Make the task depend on another task of the same project (422 otherwise; itself is
     422). An edge that would close a cycle is 409 naming the cycle (`cycle`: ids); a DONE
@@ -240,7 +239,7 @@ async def add_dependency(
     responses=_problems(401, 403, 404),
 )
 async def remove_dependency(
-    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: Session
+    task_id: TaskId, depends_on_id: DependsOnId, auth: CurrentAuth, session: RequestSession
 ) -> None:
     """Remove a dependency; 404 if the task does not depend on that task."""
     await service.remove_dependency(session, auth, task_id, depends_on_id)

@@ -7,14 +7,15 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, field_validator
 
 from pantherahive.core.schemas import (
-    NOT_BLANK,
     ApiModel,
+    Description,
     NotNull,
     RequestModel,
     StorableDate,
+    stripped_text,
 )
 
 
@@ -45,13 +46,8 @@ class TaskSort(StrEnum):
     UPDATED = "updatedAt"
 
 
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
-]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
-Label = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=NOT_BLANK)
-]
+Title = Annotated[str, stripped_text(200)]
+Label = Annotated[str, stripped_text(50)]
 Labels = Annotated[list[Label], Field(max_length=20)]
 
 

@@ -11,8 +11,7 @@ import dataclasses
 import heapq
 from datetime import UTC, date, datetime
 from enum import Enum
-from types import NoneType
-from typing import Any, get_args
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +27,7 @@ from pantherahive.core.etags import check_if_match
 from pantherahive.core.events import EventData
 from pantherahive.core.naming import camel
 from pantherahive.core.pagination import cut_page, decode_cursor
+from pantherahive.core.schemas import never_null, refuse_nulls
 from pantherahive.domains.identity.api import AuthContext, active_user_ids
 from pantherahive.domains.projects.api import (
     ProjectAccess,
@@ -73,9 +73,7 @@ _PRIORITY_KEYS = range(len(TaskPriority))  # priority_order: URGENT=0 … LOW=3
 # What a PATCH may change, with its API name (task.updated's {"changes": ...} keys).
 _WIRE = {name: camel(name) for name in TaskUpdate.model_fields}
 # Those a PATCH may not set to null: the task's document never shows them null.
-_NOT_NULL = tuple(
-    name for name in _WIRE if NoneType not in get_args(TaskRead.model_fields[name].annotation)
-)
+_NOT_NULL = never_null(TaskUpdate, TaskRead)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -329,10 +327,7 @@ async def update_task(
             action = TaskAction.UPDATE_STATUS if status_only else TaskAction.UPDATE
             raise await _deny(session, auth, action, "task", task.id)
     check_if_match(if_match, task.version, resource="task")
-    for name in _NOT_NULL:
-        if name in sent and getattr(body, name) is None:
-            raise ValidationFailed(f"{_WIRE[name]} cannot be null.",
-                                   errors=[FieldError(_WIRE[name], "may not be null")])
+    refuse_nulls(body, _NOT_NULL)
 
     changes: dict[str, list[Any]] = {}
     values: dict[str, Any] = {}

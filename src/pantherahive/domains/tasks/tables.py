@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from uuid import UUID
+from datetime import date
 
-from sqlalchemy import Computed, Date, DateTime, Integer, SmallInteger, String, Text, func
+from sqlalchemy import Computed, Date, Integer, SmallInteger, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
-from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pantherahive.infra.db.base import Base
+from pantherahive.infra.db.base import Base, CreatedAt, TenantRow, Timestamp, Uuid
 
 SCHEMA = {"schema": "tasks"}
 
 
-class Task(Base):
+class Task(TenantRow, Base):
     __tablename__ = "tasks"
     __table_args__ = SCHEMA
 
-    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
-    tenant_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
-    project_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
+    project_id: Mapped[Uuid]
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12))
     priority: Mapped[str] = mapped_column(String(6))
-    assignee_id: Mapped[UUID | None] = mapped_column(PgUUID(as_uuid=True))
-    reporter_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
+    assignee_id: Mapped[Uuid | None]
+    reporter_id: Mapped[Uuid]
     due_date: Mapped[date | None] = mapped_column(Date)
     labels: Mapped[list[str]] = mapped_column(ARRAY(Text))
     version: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[CreatedAt]
+    completed_at: Mapped[Timestamp | None]
     # Generated: sort keys that make every offered order a plain ascending row comparison,
     # and the full-text document.
     due_key: Mapped[date] = mapped_column(
@@ -61,8 +57,8 @@ class TaskDependency(Base):
     __tablename__ = "task_dependencies"
     __table_args__ = SCHEMA
 
-    task_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
-    depends_on_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
-    tenant_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
-    project_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    task_id: Mapped[Uuid] = mapped_column(primary_key=True)
+    depends_on_id: Mapped[Uuid] = mapped_column(primary_key=True)
+    tenant_id: Mapped[Uuid]
+    project_id: Mapped[Uuid]
+    created_at: Mapped[CreatedAt]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -26,24 +26,14 @@ class Cursor:
 ORIGIN = Cursor(0, 0)
 
 
+# Every field of the envelope is a column of the outbox under the same name.
+_ROW_COLUMNS = tuple(field.name for field in fields(Event))
+
+
 def event_from_row(row: Row[Any] | Record) -> Event:
     """An event from an outbox row: a SQLAlchemy row, or an asyncpg record."""
     m: Any = row._mapping if isinstance(row, Row) else row
-    return Event(
-        id=m["id"],
-        type=m["type"],
-        version=m["version"],
-        tenant_id=m["tenant_id"],
-        occurred_at=m["occurred_at"],
-        actor_id=m["actor_id"],
-        subject_type=m["subject_type"],
-        subject_id=m["subject_id"],
-        data=m["data"],
-        request_id=m["request_id"],
-        ip=m["ip"],
-        position=m["position"],
-        audited=m["audited"],
-    )
+    return Event(**{name: m[name] for name in _ROW_COLUMNS})
 
 
 def to_document(event: Event) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from functools import partial
+from typing import Unpack
 
 from pantherahive.infra.bus.consumer import ConsumerSpec
 from pantherahive.infra.bus.delivery import ConsumerRunner, RetryPolicy
 from pantherahive.infra.bus.from_settings import pruner_from_settings, retry_policy
+from pantherahive.infra.bus.host import ConsumerHost, HostOptions
 from pantherahive.infra.bus.leadership import Leadership, Role
-from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.waiting import wait_any
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
@@ -61,31 +62,22 @@ async def drain(
         await asyncio.sleep(_HORIZON_RECHECK_SECONDS)
 
 
-class EmbeddedRuntime:
+class EmbeddedRuntime(ConsumerHost):
     """Runs each consumer whose advisory lock this process wins; retries the others, so a
     consumer moves to a surviving process when its runner dies."""
+
+    default_batch_size = 200
 
     def __init__(
         self,
         db: Database,
         consumers: Sequence[ConsumerSpec],
-        *,
-        retry: RetryPolicy,
-        batch_size: int = 200,
-        poll_interval: float = 1.0,
-        lease_retry: float = 5.0,
-        pruner: Pruner | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
         names = [spec.name for spec in consumers]
         if len(set(names)) != len(names):
             raise ValueError(f"consumer names must be unique: {names}")
-        self.db = db
-        self.consumers = list(consumers)
-        self.retry = retry
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.lease_retry = lease_retry
-        self.pruner = pruner
+        super().__init__(db, consumers, **options)
         self._stopping = asyncio.Event()
         self._wake = {name: asyncio.Event() for name in names}
         # Consumers waiting for committed events above the horizon: woken when a consumer
@@ -95,7 +87,7 @@ class EmbeddedRuntime:
             db,
             [Role(spec.name, f"consumer:{spec.name}", partial(self._consume, spec))
              for spec in self.consumers],
-            name="embedded", lease_retry=lease_retry, pruner=pruner,
+            name="embedded", lease_retry=self.lease_retry, pruner=self.pruner,
             on_notify=self._notified, on_halt=self._wake_all,
         )
         self._control: asyncio.Task[None] | None = None

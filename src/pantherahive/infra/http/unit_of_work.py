@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from fastapi import Depends
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 from starlette.requests import Request
@@ -61,6 +63,10 @@ async def request_session(request: Request) -> AsyncSession:
     if state.session is None:
         state.session = state.sessions()
     return state.session
+
+
+RequestSession = Annotated[AsyncSession, Depends(request_session)]
+"""A route's parameter for the request's session: ``session: RequestSession``."""
 
 
 async def end_request_session(request: Request) -> None:

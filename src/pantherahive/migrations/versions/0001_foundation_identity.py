@@ -9,21 +9,12 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import TENANT, tenant_policy
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-
-
-def _tenant_policy(table: str, column: str = "tenant_id") -> None:
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {table} "
-        f"USING ({column} = {TENANT}) WITH CHECK ({column} = {TENANT})"
-    )
-
 
 def upgrade() -> None:
     op.execute(
@@ -114,7 +105,7 @@ def upgrade() -> None:
         )
         """
     )
-    _tenant_policy("identity.tenants", "id")
+    tenant_policy("identity.tenants", "id")
     op.execute(
         """
         CREATE TABLE identity.users (
@@ -152,7 +143,7 @@ def upgrade() -> None:
         "CREATE INDEX ix_users_admins ON identity.users (tenant_id) "
         "WHERE role = 'ADMIN' AND status = 'ACTIVE'"
     )
-    _tenant_policy("identity.users")
+    tenant_policy("identity.users")
 
     op.execute(
         """
@@ -175,7 +166,7 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX ix_refresh_tokens_family ON identity.refresh_tokens (family_id)")
     op.execute("CREATE INDEX ix_refresh_tokens_user ON identity.refresh_tokens (user_id)")
-    _tenant_policy("identity.refresh_tokens")
+    tenant_policy("identity.refresh_tokens")
 
     op.execute(
         """
@@ -198,7 +189,7 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX ix_action_tokens_user ON identity.action_tokens (user_id, purpose)")
-    _tenant_policy("identity.action_tokens")
+    tenant_policy("identity.action_tokens")
 
     op.execute(
         "GRANT SELECT, INSERT, UPDATE ON identity.tenants, identity.users, "

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import tenant_policy
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-
-
-def _tenant_policy(table: str) -> None:
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {table} "
-        f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
-    )
-
 
 def upgrade() -> None:
     op.execute("CREATE SCHEMA IF NOT EXISTS projects")
@@ -58,7 +49,7 @@ def upgrade() -> None:
         "ON projects.projects (tenant_id, lower(name) text_pattern_ops)"
     )
     op.execute("CREATE INDEX ix_projects_owner ON projects.projects (tenant_id, owner_id)")
-    _tenant_policy("projects.projects")
+    tenant_policy("projects.projects")
 
     op.execute(
         """
@@ -80,7 +71,7 @@ def upgrade() -> None:
     op.execute(
         "CREATE INDEX ix_members_listing ON projects.members (project_id, added_at, user_id)"
     )
-    _tenant_policy("projects.members")
+    tenant_policy("projects.members")
 
     op.execute(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON projects.projects, projects.members "

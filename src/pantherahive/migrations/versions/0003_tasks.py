@@ -16,21 +16,12 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import tenant_policy
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-
-
-def _tenant_policy(table: str) -> None:
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {table} "
-        f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
-    )
-
 
 def upgrade() -> None:
     op.execute("CREATE SCHEMA IF NOT EXISTS tasks")
@@ -86,7 +77,7 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX ix_tasks_search ON tasks.tasks USING gin (search)")
     op.execute("CREATE INDEX ix_tasks_labels ON tasks.tasks USING gin (labels)")
-    _tenant_policy("tasks.tasks")
+    tenant_policy("tasks.tasks")
 
     # "task_id depends on depends_on_id". Both ends are tasks of this schema, so the foreign
     # keys (with cascade) keep edges from outliving their tasks.
@@ -114,7 +105,7 @@ def upgrade() -> None:
         "CREATE INDEX ix_task_dependencies_project "
         "ON tasks.task_dependencies (tenant_id, project_id)"
     )
-    _tenant_policy("tasks.task_dependencies")
+    tenant_policy("tasks.task_dependencies")
 
     op.execute(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON tasks.tasks, tasks.task_dependencies "

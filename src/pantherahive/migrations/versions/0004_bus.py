@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import tenant_policy
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 # Rows are read in (xid, position) order and only below the oldest transaction still
 # running (pg_snapshot_xmin): a row that commits later always has an xid at or above that
@@ -93,11 +94,7 @@ def upgrade() -> None:
         "WHERE replayed_at IS NULL"
     )
     for table in ("bus.processed_events", "bus.dead_letters"):
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY tenant_isolation ON {table} "
-            f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
-        )
+        tenant_policy(table)
     op.execute("GRANT SELECT, INSERT ON bus.processed_events TO pantherahive_app")
     op.execute("GRANT SELECT, INSERT, UPDATE ON bus.dead_letters TO pantherahive_app")
 

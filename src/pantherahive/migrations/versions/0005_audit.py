@@ -9,21 +9,12 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import tenant_policy
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
-
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-
-
-def _tenant_policy(table: str) -> None:
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {table} "
-        f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
-    )
-
 
 def upgrade() -> None:
     op.execute("CREATE SCHEMA IF NOT EXISTS audit")
@@ -41,7 +32,7 @@ def upgrade() -> None:
         )
         """
     )
-    _tenant_policy("audit.chains")
+    tenant_policy("audit.chains")
     op.execute("GRANT SELECT, INSERT, UPDATE ON audit.chains TO pantherahive_app")
 
     op.execute(
@@ -96,7 +87,7 @@ def upgrade() -> None:
         "ON audit.audit_events (tenant_id, action, occurred_at, seq)"
     )
     op.execute("CREATE INDEX ix_audit_events_search ON audit.audit_events USING gin (search)")
-    _tenant_policy("audit.audit_events")
+    tenant_policy("audit.audit_events")
     op.execute("GRANT SELECT, INSERT ON audit.audit_events TO pantherahive_app")
 
     # Full text under RLS: `@@` is not leakproof, so behind a row-level policy PostgreSQL
@@ -195,7 +186,7 @@ def upgrade() -> None:
         )
         """
     )
-    _tenant_policy("audit.archive_segments")
+    tenant_policy("audit.archive_segments")
     op.execute("GRANT SELECT ON audit.archive_segments TO pantherahive_app")
 
     # Archived ranges brought back for an investigation; the live chain is never touched.
@@ -223,7 +214,7 @@ def upgrade() -> None:
         )
         """
     )
-    _tenant_policy("audit.restored_events")
+    tenant_policy("audit.restored_events")
     op.execute("GRANT SELECT ON audit.restored_events TO pantherahive_app")
 
 

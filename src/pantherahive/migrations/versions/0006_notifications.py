@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from alembic import op
 
+from pantherahive.infra.db.rls import tenant_policy
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 TABLES = (
     "notifications", "preferences", "deliveries", "stream_tickets", "webhooks",
     "webhook_deliveries", "task_views",
@@ -193,11 +194,7 @@ def upgrade() -> None:
         "CREATE INDEX ix_task_views_depends_on ON notifications.task_views USING gin (depends_on)"
     )
     for table in TABLES:
-        op.execute(f"ALTER TABLE notifications.{table} ENABLE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY tenant_isolation ON notifications.{table} "
-            f"USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})"
-        )
+        tenant_policy(f"notifications.{table}")
         op.execute(
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON notifications.{table} TO pantherahive_app"
         )

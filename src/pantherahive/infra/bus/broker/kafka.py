@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -17,8 +17,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from pantherahive.infra.bus.broker.worker import BrokerWorker
 from pantherahive.infra.bus.codec import encode, group_by_tenant
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-from pantherahive.infra.bus.delivery import RetryPolicy
-from pantherahive.infra.bus.retention import Pruner
+from pantherahive.infra.bus.host import HostOptions
 from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 
@@ -151,18 +150,12 @@ class KafkaWorker(BrokerWorker[KafkaSubscription, ConsumerRecord[bytes, bytes]])
         *,
         url: str,
         topic: str,
-        retry: RetryPolicy,
-        batch_size: int = 100,
-        poll_interval: float = 1.0,
         partitions: int = 3,
         commit_timeout: float = 10.0,
         connect_timeout: float = CONNECT_TIMEOUT,
-        lease_retry: float = 5.0,
-        pruner: Pruner | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
-        super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval, lease_retry=lease_retry,
-                         pruner=pruner)
+        super().__init__(db, consumers, **options)
         self.commit_timeout = commit_timeout
         self.connect_timeout = connect_timeout
         self.servers = bootstrap_servers(url)

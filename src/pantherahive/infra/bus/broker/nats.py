@@ -8,7 +8,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import nats
 from nats.aio.client import Client
@@ -21,8 +21,7 @@ from nats.js.errors import BadRequestError
 from pantherahive.infra.bus.broker.worker import BrokerWorker
 from pantherahive.infra.bus.codec import encode, group_by_tenant, subject_for
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
-from pantherahive.infra.bus.delivery import RetryPolicy
-from pantherahive.infra.bus.retention import Pruner
+from pantherahive.infra.bus.host import HostOptions
 from pantherahive.infra.db.engine import Database
 
 SUBJECT_PREFIX = "pantherahive.events"
@@ -96,16 +95,10 @@ class NatsWorker(BrokerWorker[NatsSubscription, Msg]):
         *,
         url: str,
         stream: str,
-        retry: RetryPolicy,
         ack_wait: float = 30.0,
-        batch_size: int = 100,
-        poll_interval: float = 1.0,
-        lease_retry: float = 5.0,
-        pruner: Pruner | None = None,
+        **options: Unpack[HostOptions],
     ) -> None:
-        super().__init__(db, consumers, retry=retry, batch_size=batch_size,
-                         poll_interval=poll_interval, lease_retry=lease_retry,
-                         pruner=pruner)
+        super().__init__(db, consumers, **options)
         self.url = url
         self.stream = stream
         self.ack_wait = ack_wait

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
@@ -17,12 +16,11 @@ from pantherahive.core.retry import Backoff, BackoffState
 from pantherahive.infra.bus import sql
 from pantherahive.infra.bus.codec import decode
 from pantherahive.infra.bus.consumer import ConsumerSpec
-from pantherahive.infra.bus.delivery import ConsumerRunner, Outcome, RetryPolicy, describe_error
+from pantherahive.infra.bus.delivery import ConsumerRunner, Outcome, describe_error
+from pantherahive.infra.bus.host import ConsumerHost
 from pantherahive.infra.bus.leadership import Leadership, Role
 from pantherahive.infra.bus.metrics import CONSUMER_LAG, EVENTS_CONSUMED
-from pantherahive.infra.bus.retention import Pruner
 from pantherahive.infra.bus.waiting import wait_any
-from pantherahive.infra.db.engine import Database
 from pantherahive.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,28 +31,11 @@ S = TypeVar("S")
 RESUBSCRIBE = Backoff(base=0.2, maximum=5.0)
 
 
-class BrokerWorker(abc.ABC, Generic[S, M]):
+class BrokerWorker(ConsumerHost, abc.ABC, Generic[S, M]):
     """Runs consumers on a broker: each consumer is one durable subscription (S) whose
     messages (M) are handled in order and acknowledged after the handler's commit."""
 
-    def __init__(
-        self,
-        db: Database,
-        consumers: Sequence[ConsumerSpec],
-        *,
-        retry: RetryPolicy,
-        batch_size: int = 100,
-        poll_interval: float = 1.0,
-        lease_retry: float = 5.0,
-        pruner: Pruner | None = None,
-    ) -> None:
-        self.db = db
-        self.consumers = list(consumers)
-        self.retry = retry
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.lease_retry = lease_retry
-        self.pruner = pruner
+    default_batch_size = 100
 
     @abc.abstractmethod
     async def subscribe(self, spec: ConsumerSpec) -> S: ...

@@ -17,7 +17,7 @@ from pantherahive.domains.notifications.catalog import (
     ACCOUNT_PASSWORD_RESET,
     ACCOUNT_VERIFY_EMAIL,
 )
-from pantherahive.domains.notifications.service import Draft, NotificationService
+from pantherahive.domains.notifications.inbox.service import Draft, NotificationService
 from pantherahive.infra.logging import get_logger
 
 log = get_logger("pantherahive.notifications.sender")
@@ -31,24 +31,33 @@ class NotificationSender:
         self, *, tenant_id: UUID, user_id: UUID, email: str | None, token: str,
         session: AsyncSession | None = None,
     ) -> None:
-        if session is None or email is None:
-            log.warning("account_email_not_sent", kind="verify_email", user_id=str(user_id))
-            return
-        self.service.notify(session, tenant_id, [Draft(
-            user_id=user_id, type=ACCOUNT_VERIFY_EMAIL, title="Verify your email address",
+        await self._send(
+            session, tenant_id, user_id, email, token, ACCOUNT_VERIFY_EMAIL,
+            title="Verify your email address",
             body="We sent you an email with a link to confirm your address.",
-            email=email, secret_context={"token": token},
-        )])
+        )
 
     async def send_password_reset(
         self, *, tenant_id: UUID, user_id: UUID, email: str, token: str,
         session: AsyncSession | None = None,
     ) -> None:
-        if session is None:
-            log.warning("account_email_not_sent", kind="password_reset", user_id=str(user_id))
-            return
-        self.service.notify(session, tenant_id, [Draft(
-            user_id=user_id, type=ACCOUNT_PASSWORD_RESET, title="Password reset requested",
+        await self._send(
+            session, tenant_id, user_id, email, token, ACCOUNT_PASSWORD_RESET,
+            title="Password reset requested",
             body="We sent you an email to reset your password. Not you? Ignore it.",
+        )
+
+    async def _send(
+        self, session: AsyncSession | None, tenant_id: UUID, user_id: UUID, email: str | None,
+        token: str, notification_type: str, *, title: str, body: str,
+    ) -> None:
+        """Write the notification and its email delivery in identity's transaction; with
+        no transaction (or no address) there is nothing to send with, which is logged."""
+        if session is None or email is None:
+            log.warning("account_email_not_sent",
+                        kind=notification_type.removeprefix("account."), user_id=str(user_id))
+            return
+        await self.service.notify(session, tenant_id, [Draft(
+            user_id=user_id, type=notification_type, title=title, body=body,
             email=email, secret_context={"token": token},
         )])

@@ -1,55 +1,48 @@
-"""Notification rules that do not depend on the triggering event: preferences, channel
-deliveries, the in-app document store, stream tickets, and the real-time announcement."""
+"""The inbox: creating notifications (the document, one delivery per enabled channel, the
+real-time announcement), the user's own notifications, preferences, stream tickets, and
+(ADMIN) the deliveries log."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.util import await_only
 
-from pantherahive.core.errors import FieldError, Unauthenticated, ValidationFailed
-from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
+from pantherahive.core.clock import now
+from pantherahive.core.errors import FieldError, ValidationFailed
+from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
 from pantherahive.core.schemas import Page
-from pantherahive.domains.identity.api import AuthContext, active_user_emails, token_versions
+from pantherahive.domains.identity.api import AuthContext, active_user_emails
 from pantherahive.domains.notifications import events
 from pantherahive.domains.notifications.catalog import LOCKED_CHANNELS, TYPES, Channel
 from pantherahive.domains.notifications.errors import LockedPreference, NotificationNotFound
-from pantherahive.domains.notifications.metrics import NOTIFICATIONS_CREATED
-from pantherahive.domains.notifications.permissions import NotificationAction, may
-from pantherahive.domains.notifications.realtime import Publisher, StreamPrincipal, encode
-from pantherahive.domains.notifications.rendering import render_email, render_sms
-from pantherahive.domains.notifications.repository import (
+from pantherahive.domains.notifications.inbox.announce import Publisher, encode
+from pantherahive.domains.notifications.inbox.rendering import render_email, render_sms
+from pantherahive.domains.notifications.inbox.repository import (
+    InboxRepository,
     NewDelivery,
     NewNotification,
-    NotificationRepository,
     StoredPreferences,
 )
-from pantherahive.domains.notifications.schemas import (
+from pantherahive.domains.notifications.inbox.schemas import (
     ChannelPreferences,
     DeliveryRead,
     NotificationRead,
     PreferencesRead,
     PreferencesUpdate,
-    StreamTicketRead,
 )
-from pantherahive.domains.notifications.tables import Notification, StreamTicket
+from pantherahive.domains.notifications.metrics import NOTIFICATIONS_CREATED
+from pantherahive.domains.notifications.permissions import NotificationAction, may
+from pantherahive.domains.notifications.tables import Delivery, Notification
+from pantherahive.domains.notifications.webhooks.repository import WebhookRepository
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.authz import deny
-from pantherahive.infra.security.tokens import new_opaque_token, parse_opaque_token
-
-TICKET_PREFIX = "nst"
-TICKET_TTL = timedelta(seconds=60)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +61,8 @@ class Draft:
 
 
 def read_model(row: Notification) -> NotificationRead:
-    doc = row.document
-    return NotificationRead(
-        id=row.id, type=row.type, title=doc.get("title", ""), body=doc.get("body", ""),
-        data=doc.get("data", {}), read_at=row.read_at, created_at=row.created_at,
-    )
+    return NotificationRead.of(id=row.id, document={**row.document, "type": row.type},
+                               read_at=row.read_at, created_at=row.created_at)
 
 
 def realtime_message(tenant_id: UUID, user_id: UUID, notification_id: UUID, seq: int,
@@ -108,16 +98,38 @@ class WebhookEvent:
 
 
 @dataclass
-class _Writes:
-    """A transaction's notification writes, made together just before it commits."""
+class Pending:
+    """Notifications and webhook deliveries asked for while handling a run of events (or one
+    request), written together by :meth:`NotificationService.flush`: a handful of statements
+    per tenant (identity's addresses; locks and preferences; one insert of notifications,
+    deliveries and ``pg_notify``; the webhook deliveries) instead of as many per event."""
 
     drafts: dict[UUID, list[tuple[UUID | None, Draft]]] = field(default_factory=dict)
     webhook_events: dict[UUID, list[WebhookEvent]] = field(default_factory=dict)
+
+    def notify(self, tenant_id: UUID, drafts: list[Draft], *,
+               event_id: UUID | None = None) -> None:
+        """Each draft is created once per (event, user, type): a redelivered event creates
+        nothing twice."""
+        if drafts:
+            self.drafts.setdefault(tenant_id, []).extend((event_id, d) for d in drafts)
+
+    def relay(self, tenant_id: UUID, webhook_event: WebhookEvent) -> None:
+        """One pending delivery per enabled subscription naming this event type (or ``*``)
+        that existed when the event happened."""
+        self.webhook_events.setdefault(tenant_id, []).append(webhook_event)
+
+
+@dataclass
+class _Committed:
+    """What a transaction's notifications announce once it commits (never before: a rolled
+    back notification is never counted nor pushed)."""
+
     created: list[Created] = field(default_factory=list)
     live: list[dict[str, Any]] = field(default_factory=list)
 
 
-_WRITES = "notifications.writes"
+_AFTER_COMMIT = "notifications.after_commit"
 _LISTENING = "notifications.listening"
 
 
@@ -127,89 +139,71 @@ class NotificationService:
         self.base_url = base_url.rstrip("/")
 
     # ---- creation -----------------------------------------------------------------------
-    def notify(self, session: AsyncSession, tenant_id: UUID, drafts: list[Draft],
-               *, event_id: UUID | None = None) -> None:
-        """Create each draft once per (event, user, type), with one delivery row per enabled
-        channel, and announce it — in the caller's transaction, just before it commits.
-        Drafts addressed to users who are not ACTIVE then are dropped unless they carry
-        their own email address.
+    async def notify(self, session: AsyncSession, tenant_id: UUID, drafts: list[Draft],
+                     *, event_id: UUID | None = None) -> list[Created]:
+        """Create the drafts now, in the caller's transaction (see :meth:`flush`)."""
+        pending = Pending()
+        pending.notify(tenant_id, drafts, event_id=event_id)
+        return await self.flush(session, pending)
 
-        Deferred because this is the event consumer's hot path: the runtime handles a run of
-        events in one transaction, and their notifications are then written with a handful
-        of statements per tenant (identity's addresses; locks and preferences; one insert of
-        notifications, deliveries and ``pg_notify``; the webhook deliveries) instead of as
-        many per event. ``flush`` writes them earlier, for a caller that must know."""
-        if drafts:
-            self._writes(session).drafts.setdefault(tenant_id, []).extend(
-                (event_id, draft) for draft in drafts)
+    async def flush(self, session: AsyncSession, pending: Pending) -> list[Created]:
+        """Write what ``pending`` asks for in the caller's transaction: each draft once per
+        (event, user, type), with one delivery row per enabled channel, announced to the
+        real-time streams; the webhook deliveries. Drafts addressed to users who are not
+        ACTIVE are dropped unless they carry their own email address. Returns the
+        notifications created."""
+        created: list[Created] = []
+        for tenant_id in {*pending.drafts, *pending.webhook_events}:
+            await set_tenant(session, tenant_id)
+            drafts = pending.drafts.get(tenant_id)
+            if drafts:
+                created += await self._create(session, tenant_id, drafts)
+            hooks = pending.webhook_events.get(tenant_id)
+            if hooks:
+                await WebhookRepository(session).enqueue_webhook_deliveries(
+                    tenant_id, hooks, now())
+        pending.drafts, pending.webhook_events = {}, {}
+        return created
 
-    def enqueue_webhooks(self, session: AsyncSession, tenant_id: UUID,
-                         webhook_event: WebhookEvent) -> None:
-        """One pending delivery per enabled subscription naming this event type (or ``*``)
-        that existed when the event happened, written with the notifications."""
-        self._writes(session).webhook_events.setdefault(tenant_id, []).append(webhook_event)
-
-    def _writes(self, session: AsyncSession) -> _Writes:
-        writes: _Writes | None = session.info.get(_WRITES)
-        if writes is not None:
-            return writes
-        writes = session.info[_WRITES] = _Writes()
+    def _after_commit(self, session: AsyncSession) -> _Committed:
+        """The announcements of this session's transaction, made by a listener once it
+        commits (dropped if it rolls back)."""
         sync = session.sync_session
+        committed: _Committed | None = sync.info.get(_AFTER_COMMIT)
+        if committed is not None:
+            return committed
+        committed = sync.info[_AFTER_COMMIT] = _Committed()
         if not sync.info.get(_LISTENING):  # once per session, whatever its transactions
             sync.info[_LISTENING] = True
 
-            def before_commit(_sync: Any) -> None:
-                # Runs inside SQLAlchemy's greenlet: await_only may wait on the flush.
-                if sync.info.get(_WRITES) is not None:
-                    await_only(self.flush(session))
-
-            def after_commit(_sync: Any) -> None:
-                done: _Writes | None = sync.info.pop(_WRITES, None)
+            def announce(_sync: Any) -> None:
+                done: _Committed | None = sync.info.pop(_AFTER_COMMIT, None)
                 if done is not None:
                     self._committed(done)
 
-            def after_rollback(_sync: Any) -> None:
-                sync.info.pop(_WRITES, None)
+            def forget(_sync: Any) -> None:
+                sync.info.pop(_AFTER_COMMIT, None)
 
-            event.listen(sync, "before_commit", before_commit)
-            event.listen(sync, "after_commit", after_commit)
-            event.listen(sync, "after_rollback", after_rollback)
-        return writes
+            event.listen(sync, "after_commit", announce)
+            event.listen(sync, "after_rollback", forget)
+        return committed
 
-    def _committed(self, writes: _Writes) -> None:
-        for created in writes.created:
+    def _committed(self, committed: _Committed) -> None:
+        for created in committed.created:
             NOTIFICATIONS_CREATED.labels(created.type).inc()
-        if writes.live:
-            self.publisher.publish_soon(writes.live)
-
-    async def flush(self, session: AsyncSession) -> list[Created]:
-        """Write what ``notify`` and ``enqueue_webhooks`` queued in this transaction; returns
-        the notifications created (so far, in this transaction)."""
-        writes: _Writes | None = session.info.get(_WRITES)
-        if writes is None:
-            return []
-        drafts, writes.drafts = writes.drafts, {}
-        hooks, writes.webhook_events = writes.webhook_events, {}
-        for tenant_id in {*drafts, *hooks}:
-            await set_tenant(session, tenant_id)
-            if tenant_id in drafts:
-                await self._create(session, tenant_id, drafts[tenant_id], writes)
-            if tenant_id in hooks:
-                await NotificationRepository(session).enqueue_webhook_deliveries(
-                    tenant_id, hooks[tenant_id], now())
-        return list(writes.created)
+        if committed.live:
+            self.publisher.publish_soon(committed.live)
 
     async def _create(self, session: AsyncSession, tenant_id: UUID,
-                      queued: list[tuple[UUID | None, Draft]], writes: _Writes) -> None:
+                      queued: list[tuple[UUID | None, Draft]]) -> list[Created]:
         need_address = {d.user_id for _, d in queued if d.email is None}
         emails = await active_user_emails(session, need_address) if need_address else {}
         queued = [(e, d) for e, d in queued if d.email is not None or d.user_id in emails]
         if not queued:
-            return
-        repo = NotificationRepository(session)
+            return []
+        repo = InboxRepository(session)
         prefs = await repo.lock_and_preferences(tenant_id, list({d.user_id for _, d in queued}))
         at = now()
-        created_at = at.isoformat().replace("+00:00", "Z")
         rows: list[NewNotification] = []
         deliveries: list[NewDelivery] = []
         messages: dict[UUID, tuple[Draft, dict[str, Any], bool]] = {}
@@ -217,10 +211,10 @@ class NotificationService:
             stored = prefs.get(draft.user_id)
             channels = effective_channels(stored, draft.type)
             nid = uuid4()
-            document = {"type": draft.type, "title": draft.title, "body": draft.body,
-                        "data": draft.data}
-            notification = {"id": str(nid), **document, "readAt": None,
-                            "createdAt": created_at}
+            notification = NotificationRead(
+                id=nid, type=draft.type, title=draft.title, body=draft.body, data=draft.data,
+                read_at=None, created_at=at).wire()
+            document = {key: notification[key] for key in NotificationRead.DOCUMENT}
             message = realtime_message(tenant_id, draft.user_id, nid, 0, notification)
             messages[nid] = (draft, message, channels[Channel.IN_APP])
             rows.append(NewNotification(
@@ -232,11 +226,15 @@ class NotificationService:
         redis = self.publisher.redis_url is not None
         seqs = await repo.create_notifications(tenant_id, at, rows, deliveries,
                                                pg_notify=not redis)
+        committed = self._after_commit(session)
+        created: list[Created] = []
         for nid, seq in seqs.items():
             draft, message, in_app = messages[nid]
-            writes.created.append(Created(nid, draft.user_id, draft.type, seq))
+            created.append(Created(nid, draft.user_id, draft.type, seq))
             if redis and in_app:
-                writes.live.append({**message, "seq": seq})
+                committed.live.append({**message, "seq": seq})
+        committed.created += created
+        return created
 
     def _deliveries(self, nid: UUID, draft: Draft, channels: dict[Channel, bool],
                     email: str | None, phone: str | None) -> list[NewDelivery]:
@@ -268,50 +266,43 @@ class NotificationService:
         self, session: AsyncSession, auth: AuthContext, *, unread: bool, cursor: str | None,
         limit: int,
     ) -> Page[NotificationRead]:
-        rows = await NotificationRepository(session).list_for_user(
+        rows, next_cursor = cut_time_id_page(await InboxRepository(session).list_for_user(
             auth.user_id, unread=unread, after=decode_time_id_cursor(cursor), limit=limit + 1
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = (
-            encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
-        )
+        ), limit, _time_id)
         return Page[NotificationRead](items=[read_model(r) for r in rows], next_cursor=next_cursor)
 
     async def unread_count(self, session: AsyncSession, auth: AuthContext) -> int:
-        return await NotificationRepository(session).unread_count(auth.user_id)
+        return await InboxRepository(session).unread_count(auth.user_id)
 
     async def mark_read(self, session: AsyncSession, auth: AuthContext, nid: UUID) -> None:
-        if not await NotificationRepository(session).mark_read(auth.user_id, nid, now()):
+        if not await InboxRepository(session).mark_read(auth.user_id, nid, now()):
             raise NotificationNotFound("No such notification.")
-        await emit(session, events.NOTIFICATION_READ, subject_type="notification",
-                   subject_id=nid, data={})
+        await emit(session, events.NotificationMarkedRead(), subject_id=nid)
 
     async def mark_all_read(self, session: AsyncSession, auth: AuthContext) -> None:
-        await NotificationRepository(session).mark_all_read(auth.user_id, now())
-        await emit(session, events.NOTIFICATIONS_ALL_READ, subject_type="user",
-                   subject_id=auth.user_id, data={})
+        await InboxRepository(session).mark_all_read(auth.user_id, now())
+        await emit(session, events.AllNotificationsRead(), subject_id=auth.user_id)
 
     async def since(self, session: AsyncSession, tenant_id: UUID, user_id: UUID, seq: int,
                     limit: int = 500) -> list[Notification]:
         await set_tenant(session, tenant_id)
-        return await NotificationRepository(session).since(user_id, seq, limit)
+        return await InboxRepository(session).since(user_id, seq, limit)
 
     async def get(self, session: AsyncSession, tenant_id: UUID,
                   notification_id: UUID) -> Notification | None:
         await set_tenant(session, tenant_id)
-        return await NotificationRepository(session).get_notification(notification_id)
+        return await InboxRepository(session).get_notification(notification_id)
 
     # ---- preferences --------------------------------------------------------------------
     async def preferences(self, session: AsyncSession, auth: AuthContext) -> PreferencesRead:
-        row = (await NotificationRepository(session).preferences({auth.user_id})).get(
+        row = (await InboxRepository(session).preferences({auth.user_id})).get(
             auth.user_id)
         return _preferences_read(row)
 
     async def update_preferences(
         self, session: AsyncSession, auth: AuthContext, body: PreferencesUpdate
     ) -> PreferencesRead:
-        repo = NotificationRepository(session)
+        repo = InboxRepository(session)
         row = (await repo.preferences({auth.user_id})).get(auth.user_id)
         channels: dict[str, dict[str, bool]] = {
             k: dict(v) for k, v in (row.channels if row is not None else {}).items()}
@@ -351,8 +342,7 @@ class NotificationService:
             changes["channels"] = [old_channels, channels]
         if phone != old_phone:
             changes["phone"] = [old_phone, phone]
-        await emit(session, events.PREFERENCES_UPDATED, subject_type="user",
-                   subject_id=auth.user_id, data={"changes": changes})
+        await emit(session, events.PreferencesUpdated(changes=changes), subject_id=auth.user_id)
         return _preferences_read(StoredPreferences(phone, channels))
 
     # ---- deliveries (ADMIN) -------------------------------------------------------------
@@ -364,57 +354,9 @@ class NotificationService:
             raise await deny(session, auth, NotificationAction.LIST_DELIVERIES.value,
                              subject_type="delivery", subject_id=auth.tenant_id,
                              detail="Only ADMINs may list deliveries.")
-        rows = await NotificationRepository(session).list_deliveries(
-            after=decode_time_id_cursor(cursor), limit=limit + 1, status=status)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = (
-            encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
-        )
-        return Page[DeliveryRead](items=[DeliveryRead.model_validate(r) for r in rows],
-                                  next_cursor=next_cursor)
-
-    # ---- streams ----------------------------------------------------------------------
-    async def issue_ticket(self, session: AsyncSession, auth: AuthContext, *,
-                           token_version: int, token_expires_at: datetime) -> StreamTicketRead:
-        ticket, digest = new_opaque_token(TICKET_PREFIX, auth.tenant_id)
-        await NotificationRepository(session).add(StreamTicket(
-            ticket_hash=digest, tenant_id=auth.tenant_id, user_id=auth.user_id,
-            expires_at=now() + TICKET_TTL, used_at=None, token_version=token_version,
-            token_expires_at=token_expires_at))
-        # A credential was issued: audited like a login (the ticket itself never is).
-        await emit(session, events.STREAM_TICKET_ISSUED, subject_type="user",
-                   subject_id=auth.user_id,
-                   data={"expiresIn": int(TICKET_TTL.total_seconds())})
-        return StreamTicketRead(ticket=ticket, expires_in=int(TICKET_TTL.total_seconds()))
-
-    async def redeem_ticket(self, session: AsyncSession, ticket: str) -> StreamPrincipal:
-        """The holder of a valid, unused ticket — which is deleted by this call (spent
-        tickets leave no row behind; the worker purges expired ones)."""
-        parsed = parse_opaque_token(TICKET_PREFIX, ticket)
-        if parsed is None:
-            raise Unauthenticated("The stream ticket is not valid.")
-        tenant_id, digest = parsed
-        await set_tenant(session, tenant_id)
-        spent = await NotificationRepository(session).consume_ticket(digest, now())
-        if spent is None:
-            raise Unauthenticated("The stream ticket is not valid, expired or used.")
-        principal = StreamPrincipal(tenant_id, *spent)
-        if not await self.still_valid(session, [principal]):
-            raise Unauthenticated("The stream ticket is not valid, expired or used.")
-        return principal
-
-    async def still_valid(self, session: AsyncSession,
-                          principals: list[StreamPrincipal]) -> list[StreamPrincipal]:
-        """Those whose access token would still work now: not expired, the user ACTIVE and
-        the token's version current. All of one tenant (the session's)."""
-        at = now()
-        live = [p for p in principals if p.expires_at > at]
-        versions = await token_versions(session, {p.user_id for p in live})
-        return [p for p in live if versions.get(p.user_id) == p.token_version]
-
-    async def purge_tickets(self, session: AsyncSession) -> int:
-        return await NotificationRepository(session).purge_tickets(limit=1000)
+        rows, next_cursor = cut_time_id_page(await InboxRepository(session).list_deliveries(
+            after=decode_time_id_cursor(cursor), limit=limit + 1, status=status), limit, _time_id)
+        return Page[DeliveryRead].of(rows, next_cursor)
 
 
 def _preferences_read(row: StoredPreferences | None) -> PreferencesRead:
@@ -424,4 +366,9 @@ def _preferences_read(row: StoredPreferences | None) -> PreferencesRead:
         types[type_] = ChannelPreferences(in_app=eff[Channel.IN_APP], email=eff[Channel.EMAIL],
                                           sms=eff[Channel.SMS], locked=spec.locked)
     return PreferencesRead(phone=row.phone if row is not None else None, types=types)
+
+
+
+def _time_id(row: Notification | Delivery) -> tuple[datetime, UUID]:
+    return row.created_at, row.id
 

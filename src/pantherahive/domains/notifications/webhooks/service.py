@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
@@ -22,16 +22,22 @@ import orjson
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.clock import now
 from pantherahive.core.errors import FieldError, ValidationFailed
-from pantherahive.core.pagination import decode_time_id_cursor, encode_cursor
+from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
 from pantherahive.core.schemas import Page
 from pantherahive.domains.identity.api import AuthContext
 from pantherahive.domains.notifications import events
-from pantherahive.domains.notifications.egress import Resolver, checked_addresses, system_resolver
 from pantherahive.domains.notifications.errors import UnsafeWebhookUrl, WebhookNotFound
 from pantherahive.domains.notifications.permissions import NotificationAction, may
-from pantherahive.domains.notifications.repository import NotificationRepository
-from pantherahive.domains.notifications.schemas import (
+from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
+from pantherahive.domains.notifications.webhooks.egress import (
+    Resolver,
+    checked_addresses,
+    system_resolver,
+)
+from pantherahive.domains.notifications.webhooks.repository import WebhookRepository
+from pantherahive.domains.notifications.webhooks.schemas import (
     WebhookCreate,
     WebhookDeliveryRead,
     WebhookRead,
@@ -39,7 +45,6 @@ from pantherahive.domains.notifications.schemas import (
     WebhookUpdate,
     WebhookWithSecret,
 )
-from pantherahive.domains.notifications.tables import Webhook, WebhookDelivery
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.security.authz import deny
 
@@ -47,10 +52,6 @@ SIGNATURE_HEADER = "X-PantheraHive-Signature"
 EVENT_ID_HEADER = "X-PantheraHive-Event-Id"
 ROTATION_GRACE = timedelta(hours=24)
 _EVENT_PATTERN = "abcdefghijklmnopqrstuvwxyz0123456789_."
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -122,7 +123,7 @@ class WebhookService:
 
     async def _get(self, session: AsyncSession, webhook_id: UUID, *,
                    for_update: bool = False) -> Webhook:
-        hook = await NotificationRepository(session).get_webhook(webhook_id,
+        hook = await WebhookRepository(session).get_webhook(webhook_id,
                                                                  for_update=for_update)
         if hook is None:
             raise WebhookNotFound("No such webhook.")
@@ -141,22 +142,16 @@ class WebhookService:
             previous_secret_expires_at=None, enabled=True, consecutive_failures=0,
             disabled_reason=None, created_at=at, updated_at=at,
         )
-        await NotificationRepository(session).add(hook)
-        await emit(session, events.WEBHOOK_CREATED, subject_type="webhook", subject_id=hook.id,
-                   data={"url": hook.url, "events": hook.events, "enabled": hook.enabled})
+        await WebhookRepository(session).add(hook)
+        await emit(session, events.WebhookCreated(**_state(hook)), subject_id=hook.id)
         return WebhookWithSecret(**WebhookRead.model_validate(hook).model_dump(), secret=secret)
 
     async def list_page(self, session: AsyncSession, auth: AuthContext, *, cursor: str | None,
                    limit: int) -> Page[WebhookRead]:
         await self._require(session, auth)
-        rows = await NotificationRepository(session).list_webhooks(
-            after=decode_time_id_cursor(cursor), limit=limit + 1
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
-        return Page[WebhookRead](items=[WebhookRead.model_validate(r) for r in rows],
-                                 next_cursor=nxt)
+        rows, nxt = cut_time_id_page(await WebhookRepository(session).list_webhooks(
+            after=decode_time_id_cursor(cursor), limit=limit + 1), limit, _time_id)
+        return Page[WebhookRead].of(rows, nxt)
 
     async def get(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> WebhookRead:
         await self._require(session, auth, webhook_id)
@@ -166,7 +161,7 @@ class WebhookService:
                      body: WebhookUpdate) -> WebhookRead:
         await self._require(session, auth, webhook_id)
         hook = await self._get(session, webhook_id, for_update=True)
-        before = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        before = _state(hook)
         if body.url is not None:
             await check_url(str(body.url), allow_private=self.allow_private,
                             resolver=self.resolver)
@@ -180,10 +175,9 @@ class WebhookService:
                 hook.disabled_reason = None
         hook.updated_at = now()
         await session.flush()
-        after = {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}
+        after = _state(hook)
         changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
-        await emit(session, events.WEBHOOK_UPDATED, subject_type="webhook", subject_id=hook.id,
-                   data={"changes": changes})
+        await emit(session, events.WebhookUpdated(changes=changes), subject_id=hook.id)
         return WebhookRead.model_validate(hook)
 
     async def delete(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID) -> None:
@@ -192,8 +186,7 @@ class WebhookService:
         url = hook.url
         await session.delete(hook)
         await session.flush()
-        await emit(session, events.WEBHOOK_DELETED, subject_type="webhook",
-                   subject_id=webhook_id, data={"url": url})
+        await emit(session, events.WebhookDeleted(url=url), subject_id=webhook_id)
 
     async def rotate_secret(self, session: AsyncSession, auth: AuthContext,
                             webhook_id: UUID) -> WebhookSecret:
@@ -206,9 +199,8 @@ class WebhookService:
         hook.secret_enc = self.encrypt(secret)
         hook.updated_at = at
         await session.flush()
-        await emit(session, events.WEBHOOK_SECRET_ROTATED, subject_type="webhook",
-                   subject_id=webhook_id,
-                   data={"previousSecretExpiresAt": (at + ROTATION_GRACE).isoformat()})
+        await emit(session, events.WebhookSecretRotated(
+            previous_secret_expires_at=(at + ROTATION_GRACE).isoformat()), subject_id=webhook_id)
         return WebhookSecret(secret=secret,
                              previous_secret_expires_at=hook.previous_secret_expires_at)
 
@@ -216,19 +208,15 @@ class WebhookService:
                          cursor: str | None, limit: int) -> Page[WebhookDeliveryRead]:
         await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
-        rows = await NotificationRepository(session).webhook_deliveries(
-            webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
-        return Page[WebhookDeliveryRead](
-            items=[WebhookDeliveryRead.model_validate(r) for r in rows], next_cursor=nxt)
+        rows, nxt = cut_time_id_page(await WebhookRepository(session).webhook_deliveries(
+            webhook_id, after=decode_time_id_cursor(cursor), limit=limit + 1), limit, _time_id)
+        return Page[WebhookDeliveryRead].of(rows, nxt)
 
     async def redeliver(self, session: AsyncSession, auth: AuthContext, webhook_id: UUID,
                         delivery_id: UUID) -> WebhookDeliveryRead:
         await self._require(session, auth, webhook_id)
         await self._get(session, webhook_id)
-        repo = NotificationRepository(session)
+        repo = WebhookRepository(session)
         original = await repo.webhook_delivery(delivery_id)
         if original is None or original.webhook_id != webhook_id:
             raise WebhookNotFound("No such delivery of this webhook.")
@@ -241,12 +229,20 @@ class WebhookService:
             redelivery_of=original.id,
         )
         await repo.add(copy)
-        await emit(session, events.WEBHOOK_REDELIVERY_REQUESTED, subject_type="webhook",
-                   subject_id=webhook_id,
-                   data={"deliveryId": str(copy.id), "redeliveryOf": str(original.id),
-                         "eventId": str(original.event_id), "eventType": original.event_type})
+        await emit(session, events.WebhookRedeliveryRequested(
+            delivery_id=copy.id, redelivery_of=original.id, event_id=original.event_id,
+            event_type=original.event_type), subject_id=webhook_id)
         return WebhookDeliveryRead.model_validate(copy)
 
 
 def body_of(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload)
+
+
+def _time_id(row: Webhook | WebhookDelivery) -> tuple[datetime, UUID]:
+    return row.created_at, row.id
+
+
+def _state(hook: Webhook) -> dict[str, Any]:
+    """What ``webhook.created`` carries and ``webhook.updated`` reports changes of."""
+    return {"url": hook.url, "events": list(hook.events), "enabled": hook.enabled}

@@ -1,11 +1,9 @@
 """Real-time fan-out: a notification committed in any process reaches the SSE/WebSocket
 connections of its user in every API process.
 
-Publishing happens inside the creating transaction — the insert statement itself calls
-``pg_notify``, which is transactional, so a rolled-back notification is never announced.
-With ``REDIS_URL`` the processes listen on Redis pub/sub instead, and the message is
-published right after the commit.
-Each process keeps a :class:`Hub` of its own connections, keyed by (tenant, user).
+The inbox announces each new notification (``inbox.announce``); every process's
+:class:`Listener` hears it on PostgreSQL LISTEN, or Redis SUBSCRIBE with ``REDIS_URL``, and
+hands it to the :class:`Hub` of its own connections, keyed by (tenant, user).
 """
 
 from __future__ import annotations
@@ -21,13 +19,16 @@ from uuid import UUID
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pantherahive.core.retry import Backoff, BackoffState
+from pantherahive.domains.notifications.background import BackgroundLoop
+from pantherahive.domains.notifications.inbox.announce import CHANNEL
 from pantherahive.domains.notifications.metrics import OPEN_STREAMS
 from pantherahive.infra.logging import get_logger
 
-CHANNEL = "pantherahive_notifications"
-# PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more; bigger ones go as a reference.
-MAX_NOTIFY_BYTES = 7500
 QUEUE_SIZE = 1000
+# Every API process loses the database or Redis at the same moment: jitter spreads their
+# reconnects.
+RECONNECT = Backoff(base=0.5, maximum=10.0)
 log = get_logger("pantherahive.notifications.realtime")
 
 
@@ -109,49 +110,6 @@ class Hub:
             self.dispatch(message)
 
 
-def encode(message: dict[str, Any]) -> str:
-    raw = orjson.dumps(message)
-    if len(raw) > MAX_NOTIFY_BYTES:
-        slim = {k: message[k] for k in ("tenantId", "userId", "id", "seq")}
-        raw = orjson.dumps(slim)
-    return raw.decode()
-
-
-class Publisher:
-    """Announces notifications; one per process (set up by the runtime)."""
-
-    def __init__(self, redis_url: str | None = None) -> None:
-        self.redis_url = redis_url
-        self._redis: Any = None
-        self._pending: set[asyncio.Task[None]] = set()
-
-    def publish_soon(self, messages: list[dict[str, Any]]) -> None:
-        """Redis mode: publish committed notifications (called after the commit). Embedded
-        mode needs no call: the creating statement runs ``pg_notify`` itself."""
-        task = asyncio.get_running_loop().create_task(
-            self._redis_publish([encode(m) for m in messages]))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _redis_publish(self, payloads: list[str]) -> None:
-        try:
-            if self._redis is None:
-                import redis.asyncio as redis
-
-                self._redis = redis.from_url(str(self.redis_url))
-            for payload in payloads:
-                await self._redis.publish(CHANNEL, payload)
-        except Exception as exc:
-            # Real time is best effort: the notification is committed and clients that
-            # reconnect with Last-Event-ID get it.
-            log.warning("realtime_publish_failed", error=str(exc))
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
-
 class Listener:
     """Feeds the hub from PostgreSQL LISTEN (embedded) or Redis SUBSCRIBE; reconnects."""
 
@@ -159,36 +117,30 @@ class Listener:
         self.hub = hub
         self.engine = engine
         self.redis_url = redis_url
-        self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self._background = BackgroundLoop(self._run, "notifications-listener")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notifications-listener")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
-        delay = 0.5
+        reconnect = BackoffState(RECONNECT)
         while True:
             try:
                 if self.redis_url is None:
                     await self._listen_postgres()
                 else:
                     await self._listen_redis()
-                delay = 0.5
+                reconnect.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.ready.clear()
                 log.warning("realtime_listener_lost", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await asyncio.sleep(reconnect.failed())
 
     async def _listen_postgres(self) -> None:
         async with self.engine.connect() as conn:

@@ -1,34 +1,47 @@
-"""Request and response bodies of notifications and webhooks (camelCase on the wire)."""
+"""Request and response bodies of the inbox: notifications, preferences, and the deliveries
+log (camelCase on the wire)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, Field, JsonValue, StrictBool
+from pydantic import Field, JsonValue, StrictBool
 
 from pantherahive.core.schemas import ApiModel, RequestModel
 from pantherahive.domains.notifications.catalog import TYPES
 
 
 class NotificationRead(ApiModel):
+    """A notification as the API lists it and the streams push it: the one declaration of
+    its shape. The row keeps ``DOCUMENT`` of these fields in its JSONB ``document``; the
+    others are columns."""
+
+    DOCUMENT: ClassVar[tuple[str, ...]] = ("type", "title", "body", "data")
+
     id: UUID
     type: str
-    title: str
-    body: str
-    data: dict[str, Any]
+    title: str = ""
+    body: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
     read_at: datetime | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, *, id: UUID, document: dict[str, Any], read_at: datetime | None,
+           created_at: datetime) -> NotificationRead:
+        """From a stored row's columns and document."""
+        content = {key: document[key] for key in cls.DOCUMENT if key in document}
+        return cls(id=id, read_at=read_at, created_at=created_at, **content)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON form (camelCase), as the API and the streams send it."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class UnreadCount(ApiModel):
     count: int
-
-
-class StreamTicketRead(ApiModel):
-    ticket: str
-    expires_in: int = Field(description="Seconds the ticket stays valid; it works once.")
 
 
 class ChannelPreferences(ApiModel):
@@ -74,50 +87,3 @@ class DeliveryRead(ApiModel):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
-
-
-class WebhookCreate(RequestModel):
-    url: AnyHttpUrl
-    events: list[str] = Field(min_length=1, max_length=100)
-    secret: str | None = Field(default=None, min_length=16, max_length=200)
-
-
-class WebhookUpdate(RequestModel):
-    url: AnyHttpUrl | None = None
-    events: list[str] | None = Field(default=None, min_length=1, max_length=100)
-    enabled: bool | None = None
-
-
-class WebhookRead(ApiModel):
-    id: UUID
-    url: str
-    events: list[str]
-    enabled: bool
-    consecutive_failures: int
-    disabled_reason: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class WebhookWithSecret(WebhookRead):
-    secret: str = Field(description="Shown once: store it now, it is never returned again.")
-
-
-class WebhookSecret(ApiModel):
-    secret: str
-    previous_secret_expires_at: datetime | None
-
-
-class WebhookDeliveryRead(ApiModel):
-    id: UUID
-    webhook_id: UUID
-    event_id: UUID
-    event_type: str
-    status: Literal["pending", "sent", "failed"]
-    attempts: int
-    response_status: int | None
-    duration_ms: int | None
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-    redelivery_of: UUID | None

@@ -1,5 +1,7 @@
 """The delivery worker: sends pending email/SMS deliveries and webhook deliveries, retrying
-with exponential backoff and ending ``failed`` with the reason — never dropping one.
+on the platform's backoff schedule (``core.retry.Backoff``: exponential, with jitter, so
+deliveries that failed together do not retry in lock-step) and ending ``failed`` with the
+reason — never dropping one.
 
 Work is claimed through a leased ``SKIP LOCKED`` door (migration 0006), so any number of
 processes can run a worker. The network call happens outside any transaction: the attempt
@@ -9,27 +11,31 @@ is counted first, then the outcome recorded in a second short transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import httpx
 from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pantherahive.core.clock import now
+from pantherahive.core.retry import Backoff, BackoffState
 from pantherahive.domains.identity.api import active_admin_ids
 from pantherahive.domains.notifications import catalog
-from pantherahive.domains.notifications.egress import pinned_client
+from pantherahive.domains.notifications.background import BackgroundLoop
+from pantherahive.domains.notifications.delivery.repository import DeliveryRepository
+from pantherahive.domains.notifications.delivery.transports import DeliveryError, Transport
+from pantherahive.domains.notifications.inbox.service import Draft, NotificationService
 from pantherahive.domains.notifications.metrics import (
     DELIVERY_ATTEMPTS,
     WEBHOOK_DELIVERY_ATTEMPTS,
 )
-from pantherahive.domains.notifications.repository import NotificationRepository
-from pantherahive.domains.notifications.service import Draft, NotificationService
-from pantherahive.domains.notifications.transports import DeliveryError, Transport
-from pantherahive.domains.notifications.webhooks import (
+from pantherahive.domains.notifications.realtime.repository import TicketRepository
+from pantherahive.domains.notifications.webhooks.egress import pinned_client
+from pantherahive.domains.notifications.webhooks.repository import WebhookRepository
+from pantherahive.domains.notifications.webhooks.service import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     WebhookService,
@@ -45,10 +51,7 @@ log = get_logger("pantherahive.notifications.worker")
 LEASE_SECONDS = 120
 BATCH = 50
 PURGE_EVERY_SECONDS = 60.0
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+ERROR_BACKOFF_MAX_SECONDS = 30.0
 
 
 class DeliveryWorker:
@@ -62,8 +65,8 @@ class DeliveryWorker:
         self.service = service
         self.webhooks = webhooks
         self.max_attempts = settings.delivery_max_attempts
-        self.backoff = settings.delivery_backoff_seconds
-        self.backoff_max = settings.delivery_backoff_max_seconds
+        self.backoff = Backoff(base=settings.delivery_backoff_seconds,
+                               maximum=settings.delivery_backoff_max_seconds)
         self.poll = settings.delivery_poll_seconds
         self.disable_after = settings.webhook_disable_after_failures
         # Connections go only to the addresses their own lookup checked (DNS rebinding).
@@ -71,33 +74,30 @@ class DeliveryWorker:
             resolver=self._resolve, allow_private=webhooks.allow_private,
             timeout=settings.webhook_timeout_seconds)
         self.send_webhooks = send_webhooks
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundLoop(self._loop, "notifications-delivery")
         self._next_purge = 0.0
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await self.webhooks.resolver(host, port)
 
     def delay(self, attempts: int) -> timedelta:
-        """Exponential: base, 2·base, 4·base … capped."""
-        return timedelta(seconds=min(self.backoff * 2 ** max(attempts - 1, 0), self.backoff_max))
+        """The wait before the next attempt after ``attempts`` failed ones."""
+        return timedelta(seconds=self.backoff.delay(attempts))
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="notifications-delivery")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def close(self) -> None:
         await self.stop()
         await self.http.aclose()
 
     async def _loop(self) -> None:
+        # The database lost (every process's worker at once): retry spaced out, with jitter.
+        failing = BackoffState(Backoff(base=self.poll, maximum=ERROR_BACKOFF_MAX_SECONDS))
         while True:
             try:
                 if time.monotonic() >= self._next_purge:
@@ -108,18 +108,25 @@ class DeliveryWorker:
                 raise
             except Exception as exc:
                 log.warning("delivery_worker_error", error=str(exc))
-                handled = 0
+                await asyncio.sleep(failing.failed())
+                continue
+            failing.succeeded()
             if handled == 0:
                 await asyncio.sleep(self.poll)
 
-    async def run_once(self) -> int:
-        """Send what is due now (one batch of each kind); returns how many were attempted."""
+    async def run_once(self, *, tenant_id: UUID | None = None) -> int:
+        """Send what is due now (one batch of each kind); returns how many were attempted.
+        With ``tenant_id``, only that tenant's work (a test or an operator driving one
+        tenant, untouched by what other tenants have pending)."""
         async with self.db.sessions() as session:
-            repo = NotificationRepository(session)
+            if tenant_id is not None:
+                await set_tenant(session, tenant_id)
+            repo = DeliveryRepository(session)
             channel_work = await repo.claim("claim_deliveries", sorted(self.transports), BATCH,
-                                            LEASE_SECONDS)
+                                            LEASE_SECONDS, tenant_id=tenant_id)
             hook_work = (
-                await repo.claim("claim_webhook_deliveries", [], BATCH, LEASE_SECONDS)
+                await repo.claim("claim_webhook_deliveries", [], BATCH, LEASE_SECONDS,
+                                 tenant_id=tenant_id)
                 if self.send_webhooks else [])
             await session.commit()
         jobs: list[Awaitable[None]] = [self._deliver(t, i) for t, i in channel_work]
@@ -132,7 +139,7 @@ class DeliveryWorker:
         purged = 0
         while True:
             async with self.db.sessions() as session:
-                count = await NotificationRepository(session).purge_tickets(limit=1000)
+                count = await TicketRepository(session).purge_tickets(limit=1000)
                 await session.commit()
             purged += count
             if count < 1000:
@@ -150,7 +157,7 @@ class DeliveryWorker:
         job: dict[str, object] = {}
 
         async def begin(session: AsyncSession) -> None:
-            row = await NotificationRepository(session).delivery_for_update(delivery_id)
+            row = await DeliveryRepository(session).delivery_for_update(delivery_id)
             if row is None or row.status != "pending" or row.payload is None:
                 return
             row.attempts += 1
@@ -170,7 +177,7 @@ class DeliveryWorker:
             error = DeliveryError(f"{type(exc).__name__}: {exc}")
 
         async def finish(session: AsyncSession) -> None:
-            row = await NotificationRepository(session).delivery_for_update(delivery_id)
+            row = await DeliveryRepository(session).delivery_for_update(delivery_id)
             if row is None:
                 return
             if error is None:
@@ -196,7 +203,7 @@ class DeliveryWorker:
         job: dict[str, object] = {}
 
         async def begin(session: AsyncSession) -> None:
-            repo = NotificationRepository(session)
+            repo = WebhookRepository(session)
             row = await repo.webhook_delivery(delivery_id, for_update=True)
             if row is None or row.status != "pending":
                 return
@@ -233,7 +240,7 @@ class DeliveryWorker:
                             resolver=self.webhooks.resolver)
             body = body_of(job["payload"])  # type: ignore[arg-type]
             secrets: list[str] = job["secrets"]  # type: ignore[assignment]
-            stamp = int(time.time())
+            stamp = int(now().timestamp())
             response = await self.http.post(str(job["url"]), content=body, headers={
                 "Content-Type": "application/json",
                 "User-Agent": "PantheraHive-Webhooks/1",
@@ -254,7 +261,7 @@ class DeliveryWorker:
         disabled: list[UUID] = []
 
         async def finish(session: AsyncSession) -> None:
-            repo = NotificationRepository(session)
+            repo = WebhookRepository(session)
             row = await repo.webhook_delivery(delivery_id, for_update=True)
             if row is None:
                 return
@@ -295,7 +302,7 @@ class DeliveryWorker:
     async def _notify_disabled(self, session: AsyncSession, tenant_id: UUID, webhook_id: UUID,
                                url: str, reason: str) -> None:
         admins = await active_admin_ids(session)
-        self.service.notify(session, tenant_id, [Draft(
+        await self.service.notify(session, tenant_id, [Draft(
             user_id=admin, type=catalog.WEBHOOK_DISABLED, title="A webhook was disabled",
             body=f"Deliveries to {url} kept failing, so the webhook was disabled: {reason}",
             data={"webhookId": str(webhook_id), "url": url},
