@@ -279,7 +279,9 @@ async def test_keys_expire_after_24_hours_and_are_purged(
         [login_key, user_key],
     )
     store = client.app.state.platform.idempotency  # type: ignore[attr-defined]
-    assert await store.purge_expired() >= 2
+    # The app's own purger (the same call, every few minutes) may take them first; either
+    # way they are gone, so the count this call returns proves nothing and is not asserted.
+    await store.purge_expired()
     left = await _owner_fetch(
         "SELECT key FROM platform.idempotency_keys WHERE key = ANY($1::text[])",
         [login_key, user_key],

@@ -4,12 +4,15 @@ budget across processes when Redis holds it."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from limits.aio.storage import memory as memory_storage
 
 from pantherahive.core.errors import RateLimited
 from pantherahive.infra.ratelimit import RateLimits
@@ -22,6 +25,17 @@ from tests.support.servers import redis_server
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _one_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sliding window counter weighs the previous window's hits by how much of that
+    window is left, so a test whose requests straddle a window boundary (a minute, five
+    minutes) would find part of its budget back and see a 200 where a 429 is due. The
+    in-memory storage's clock stands still during a test: every hit lands in one window.
+    (The Redis test keeps the real clock: its keys expire in the server's time.)"""
+    now = time.time()
+    monkeypatch.setattr(memory_storage, "time", SimpleNamespace(time=lambda: now))
 
 
 async def _fail_login(client: httpx.AsyncClient, slug: str, login: str) -> httpx.Response:

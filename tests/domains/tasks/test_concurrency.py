@@ -51,19 +51,19 @@ async def _watcher() -> AsyncIterator[asyncpg.Connection]:
 
 
 async def _until_blocked(watcher: asyncpg.Connection, request: asyncio.Task[Any],
-                         statement: str) -> None:
+                         statement: str, seconds: float = 30.0) -> None:
     """Return once ``request`` has finished or a backend waits for a lock while running a
-    statement containing ``statement``."""
-    for _ in range(2000):
-        if request.done():
-            return
+    statement containing ``statement``; fail after a generous ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not request.done():
         waiting = await watcher.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND query LIKE $1", f"%{statement}%")
         if waiting:
             return
+        assert loop.time() < deadline, f"neither finished nor blocked on {statement!r}"
         await asyncio.sleep(0.005)
-    raise AssertionError(f"neither finished nor blocked on {statement!r}")
 
 
 async def _task_count(watcher: asyncpg.Connection, project_id: str) -> int:

@@ -1,8 +1,11 @@
 """Fixtures of the event backbone tests: app-role and owner databases, a scratch table
-for handler effects (no unique key, so a double effect shows), and an event writer."""
+for handler effects (no unique key, so a double effect shows), an event writer, and the
+conditions the tests wait on (never a sleep): ``wait_until``, ``settled``, ``first_read``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,8 +16,61 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
+from pantherahive.infra.bus.metrics import CONSUMER_LAG
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import Database, set_tenant
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    """Poll ``predicate`` until it holds; fail loudly after a generous ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def settled(db: Database) -> None:
+    """Wait until every transaction begun so far has ended, so the events committed so far
+    are all below the safe horizon (``pg_snapshot_xmin``) and the next read takes them in
+    one go.
+
+    The horizon is cluster-wide: any transaction holding an xid holds it back — above all
+    the shared app's consumers (``client``), which want every event type and so handle the
+    events these tests write, in their own short transactions. A test that asserts how a
+    read is cut (one batch call, one chunk) waits for them first; ``drain`` alone only
+    promises that every event is handled, in however many reads.
+    """
+    async with db.sessions() as session:
+        started = await session.scalar(
+            text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+
+    async def ended() -> bool:
+        async with db.sessions() as session:
+            return bool(await session.scalar(
+                text("SELECT pg_snapshot_xmin(pg_current_snapshot()) "
+                     ">= CAST(CAST(:x AS text) AS xid8)"),
+                {"x": started}))
+
+    await wait_until(ended)
+
+
+def forget_lag(*consumers: str) -> None:
+    """Reset the consumers' lag gauges, so ``first_read`` can see a runtime set them."""
+    for name in consumers:
+        CONSUMER_LAG.labels(name).set(-1)
+
+
+async def first_read(*consumers: str) -> None:
+    """Wait until a runtime started after ``forget_lag`` has made each consumer's first
+    read: the runtime sets a consumer's lag gauge right after its first batch, and cleared
+    the consumer's wake-up before reading, so from then on only a wake-up (NOTIFY) or the
+    poll interval moves it."""
+
+    async def all_read() -> bool:
+        return all(CONSUMER_LAG.labels(name)._value.get() >= 0 for name in consumers)
+
+    await wait_until(all_read)
 
 
 @pytest.fixture(scope="session")

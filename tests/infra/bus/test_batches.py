@@ -4,7 +4,6 @@ events, and lingering consumers."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 
@@ -17,8 +16,16 @@ from pantherahive.infra.bus.delivery import ConsumerRunner, RetryPolicy
 from pantherahive.infra.bus.embedded import EmbeddedRuntime, drain
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import Database, set_tenant
-from tests.infra.bus.conftest import Effects, Emit, Recorder, record_effect
-from tests.infra.bus.test_embedded import wait_until
+from tests.infra.bus.conftest import (
+    Effects,
+    Emit,
+    Recorder,
+    first_read,
+    forget_lag,
+    record_effect,
+    settled,
+    wait_until,
+)
 
 
 class BatchRecorder(Recorder):
@@ -76,6 +83,7 @@ async def test_a_batch_handler_gets_each_tenants_events_of_a_chunk_in_one_call(
     only_b = await emit_events(b, 2, batch.other)
     more_a = await emit_events(a, 2, batch.happened)
     await emit_events(a, 1, f"{batch.prefix}.unwanted")
+    await settled(app_db)  # all four commits in one read, so in one chunk
 
     assert await drain(app_db, [batch.spec]) == 7
     # One chunk: one call per tenant, each with its events in outbox order, scoped to it.
@@ -92,6 +100,7 @@ async def test_a_failing_batch_is_rolled_back_and_its_events_go_one_by_one(
 ) -> None:
     batch = BatchRecorder(fail_batches=True)
     ids = await emit_events(uuid.uuid4(), 4, batch.happened)
+    await settled(app_db)  # one read, so one batch call
     assert await drain(app_db, [batch.spec], retry=RetryPolicy(max_attempts=1)) == 4
     assert len(batch.batches) == 1
     # The batch's effects were rolled back; each event then went through `handler` once.
@@ -105,12 +114,14 @@ async def test_a_batch_of_unwanted_events_is_stepped_over(
     runner = await caught_up(app_db, recorder.spec)
     [wanted] = await emit_events(uuid.uuid4(), 1, recorder.happened)
     *_, last = await emit_events(uuid.uuid4(), 3, f"{recorder.prefix}.unwanted")
+    await settled(app_db)
     # A batch that ends with unwanted events moves past them ...
     result = await runner.process_batch(500)
     assert result.handled == 1
     assert await offset(owner_db, recorder.name) == await last_cursor(owner_db, last)
     # ... and so does one made of nothing else.
     *_, later = await emit_events(uuid.uuid4(), 2, f"{recorder.prefix}.unwanted")
+    await settled(app_db)
     result = await runner.process_batch(500)
     assert (result.read, result.handled, result.waiting) == (2, 0, False)
     assert await offset(owner_db, recorder.name) == await last_cursor(owner_db, later)
@@ -144,6 +155,9 @@ async def test_committed_events_above_the_horizon_are_reported_waiting(
         [mine] = await emit_events(tenant, 1, recorder.happened)
         assert (await runner.process_batch(500)).waiting is True
         await slow.commit()
+    # The shared app's consumers handle these events too: wait until their transactions
+    # no longer hold the horizon below ``mine``.
+    await settled(app_db)
     result = await runner.process_batch(500)
     assert (result.handled, result.waiting) == (1, False)
     assert await offset(owner_db, recorder.name) == await last_cursor(owner_db, mine)
@@ -178,10 +192,10 @@ async def test_a_wake_up_reaches_only_the_consumers_that_want_its_types(
     # Polls far beyond the test's patience: only NOTIFY moves a consumer.
     runtime = EmbeddedRuntime(app_db, [first.spec, second.spec], retry=RetryPolicy(),
                               poll_interval=600, lease_retry=600)
+    forget_lag(first.name, second.name)
     await runtime.start()
     try:
-        await wait_until(lambda: _running(runtime, {first.name, second.name}))
-        await asyncio.sleep(0.2)  # let the first (empty) reads finish and go idle
+        await first_read(first.name, second.name)  # both idle: only wake-ups move them
         before = await offset(owner_db, second.name)
         [mine] = await emit_events(uuid.uuid4(), 1, first.happened)
 
@@ -189,7 +203,6 @@ async def test_a_wake_up_reaches_only_the_consumers_that_want_its_types(
             return mine in await effects.counts(first.name)
 
         await wait_until(handled)
-        await asyncio.sleep(0.2)
         # `second` does not want first's type: not woken, it did not even step over it.
         assert await offset(owner_db, second.name) == before
         [theirs] = await emit_events(uuid.uuid4(), 1, second.happened)
@@ -210,13 +223,14 @@ async def test_a_lingering_consumer_takes_a_burst_in_one_transaction(
     await drain(app_db, [batch.spec])
     runtime = EmbeddedRuntime(app_db, [batch.spec], retry=RetryPolicy(), poll_interval=600,
                               lease_retry=600)
+    forget_lag(batch.name)
     await runtime.start()
     try:
-        await wait_until(lambda: _running(runtime, {batch.name}))
-        await asyncio.sleep(0.2)
+        await first_read(batch.name)  # idle: the first commit below is what wakes it
         tenant = uuid.uuid4()
         # Five commits, each its own wake-up: the first starts the linger, which outlasts
-        # the other four.
+        # the other four (the linger is a time window by design: 2 s against five commits
+        # of a few milliseconds each).
         ids = [(await emit_events(tenant, 1, batch.happened))[0] for _ in range(5)]
 
         async def all_handled() -> bool:
@@ -226,7 +240,3 @@ async def test_a_lingering_consumer_takes_a_burst_in_one_transaction(
         assert batch.batches == [(str(tenant), ids)]
     finally:
         await runtime.stop()
-
-
-async def _running(runtime: EmbeddedRuntime, names: set[str]) -> bool:
-    return runtime.running == names
