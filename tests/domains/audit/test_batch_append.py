@@ -23,6 +23,7 @@ from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
 from tests.domains.audit.helpers import app_db, make_event, record, record_batch
 from tests.domains.audit.test_chain import rows, verify
+from tests.support.events import adhoc
 
 
 async def test_a_batch_chains_exactly_like_one_by_one(
@@ -135,11 +136,11 @@ async def test_the_runtime_records_a_chunk_per_tenant_in_one_batch(
         for tenant in tenants:
             async with db.sessions() as session, session.begin():
                 await set_tenant(session, tenant)
+                updated = adhoc(f"{kind}.updated", {"changes": {"n": [round_, round_ + 1]}})
                 expected[tenant].append(await emit(
-                    session, f"{kind}.updated", subject_type="task", subject_id=round_,
-                    data={"changes": {"n": [round_, round_ + 1]}}, tenant_id=tenant))
-                await emit(session, f"{kind}.assigned", subject_type="task",
-                           subject_id=round_, data={}, tenant_id=tenant, audited=False)
+                    session, updated, subject_type="task", subject_id=round_, tenant_id=tenant))
+                await emit(session, adhoc(f"{kind}.assigned"), subject_type="task",
+                           subject_id=round_, tenant_id=tenant, audited=False)
     await drain(db, [spec], retry=RetryPolicy(max_attempts=1))
     for tenant in tenants:
         stored = await rows(database_url, tenant)

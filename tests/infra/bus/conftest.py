@@ -19,6 +19,7 @@ from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.metrics import CONSUMER_LAG
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import Database, set_tenant
+from tests.support.events import adhoc
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
@@ -192,10 +193,9 @@ def emit_events(app_db: Database) -> Emit:
                 ids.append(
                     await emit(
                         session,
-                        event_type,
+                        adhoc(event_type, {"n": n}),
                         subject_type="thing",
                         subject_id=n,
-                        data={"n": n},
                         tenant_id=tenant,
                     )
                 )

@@ -26,6 +26,7 @@ from tests.infra.bus.conftest import (
     settled,
     wait_until,
 )
+from tests.support.events import adhoc
 
 
 class BatchRecorder(Recorder):
@@ -147,7 +148,7 @@ async def test_committed_events_above_the_horizon_are_reported_waiting(
     async with app_db.sessions() as slow:
         await slow.begin()
         await set_tenant(slow, tenant)
-        await emit(slow, f"{recorder.prefix}.unwanted", subject_type="t", subject_id=1,
+        await emit(slow, adhoc(f"{recorder.prefix}.unwanted"), subject_type="t", subject_id=1,
                    tenant_id=tenant)
         await emit_events(tenant, 1, f"{recorder.prefix}.unwanted")
         # Committed but above the horizon, and not of this consumer's types: no hurry.
@@ -174,7 +175,7 @@ async def test_notify_names_the_committed_types(app_db: Database, owner_db: Data
         async with app_db.sessions() as session, session.begin():
             await set_tenant(session, tenant)
             for event_type in (f"{kind}.a", f"{kind}.b", f"{kind}.a"):
-                await emit(session, event_type, subject_type="t", subject_id=1,
+                await emit(session, adhoc(event_type), subject_type="t", subject_id=1,
                            tenant_id=tenant)
 
         async def both() -> bool:

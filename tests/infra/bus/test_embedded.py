@@ -29,6 +29,7 @@ from tests.infra.bus.conftest import (
     settled,
     wait_until,
 )
+from tests.support.events import adhoc
 
 
 async def test_drain_handles_each_event_once_in_tenant_order_under_rls(
@@ -189,7 +190,7 @@ async def test_a_row_committing_late_is_not_skipped(
     async with app_db.sessions() as slow:
         await slow.begin()
         await set_tenant(slow, tenant)
-        late = await emit(slow, recorder.happened, subject_type="thing", subject_id="late",
+        late = await emit(slow, adhoc(recorder.happened), subject_type="thing", subject_id="late",
                           tenant_id=tenant)
         [early] = await emit_events(tenant, 1, recorder.happened)
         # B is committed but A is still open: B is not yet below the safe horizon.
@@ -270,12 +271,12 @@ async def test_outbox_notifies_at_commit_only(app_db: Database, owner_db: Databa
         async with app_db.sessions() as session:
             await session.begin()
             await set_tenant(session, tenant)
-            await emit(session, f"{kind}.rolled_back", subject_type="t", subject_id=1,
+            await emit(session, adhoc(f"{kind}.rolled_back"), subject_type="t", subject_id=1,
                        tenant_id=tenant)
             await session.rollback()
         async with app_db.sessions() as session, session.begin():
             await set_tenant(session, tenant)
-            await emit(session, f"{kind}.committed", subject_type="t", subject_id=1,
+            await emit(session, adhoc(f"{kind}.committed"), subject_type="t", subject_id=1,
                        tenant_id=tenant)
         await wait_until(lambda: _truthy(received))
         assert received == [f"{kind}.committed"]
@@ -316,14 +317,14 @@ async def test_follow_up_events_carry_the_triggering_request(
     name = f"test.follow.{uuid.uuid4().hex[:8]}"
 
     async def follow_up(session, event: Event) -> None:  # type: ignore[no-untyped-def]
-        await emit(session, f"{kind}.followed", subject_type="thing", subject_id=event.id,
-                   data={}, audited=False)
+        await emit(session, adhoc(f"{kind}.followed"), subject_type="thing",
+                   subject_id=event.id, audited=False)
 
     begin_context("req-trigger", "10.1.2.3")
     bind_principal(tenant, actor)
     async with app_db.sessions() as session, session.begin():
         await set_tenant(session, tenant)
-        await emit(session, f"{kind}.happened", subject_type="thing", subject_id=1, data={})
+        await emit(session, adhoc(f"{kind}.happened"), subject_type="thing", subject_id=1)
     begin_context("req-of-the-caller", None)
     await drain(app_db, [ConsumerSpec(name, follow_up, frozenset({f"{kind}.happened"}))])
     assert current_context().request_id == "req-of-the-caller"
@@ -349,12 +350,12 @@ async def test_delivery_is_by_transaction_id_not_causal_order(
         await b.execute(text("SELECT pg_current_xact_id()"))  # B's first write takes its xid
         async with app_db.sessions() as a, a.begin():
             await set_tenant(a, tenant)
-            cause = await emit(a, recorder.happened, subject_type="thing", subject_id="cause",
-                               tenant_id=tenant)
+            cause = await emit(a, adhoc(recorder.happened), subject_type="thing",
+                               subject_id="cause", tenant_id=tenant)
         seen = await b.scalar(text("SELECT count(*) FROM bus.outbox WHERE id = :id"),
                               {"id": cause})
         assert seen == 1  # B read A's committed cause (READ COMMITTED) ...
-        effect = await emit(b, recorder.other, subject_type="thing", subject_id="effect",
+        effect = await emit(b, adhoc(recorder.other), subject_type="thing", subject_id="effect",
                             tenant_id=tenant)
         await b.commit()
     await drain(app_db, [recorder.spec])

@@ -41,6 +41,7 @@ from pantherahive.infra.db.migrate import upgrade
 from tests.infra.bus.brokers import Broker, kafka_broker, nats_broker
 from tests.infra.bus.conftest import Effects, Recorder
 from tests.infra.bus.test_transports import relay_all
+from tests.support.events import adhoc
 from tests.support.servers import create_database, drop_database
 
 STREAM = "PH_KILL_EVENTS"
@@ -102,8 +103,8 @@ async def write_events(db: Database, tenant: uuid.UUID, count: int, kind: str
     async with db.sessions() as session, session.begin():
         await set_tenant(session, tenant)
         for n in range(count):
-            ids.append(await emit(session, kind, subject_type="thing", subject_id=n,
-                                  data={"n": n}, tenant_id=tenant))
+            ids.append(await emit(session, adhoc(kind, {"n": n}), subject_type="thing",
+                                  subject_id=n, tenant_id=tenant))
     return ids
 
 

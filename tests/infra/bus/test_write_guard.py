@@ -25,6 +25,7 @@ from pantherahive.infra.http.unit_of_work import request_session
 from pantherahive.main import create_app
 from tests.conftest import TenantHandle, create_tenant, make_settings
 from tests.infra.bus.conftest import Effects, record_effect
+from tests.support.events import adhoc
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 RENAME = text("UPDATE identity.users SET first_name = :name WHERE id = :id")
@@ -56,7 +57,7 @@ async def guarded(
     async def announced_write(session: Session) -> dict[str, str]:
         await scoped(session)
         await session.execute(RENAME, {"name": "announced", "id": target["user"]})
-        await emit(session, "test.renamed", subject_type="user", subject_id=target["user"],
+        await emit(session, adhoc("test.renamed"), subject_type="user", subject_id=target["user"],
                    tenant_id=uuid.UUID(target["tenant"]))
         return {"ok": "yes"}
 
@@ -159,8 +160,8 @@ async def test_a_handler_that_writes_without_an_event_is_parked(
     async def rename(session: AsyncSession, event: Event) -> None:
         await session.execute(RENAME, {"name": event.data["name"], "id": tenant.admin.id})
         if event.data["announce"]:
-            await emit(session, f"{kind}.renamed", subject_type="user",
-                       subject_id=tenant.admin.id, data={}, audited=False)
+            await emit(session, adhoc(f"{kind}.renamed"), subject_type="user",
+                       subject_id=tenant.admin.id, audited=False)
 
     async def only_reads(session: AsyncSession, event: Event) -> None:
         await session.execute(text("SELECT id FROM identity.users FOR UPDATE"))
@@ -180,8 +181,8 @@ async def test_a_handler_that_writes_without_an_event_is_parked(
             ("reader", f"{kind}.read", {}),  # same chunk, after a writer that emitted
             ("silent", f"{kind}.rename", {"name": "silently", "announce": False}),
         ):
-            ids[label] = await emit(session, event_type, subject_type="user",
-                                    subject_id=tenant.admin.id, data=data,
+            ids[label] = await emit(session, adhoc(event_type, data), subject_type="user",
+                                    subject_id=tenant.admin.id,
                                     tenant_id=uuid.UUID(tenant.id))
 
     await drain(app_db, [spec], retry=RetryPolicy(max_attempts=2, base_delay=0))

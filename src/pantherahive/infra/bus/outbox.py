@@ -60,14 +60,13 @@ _INSERT = (
 
 async def emit(
     session: AsyncSession,
-    event: EventData | str,
+    event: EventData,
     *,
     subject_id: object,
     tenant_id: UUID | None = None,
     actor_id: UUID | None = None,
     audited: bool = True,
     subject_type: str | None = None,
-    data: dict[str, Any] | None = None,
 ) -> UUID:
     """Write one event envelope in the caller's transaction: type, version and subject type
     come from the payload's class (``core.events``), ``data`` is its wire form.
@@ -76,15 +75,19 @@ async def emit(
     ``audited=False`` marks a derived event (one that accompanies the write's primary
     event, or follows from another event): every consumer receives it, but the audit
     trail records only the primary event, which carries the full ``changes``.
+    ``subject_type`` names the subject of an event whose class leaves it open
+    (``ANY_SUBJECT``, e.g. ``authz.denied``); a class that declares its subject keeps it.
     """
     ctx = current_context()
-    if isinstance(event, str):  # TRANSITION: untyped call sites, removed once all are typed
-        event_type, version, subject, payload = event, 1, subject_type or "", data or {}
+    event_type, version = event.TYPE, event.VERSION
+    if event.SUBJECT != ANY_SUBJECT:
+        if subject_type not in (None, event.SUBJECT):
+            raise ValueError(f"{event_type} is about a {event.SUBJECT}, not a {subject_type}")
+        subject = event.SUBJECT
+    elif subject_type is None:
+        raise ValueError(f"{event_type} needs the subject type of this emission")
     else:
-        event_type, version = event.TYPE, event.VERSION
-        subject, payload = subject_type or event.SUBJECT, event.to_json()
-        if subject == ANY_SUBJECT:
-            raise ValueError(f"{event_type} needs the subject type of this emission")
+        subject = subject_type
     tenant = tenant_id or ctx.tenant_id
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")
@@ -100,7 +103,7 @@ async def emit(
         actor_id if actor_id is not None else ctx.user_id,
         subject,
         str(subject_id),
-        orjson.dumps(payload).decode(),
+        orjson.dumps(event.to_json()).decode(),
         ctx.request_id,
         ctx.ip,
         audited,
