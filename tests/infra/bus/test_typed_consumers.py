@@ -20,6 +20,8 @@ from pantherahive.infra.bus.consumer import (
     on,
     subscribe,
 )
+from pantherahive.infra.bus.outbox import emit
+from pantherahive.infra.security.authz import AuthzDenied
 
 
 class _Moved(EventData, type="test.moved", subject="thing"):
@@ -112,9 +114,6 @@ def test_subscribing_twice_to_one_schema_is_refused() -> None:
 
 async def test_emit_keeps_a_declared_subject_and_asks_for_an_open_one() -> None:
     """Refused before anything is written (so no session is needed to show it)."""
-    from pantherahive.infra.bus.outbox import emit
-    from pantherahive.infra.security.authz import AuthzDenied
-
     with pytest.raises(ValueError, match="is about a thing, not a user"):
         await emit(None, _Moved(thing_id=uuid4(), from_="a", to="b"),  # type: ignore[arg-type]
                    subject_type="user", subject_id="x", tenant_id=uuid4())
