@@ -2,56 +2,35 @@
 
 The request's session is opened lazily by :func:`request_session`; this middleware owns
 its end. It buffers the response while a transaction is open, commits (or rolls back),
-and only then sends, so every 2xx is durable.
-
-``Idempotency-Key`` (any POST): the key is claimed in the request's own transaction
-*before* the route runs, and the answer is written over the claim in that same
-transaction, so a create and the record of it commit together. A duplicate that arrives
-mid-flight blocks on the claim until the first request's transaction ends, then replays
-its answer: the route never runs twice at once (a refresh retried while the first is
-still running must not look like a stolen token coming back). A refused request (4xx)
-rolls back to a savepoint taken after the claim and still stores its answer.
+and only then sends, so every 2xx is durable. A request with an ``Idempotency-Key`` has
+its key claimed and its answer stored in that same transaction
+(:mod:`infra.http.idempotent_requests`).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pantherahive.infra.bus.guard import has_emitted, unannounced_writes
-from pantherahive.infra.db.engine import set_tenant
-from pantherahive.infra.http.idempotency import IdempotencyStore, StoredResponse
+from pantherahive.infra.http.idempotency import IdempotencyStore
+from pantherahive.infra.http.idempotent_requests import (
+    Claim,
+    IdempotentRequests,
+    ScopeResolver,
+    discard,
+)
 from pantherahive.infra.http.problems import send_problem
 from pantherahive.infra.http.state import UOW_KEY, UnitOfWorkState
 from pantherahive.infra.logging import get_logger
 
-MAX_KEY_LENGTH = 255
-# A duplicate waits for the first request at most this long (the statement timeout), then
-# is told to come back.
-_WAIT_GAVE_UP = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
 _READ_METHODS = frozenset({"GET", "HEAD"})
-# Answers that say nothing about the request itself: a retry may well succeed.
-_TRANSIENT = frozenset({401, 429})
-# Headers that describe the moment of the first answer, not the answer itself.
-_NOT_REPLAYED = frozenset(
-    {
-        "content-length",
-        "x-request-id",
-        "date",
-        "server",
-        "ratelimit-limit",
-        "ratelimit-remaining",
-        "ratelimit-reset",
-    }
-)
 log = get_logger(__name__)
 
 
@@ -86,16 +65,6 @@ async def end_request_session(request: Request) -> None:
 
 
 @dataclass
-class _Idempotent:
-    scope_key: str
-    key: str
-    fingerprint: bytes
-    tenant_id: str | None
-    # the claim's savepoint: rolling back to it undoes the route's writes, not the claim
-    savepoint: AsyncSessionTransaction | None = None
-
-
-@dataclass
 class _Buffer:
     messages: list[Message] = field(default_factory=list)
     status: int = 500
@@ -105,9 +74,6 @@ class _Buffer:
         return b"".join(
             m.get("body", b"") for m in self.messages if m["type"] == "http.response.body"
         )
-
-
-ScopeResolver = Callable[[Scope], tuple[str, str | None] | None]
 
 
 class UnitOfWorkMiddleware:
@@ -122,8 +88,7 @@ class UnitOfWorkMiddleware:
     ) -> None:
         self.app = app
         self._sessions = sessions
-        self._idempotency = idempotency
-        self._principal = principal
+        self._idempotent = IdempotentRequests(idempotency, principal)
         self._announced = announced_schemas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,24 +98,9 @@ class UnitOfWorkMiddleware:
         state = UnitOfWorkState(sessions=self._sessions())
         scope[UOW_KEY] = state
 
-        idem: _Idempotent | None = None
-        raw_key = _header(scope, b"idempotency-key")
-        if raw_key is not None and scope["method"] == "POST":
-            if not raw_key or len(raw_key) > MAX_KEY_LENGTH:
-                await send_problem(
-                    send, 422, "Idempotency-Key must be 1 to 255 characters.", scope["path"]
-                )
-                return
-            resolved = self._principal(scope)
-            if resolved is not None:
-                body, receive = await _read_body(receive)
-                scope_key, tenant_id = resolved
-                fingerprint = self._idempotency().fingerprint(
-                    scope["path"], scope.get("query_string", b""), body
-                )
-                idem = _Idempotent(scope_key, raw_key, fingerprint, tenant_id)
-                if not await self._claim(state, idem, scope, send):
-                    return
+        go_on, claim, receive = await self._idempotent.begin(state, scope, receive, send)
+        if not go_on:
+            return
 
         buffer = _Buffer()
         passthrough = False
@@ -158,7 +108,7 @@ class UnitOfWorkMiddleware:
         async def capture(message: Message) -> None:
             nonlocal passthrough
             if message["type"] == "http.response.start":
-                if state.session is None and idem is None:
+                if state.session is None and claim is None:
                     passthrough = True
                 else:
                     buffer.status = message["status"]
@@ -172,7 +122,7 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, capture)
         except BaseException:
             if state.session is not None:
-                await _discard(state.session)
+                await discard(state.session)
             raise
         if passthrough:
             return
@@ -182,41 +132,9 @@ class UnitOfWorkMiddleware:
             )
             return
 
-        await self._finish(state, buffer, idem)
+        await self._finish(state, buffer, claim)
         for message in buffer.messages:
             await send(message)
-
-    async def _claim(
-        self, state: UnitOfWorkState, idem: _Idempotent, scope: Scope, send: Send
-    ) -> bool:
-        """Replay a stored answer, or take the key for this request; True to go on."""
-        store = self._idempotency()
-        existing = await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
-        if existing is None:
-            assert state.sessions is not None
-            session = state.session = state.sessions()
-            try:
-                if await store.claim(
-                    session, idem.scope_key, idem.key, idem.tenant_id, idem.fingerprint
-                ):
-                    idem.savepoint = await session.begin_nested()
-                    return True
-            except DBAPIError as exc:
-                state.session = None
-                await _discard(session)
-                if getattr(exc.orig, "sqlstate", None) not in _WAIT_GAVE_UP:
-                    raise
-                await _busy(send, scope)
-                return False
-            # We waited for the key's holder, which has committed its answer: replay it.
-            state.session = None
-            await _discard(session)
-            existing = await store.lookup(idem.scope_key, idem.key, idem.tenant_id)
-        if existing is None:
-            await _busy(send, scope)
-        else:
-            await self._replay_or_refuse(existing, idem, scope, send)
-        return False
 
     async def _refuse_unannounced_write(
         self, state: UnitOfWorkState, buffer: _Buffer, scope: Scope
@@ -245,124 +163,26 @@ class UnitOfWorkMiddleware:
             await session.close()
         return True
 
-    async def _finish(
-        self, state: UnitOfWorkState, buffer: _Buffer, idem: _Idempotent | None
-    ) -> None:
+    async def _finish(self, state: UnitOfWorkState, buffer: _Buffer, claim: Claim | None) -> None:
         """Commit or roll back, with the idempotency claim settled in the same transaction."""
-        store = self._idempotency()
         session = state.session
         keep = buffer.status < 400 or (state.commit_on_error and buffer.status < 500)
-        stored = None
-        if idem is not None and buffer.status < 500 and buffer.status not in _TRANSIENT:
-            stored = StoredResponse(
-                fingerprint=idem.fingerprint,
-                status=buffer.status,
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in buffer.headers],
-                body=buffer.body(),
-            )
+        stored = (
+            None if claim is None
+            else self._idempotent.answer(claim, buffer.status, buffer.headers, buffer.body())
+        )
         if session is None:
-            if idem is not None:
-                await self._settle_elsewhere(idem, stored)
+            if claim is not None:
+                await self._idempotent.settle_elsewhere(self._sessions(), claim, stored)
             return
         try:
-            if idem is not None:
-                if not keep and stored is not None and idem.savepoint is not None:
-                    # A refused request: its writes go, its claim and its answer stay.
-                    await idem.savepoint.rollback()
-                    keep = True
-                if stored is not None:
-                    await store.record(session, idem.scope_key, idem.key, stored)
-                elif keep:
-                    # Kept writes (a failed login's event) but an answer not to replay.
-                    await store.release(session, idem.scope_key, idem.key)
+            if claim is not None:
+                keep = await self._idempotent.settle(session, claim, stored, keep)
             if keep:
                 await session.commit()
             else:
                 await session.rollback()
         except BaseException:
-            await _discard(session)
+            await discard(session)
             raise
         await session.close()
-
-    async def _settle_elsewhere(self, idem: _Idempotent, stored: StoredResponse | None) -> None:
-        """The route ended the request's session itself (a streamed answer), committing the
-        claim with it: settle the claim in a transaction of its own."""
-        store = self._idempotency()
-        async with self._sessions()() as own:
-            if idem.tenant_id:
-                await set_tenant(own, idem.tenant_id)
-            if stored is not None:
-                await store.record(own, idem.scope_key, idem.key, stored)
-            else:
-                await store.release(own, idem.scope_key, idem.key)
-            await own.commit()
-
-    async def _replay_or_refuse(
-        self, existing: StoredResponse, idem: _Idempotent, scope: Scope, send: Send
-    ) -> None:
-        if existing.fingerprint != idem.fingerprint:
-            await send_problem(
-                send,
-                422,
-                "This Idempotency-Key was used with a different request body.",
-                scope["path"],
-            )
-            return
-        headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in existing.headers
-            if k.lower() not in _NOT_REPLAYED
-        ]
-        headers.append((b"content-length", str(len(existing.body)).encode()))
-        headers.append((b"idempotent-replayed", b"true"))
-        await send({"type": "http.response.start", "status": existing.status, "headers": headers})
-        await send({"type": "http.response.body", "body": existing.body})
-
-
-async def _busy(send: Send, scope: Scope) -> None:
-    await send_problem(
-        send,
-        409,
-        "A request with this Idempotency-Key is still being processed; retry shortly.",
-        scope["path"],
-        headers={"Retry-After": "1"},
-    )
-
-
-async def _discard(session: AsyncSession) -> None:
-    """Roll back and close, on a path that is already failing: a dead connection must not
-    replace the error being reported with one from the clean-up."""
-    with contextlib.suppress(Exception):
-        await session.rollback()
-    with contextlib.suppress(Exception):
-        await session.close()
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            decoded: str = value.decode("latin-1").strip()
-            return decoded
-    return None
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
