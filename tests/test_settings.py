@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pantherahive.settings import Settings, _load_or_create_secret
+from pantherahive.settings import Settings, load_or_create_secret
 
 PROCESSES = 8
 DIRECTORIES = 150  # fresh data directories raced for, one after another, by every process
@@ -21,7 +21,7 @@ def _race(root: str, barrier: Barrier, results: multiprocessing.Queue) -> None: 
     got: list[str] = []
     try:
         for i in range(DIRECTORIES):
-            got.append(_load_or_create_secret(Path(root) / str(i) / "secrets" / "jwt.key"))
+            got.append(load_or_create_secret(Path(root) / str(i) / "secrets" / "jwt.key"))
     except BaseException as exc:  # report it: an exception is what this test hunts
         results.put(("error", repr(exc)))
         return
@@ -71,4 +71,4 @@ def test_an_empty_secret_file_is_refused_not_used(tmp_path: Path) -> None:
     path.write_text("\n", encoding="utf-8")
     os.chmod(path, 0o600)
     with pytest.raises(ValueError, match="empty"):
-        _load_or_create_secret(path)
+        load_or_create_secret(path)

@@ -18,7 +18,8 @@ from tests.support.servers import free_port
 def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    unset = {"DATABASE_URL", "DATABASE_ADMIN_URL", "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         PANTHERAHIVE_DATA_DIR=str(data_dir),
         PANTHERAHIVE_PORT=str(port),

@@ -15,18 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.infra.bus.consumer import ConsumerSpec, Event
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import Database, set_tenant
+from tests.support.servers import app_url
 
 
 @pytest.fixture(scope="session")
 async def app_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url, pool_size=5)
+    db = Database.connect(app_url(database_url), pool_size=5)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="session")
 async def owner_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url, pool_size=2, role=None)
+    db = Database.connect(database_url, pool_size=2)
     async with db.sessions() as session, session.begin():
         await session.execute(text("CREATE SCHEMA IF NOT EXISTS bus_test"))
         await session.execute(
