@@ -108,6 +108,19 @@ def test_migrate_is_idempotent() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_migrate_with_only_the_app_login_names_the_owner_url_it_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_ADMIN_URL")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 1, result.output
+    assert "DATABASE_ADMIN_URL is not set" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "postgres").exists()  # nor did it fall back to the embedded one
+
+
+@pytest.mark.usefixtures("cli_env")
 async def test_create_tenant_prints_working_credentials_once(client: httpx.AsyncClient) -> None:
     slug = unique("cli")
     result = await invoke(["create-tenant", slug, "--admin-username", "boss"])

@@ -23,7 +23,12 @@ from pantherahive.settings import load_or_create_secret
 
 DATABASE_NAME = "pantherahive"
 
-_APP_HBA_LINE = f"local all {APP_ROLE} scram-sha-256"
+# First matching line wins: these go above initdb's "trust" lines (the server listens on a
+# private Unix socket; the host line covers platforms where it falls back to a TCP port).
+_APP_HBA_LINES = [
+    f"local all {APP_ROLE} scram-sha-256",
+    f"host all {APP_ROLE} all scram-sha-256",
+]
 
 
 def _server(data_dir: Path) -> Any:
@@ -41,11 +46,12 @@ def _server(data_dir: Path) -> Any:
 
 def _require_app_password(server: Any) -> None:
     """initdb trusts every local connection; the app login must give its password, so that
-    its URL is a credential like a production one (first matching line wins)."""
+    its URL is a credential like a production one."""
     hba = Path(server.pgdata) / "pg_hba.conf"
     lines = hba.read_text(encoding="utf-8").splitlines()
-    if _APP_HBA_LINE not in lines:
-        hba.write_text("\n".join([_APP_HBA_LINE, *lines]) + "\n", encoding="utf-8")
+    if lines[: len(_APP_HBA_LINES)] != _APP_HBA_LINES:
+        kept = [line for line in lines if line not in _APP_HBA_LINES]
+        hba.write_text("\n".join([*_APP_HBA_LINES, *kept]) + "\n", encoding="utf-8")
         server.psql("SELECT pg_reload_conf();")
 
 
