@@ -6,6 +6,7 @@ URL, no role switch) and tries what an attacker holding that connection would tr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -84,7 +85,9 @@ async def test_the_app_logs_in_as_itself_and_reset_role_gives_nothing_back(
     app_conn: asyncpg.Connection, two_tenants: tuple[TenantHandle, TenantHandle]
 ) -> None:
     mine, other = two_tenants
-    assert await app_conn.fetchrow("SELECT current_user, session_user") == (APP_ROLE, APP_ROLE)
+    who = await app_conn.fetchrow("SELECT current_user, session_user")
+    assert who is not None
+    assert tuple(who) == (APP_ROLE, APP_ROLE)
     await app_conn.execute("RESET ROLE")
     await app_conn.execute("RESET SESSION AUTHORIZATION")
     assert await app_conn.fetchval("SELECT current_user") == APP_ROLE
@@ -238,7 +241,7 @@ async def test_with_an_owner_that_is_no_superuser_the_platform_still_serves_ever
     """FORCE binds the owner; its BYPASSRLS is what lets the SECURITY DEFINER doors (login
     by slug, the event runtime reading the outbox, search) serve every tenant."""
     role, owner_url = plain_owner
-    upgrade(owner_url)
+    await asyncio.to_thread(upgrade, owner_url)  # Alembic's env runs its own event loop
     conn = await owner_connection(owner_url)
     try:
         assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", role) \
@@ -294,7 +297,7 @@ async def test_migrating_as_an_owner_that_cannot_bypass_rls_stops_with_the_reaso
     )
     try:
         with pytest.raises(RuntimeError, match="BYPASSRLS"):
-            upgrade(with_login(server_db, role, "unused-password"))
+            await asyncio.to_thread(upgrade, with_login(server_db, role, "unused-password"))
     finally:
         await drop_database(server_db)
         await _run_as_owner(pg_server, [f"DROP OWNED BY {role}", f"DROP ROLE {role}"])
