@@ -77,5 +77,9 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_pa
     key = data_dir / "secrets" / "jwt.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_text().strip() not in output
+    # the app's database login got a generated password, kept like the JWT key
+    app_key = data_dir / "secrets" / "database.key"
+    assert stat.S_IMODE(app_key.stat().st_mode) == 0o600
+    assert app_key.read_text().strip() not in output
     # the embedded server went down with the platform
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
