@@ -162,10 +162,21 @@ def resolve_admin_database_url(settings: Settings) -> str:
     return embedded_database_urls(settings.data_path).admin
 
 
+LOGIN_CHECK_TIMEOUT_SECONDS = 10.0
+
+
 async def check_database_login(settings: Settings, db: Database) -> None:
     """Refuse to serve (production) or warn (development) when the app's login could
-    escape row-level security: the point of a separate login is that it cannot."""
-    problems = await login_problems(db)
+    escape row-level security: the point of a separate login is that it cannot.
+
+    A database that is down or missing at start-up is not a reason to stay down: the app
+    starts and answers 503 until it is back (docs: dependency down), unchecked.
+    """
+    try:
+        problems = await asyncio.wait_for(login_problems(db), LOGIN_CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure to reach the database: the check is skipped
+        log.warning("database login not checked at start-up", error=f"{type(exc).__name__}")
+        return
     if not problems:
         return
     message = (
