@@ -91,7 +91,7 @@ async def seed(owner_url: str, tenant: UUID, rows: int, log: Callable[[str], Non
         await conn.close()
 
 
-async def measure(owner_url: str, tenant: UUID, rows: int, repeats: int) -> dict[str, Any]:
+async def measure(app_url: str, tenant: UUID, rows: int, repeats: int) -> dict[str, Any]:
     from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
     from pantherahive.domains.audit.repository import EventFilters
     from pantherahive.infra.db.engine import Database, set_tenant
@@ -99,7 +99,7 @@ async def measure(owner_url: str, tenant: UUID, rows: int, repeats: int) -> dict
 
     service = AuditService(ArchiveStore(ArchiveConfig(url=tempfile.mkdtemp())))
     auth = AuthContext(tenant_id=tenant, user_id=actor(1), role=Role.ADMIN)
-    db = Database.connect(owner_url, pool_size=2, max_overflow=0)
+    db = Database.connect(app_url, pool_size=2, max_overflow=0)
     rng = random.Random(7)
 
     def window() -> EventFilters:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         run(seed(url, tenant, args.rows, lambda m: print(m, flush=True)))
         seeded = time.perf_counter() - began
-        results = run(measure(url, tenant, args.rows, args.repeats))
+        results = run(measure(bench_db.app_login(url, run), tenant, args.rows, args.repeats))
     report = {"rows": args.rows, "repeats": args.repeats, "seed_seconds": round(seeded, 1),
               "limit": 50, "results": results}
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ the server named by ``DATABASE_URL`` (dropped afterwards unless ``--keep``)."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
+
+from pantherahive.infra.db.roles import app_login_sql, app_login_url
+
+_APP_PASSWORD = secrets.token_urlsafe(24)
 
 
 def asyncpg_args(url: str) -> dict[str, Any]:
@@ -55,6 +60,22 @@ async def _drop(server_url: str, name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def _give_app_login(owner_url: str) -> None:
+    conn = await connect(with_database(owner_url, "postgres"))
+    try:
+        await conn.execute(app_login_sql(_APP_PASSWORD))
+    finally:
+        await conn.close()
+
+
+def app_login(owner_url: str, run: Any) -> str:
+    """The URL the platform's processes use on the owner's database: ``pantherahive_app``,
+    given a login and a password generated for this run (docs/configuration.md, Database
+    roles). ``run`` executes a coroutine to completion."""
+    run(_give_app_login(owner_url))
+    return app_login_url(owner_url, _APP_PASSWORD)
 
 
 @contextmanager

@@ -326,6 +326,7 @@ class Meter:
 def run_transport(kind: str, owner_url: str, args: argparse.Namespace, tmp: Path,
                   log: Callable[[str], None]) -> dict[str, Any]:
     url = asyncio.run(_clone(owner_url, f"ph_events_{kind}"))
+    app_url = bench_db.app_login(url, asyncio.run)
     broker = None if kind == "embedded" else start_broker(kind, tmp / kind)
     bus_url = "embedded" if broker is None else broker.url
     roles = ["embedded"] if kind == "embedded" else ["relay", "worker"]
@@ -334,10 +335,10 @@ def run_transport(kind: str, owner_url: str, args: argparse.Namespace, tmp: Path
     try:
         # backlog: write first, then let the consumers go
         tenant = uuid4()
-        wrote = asyncio.run(produce_backlog(url, tenant, args.events))
+        wrote = asyncio.run(produce_backlog(app_url, tenant, args.events))
         log(f"  wrote {args.events:,} events in {wrote:.1f} s "
             f"({args.events / wrote:,.0f}/s, {BACKLOG_BATCH} per transaction)")
-        children = [spawn(role, url, bus_url, tmp) for role in roles]
+        children = [spawn(role, app_url, bus_url, tmp) for role in roles]
         meter = Meter({
             "consumers_cpu_s": [child.proc.pid for child in children],
             "broker_cpu_s": [broker.proc.pid if broker and broker.proc else None],
@@ -385,7 +386,7 @@ def run_transport(kind: str, owner_url: str, args: argparse.Namespace, tmp: Path
                 observer = Observer(url, tenant)
                 await observer.start()
                 began = time.time()
-                total = await produce_steady(url, tenant, rate, args.seconds)
+                total = await produce_steady(app_url, tenant, rate, args.seconds)
                 produced = time.time() - began
                 done = await observer.wait_for(total, args.timeout)
                 await observer.stop()

@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from bench.db import connect, provision
+from bench.db import app_login, connect, provision
 from bench.processes import start_platform, tree_cpu_seconds
 from bench.report import git, machine, versions
 from pantherahive.infra.db.migrate import upgrade
@@ -356,7 +356,8 @@ def main() -> None:
             url, description):
         upgrade(url)
         server = start_platform(
-            database_url=url, jwt_secret=secrets.token_urlsafe(36), work_dir=work, workers=1,
+            database_url=app_login(url, asyncio.run), jwt_secret=secrets.token_urlsafe(36),
+            work_dir=work, workers=1,
             extra_env={"PANTHERAHIVE_ARGON2_TIME_COST": "1",
                        "PANTHERAHIVE_ARGON2_MEMORY_KIB": "1024",
                        "PANTHERAHIVE_ARGON2_PARALLELISM": "1",

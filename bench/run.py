@@ -256,8 +256,8 @@ class Runner:
             self.phases["database_s"] = round(time.monotonic() - t0, 1)
             jwt_secret = secrets.token_urlsafe(36)
             platform = processes.start_platform(
-                database_url=url, jwt_secret=jwt_secret, work_dir=self.work_dir,
-                workers=args.workers, extra_env=args.platform_env,
+                database_url=bench_db.app_login(url, self.run_async), jwt_secret=jwt_secret,
+                work_dir=self.work_dir, workers=args.workers, extra_env=args.platform_env,
             )
             ceiling: processes.Server | None = None
             try:

@@ -24,7 +24,7 @@ from pantherahive.infra.db.migrate import upgrade
 from pantherahive.main import create_app
 from pantherahive.settings import Settings
 from tests.support.db import remember_database
-from tests.support.servers import create_database, drop_database, postgres_server
+from tests.support.servers import app_url, create_database, drop_database, postgres_server
 
 PASSWORD = "correct-horse-1"
 _counter = itertools.count()
@@ -76,8 +76,11 @@ def sender() -> RecordingSender:
 async def running_app(
     database_url: str, settings: Settings, sender: RecordingSender | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan entered, and an HTTP client talking to it in-process."""
-    app = create_app(settings, database_url=database_url, sender=sender)
+    """The app with its lifespan entered, and an HTTP client talking to it in-process.
+
+    ``database_url`` is the owner's (the fixture's): the app logs in as ``pantherahive_app``.
+    """
+    app = create_app(settings, database_url=app_url(database_url), sender=sender)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

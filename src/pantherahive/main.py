@@ -40,8 +40,9 @@ from pantherahive.domains.tasks import router as tasks_router
 from pantherahive.infra import heap
 from pantherahive.infra.bus.embedded import EmbeddedRuntime
 from pantherahive.infra.bus.from_settings import is_embedded
-from pantherahive.infra.db.embedded import start_embedded_postgres
+from pantherahive.infra.db.embedded import embedded_database_urls
 from pantherahive.infra.db.engine import Database
+from pantherahive.infra.db.roles import login_problems
 from pantherahive.infra.http.docs import install_offline_docs
 from pantherahive.infra.http.gateway import GatewayMiddleware
 from pantherahive.infra.http.idempotency import IdempotencyStore
@@ -136,7 +137,55 @@ def audit_archive_config(settings: Settings) -> ArchiveConfig:
 
 
 def resolve_database_url(settings: Settings) -> str:
-    return settings.database_url or start_embedded_postgres(settings.data_path)
+    """The app login's URL: ``DATABASE_URL``, or the embedded PostgreSQL's (started if need
+    be) when neither database URL is set."""
+    if settings.database_url:
+        return settings.database_url
+    if settings.database_admin_url:
+        raise ValueError(
+            "DATABASE_ADMIN_URL is set but DATABASE_URL is not: the app logs in as "
+            "pantherahive_app with its own URL (docs/configuration.md, Database roles)"
+        )
+    return embedded_database_urls(settings.data_path).app
+
+
+def resolve_admin_database_url(settings: Settings) -> str:
+    """The owner's URL, for migrations and administrative commands: ``DATABASE_ADMIN_URL``,
+    or the embedded PostgreSQL's when neither database URL is set."""
+    if settings.database_admin_url:
+        return settings.database_admin_url
+    if settings.database_url:
+        raise ValueError(
+            "DATABASE_ADMIN_URL is not set: migrations and administrative commands run as "
+            "the database owner, DATABASE_URL is the app's own login (pantherahive_app)"
+        )
+    return embedded_database_urls(settings.data_path).admin
+
+
+LOGIN_CHECK_TIMEOUT_SECONDS = 10.0
+
+
+async def check_database_login(settings: Settings, db: Database) -> None:
+    """Refuse to serve (production) or warn (development) when the app's login could
+    escape row-level security: the point of a separate login is that it cannot.
+
+    A database that is down or missing at start-up is not a reason to stay down: the app
+    starts and answers 503 until it is back (docs: dependency down), unchecked.
+    """
+    try:
+        problems = await asyncio.wait_for(login_problems(db), LOGIN_CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure to reach the database: the check is skipped
+        log.warning("database login not checked at start-up", error=f"{type(exc).__name__}")
+        return
+    if not problems:
+        return
+    message = (
+        "DATABASE_URL must log in as the least-privilege app role (pantherahive_app): "
+        + "; ".join(problems)
+    )
+    if settings.env == "production":
+        raise RuntimeError(message)
+    log.warning("database login is not least-privilege", problems=problems, hint=message)
 
 
 def create_app(
@@ -156,6 +205,11 @@ def create_app(
         platform = build_platform(settings, database_url or resolve_database_url(settings), sender)
         holder["platform"] = platform
         app.state.platform = platform
+        try:
+            await check_database_login(settings, platform.db)
+        except BaseException:
+            await platform.db.dispose()
+            raise
         install_authentication(
             app,
             Authentication(

@@ -37,8 +37,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
+    # The app login (pantherahive_app) and the owner: docs/configuration.md "Database roles".
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "PANTHERAHIVE_DATABASE_URL")
+    )
+    database_admin_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_ADMIN_URL", "PANTHERAHIVE_DATABASE_ADMIN_URL"),
     )
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "PANTHERAHIVE_REDIS_URL")
@@ -134,12 +139,35 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_production(self) -> Settings:
+        """Production refuses what is only safe on one developer's machine; each error names
+        the setting to change. Development keeps the conveniences (generated secrets,
+        private webhook targets, several workers counting rate limits apart)."""
         if self.env == "production":
-            if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
-                raise ValueError("PANTHERAHIVE_JWT_SECRET must be at least 32 characters")
+            _refuse_weak_secret("PANTHERAHIVE_JWT_SECRET", self.jwt_secret)
             if "*" in self.cors_origins:
                 raise ValueError("PANTHERAHIVE_CORS_ORIGINS may not be '*' in production")
+            if self.webhook_allow_private_addresses:
+                raise ValueError(
+                    "PANTHERAHIVE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES may not be true in production: "
+                    "webhooks could reach the internal network"
+                )
+            self.refuse_unshared_rate_limits(self.workers)
+            if self.database_url and self.database_url == self.database_admin_url:
+                raise ValueError(
+                    "DATABASE_URL and DATABASE_ADMIN_URL may not be the same in production: "
+                    "the app logs in as pantherahive_app, never as the owner"
+                )
         return self
+
+    def refuse_unshared_rate_limits(self, workers: int) -> None:
+        """Several processes count rate limits in memory apart unless they share Redis: each
+        would allow the full limit, N of them N times it (``serve --workers`` calls this too)."""
+        if self.env == "production" and workers > 1 and self.rate_limit_enabled \
+                and not self.redis_url:
+            raise ValueError(
+                f"PANTHERAHIVE_WORKERS={workers} needs REDIS_URL in production: without a "
+                "shared store every worker counts rate limits on its own"
+            )
 
     @property
     def data_path(self) -> Path:
@@ -149,10 +177,30 @@ class Settings(BaseSettings):
         """The configured JWT key, or one generated on first start and kept in the data dir."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
-        return _load_or_create_secret(self.data_path / "secrets" / "jwt.key")
+        return load_or_create_secret(self.data_path / "secrets" / "jwt.key")
 
 
-def _load_or_create_secret(path: Path) -> str:
+MIN_SECRET_CHARS = 32
+_PLACEHOLDER_WORDS = ("change", "secret", "example", "default", "placeholder", "dummy")
+
+
+def _refuse_weak_secret(name: str, value: SecretStr | None) -> None:
+    """A production secret is configured explicitly — every machine of a fleet must hold
+    the same one, not each generate its own — and is neither short nor a placeholder."""
+    if value is None:
+        raise ValueError(
+            f"{name} must be set in production: a key generated into one machine's data "
+            "directory differs on every other machine of a fleet"
+        )
+    secret = value.get_secret_value()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
+    lowered = secret.lower()
+    if any(word in lowered for word in _PLACEHOLDER_WORDS) or len(set(secret)) < 8:
+        raise ValueError(f"{name} looks like a placeholder; generate one (openssl rand -hex 32)")
+
+
+def load_or_create_secret(path: Path) -> str:
     """Read the secret, or create it so that every racing process ends up with the same one.
 
     ``serve --workers N`` starts N processes that may all find no file. Each writes its

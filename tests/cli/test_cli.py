@@ -19,6 +19,7 @@ from pantherahive.cli.main import app
 from pantherahive.settings import get_settings
 from tests.conftest import unique
 from tests.support.db import database_url, outbox_types
+from tests.support.servers import set_database_env
 
 runner = CliRunner()
 
@@ -30,7 +31,7 @@ async def invoke(args: list[str]) -> Result:
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", database_url())
+    set_database_env(monkeypatch, database_url())
     monkeypatch.setenv("PANTHERAHIVE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PANTHERAHIVE_ARGON2_MEMORY_KIB", "1024")
     monkeypatch.setenv("PANTHERAHIVE_ARGON2_TIME_COST", "1")
@@ -85,6 +86,7 @@ def test_serve_on_a_taken_port_says_so_before_starting_anything(
 ) -> None:
     # no DATABASE_URL: serve would start the embedded PostgreSQL in the data directory
     monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.delenv("DATABASE_ADMIN_URL")
     get_settings.cache_clear()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -103,6 +105,19 @@ def test_migrate_is_idempotent() -> None:
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
     assert "latest migration" in result.output
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_migrate_with_only_the_app_login_names_the_owner_url_it_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_ADMIN_URL")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 1, result.output
+    assert "DATABASE_ADMIN_URL is not set" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "postgres").exists()  # nor did it fall back to the embedded one
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -18,7 +18,8 @@ from tests.support.servers import free_port
 def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    unset = {"DATABASE_URL", "DATABASE_ADMIN_URL", "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         PANTHERAHIVE_DATA_DIR=str(data_dir),
         PANTHERAHIVE_PORT=str(port),
@@ -76,5 +77,9 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_cleanly(tmp_pa
     key = data_dir / "secrets" / "jwt.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_text().strip() not in output
+    # the app's database login got a generated password, kept like the JWT key
+    app_key = data_dir / "secrets" / "database.key"
+    assert stat.S_IMODE(app_key.stat().st_mode) == 0o600
+    assert app_key.read_text().strip() not in output
     # the embedded server went down with the platform
     assert not (data_dir / "postgres" / "postmaster.pid").exists()

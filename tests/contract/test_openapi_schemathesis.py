@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, unique
-from tests.support.db import database_url
+from tests.support.db import app_database_url
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": app_database_url(),
         "PANTHERAHIVE_DATA_DIR": str(tmp_path_factory.mktemp("schemathesis")),
         "PANTHERAHIVE_JWT_SECRET": "schemathesis-" + "s" * 40,
         "PANTHERAHIVE_ARGON2_TIME_COST": "1",

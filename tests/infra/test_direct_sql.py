@@ -17,7 +17,7 @@ _SCRATCH = "CREATE TEMP TABLE IF NOT EXISTS direct_probe (id uuid PRIMARY KEY)"
 
 
 async def _owner_db() -> Database:
-    return Database.connect(database_url(), role=None, pool_size=1, max_overflow=0)
+    return Database.connect(database_url(), pool_size=1, max_overflow=0)
 
 
 async def test_a_direct_statement_first_begins_the_session_transaction() -> None:
@@ -82,7 +82,7 @@ async def test_orm_writes_are_visible_to_direct_reads_in_the_same_transaction() 
 async def test_after_a_lost_connection_the_pool_starts_afresh() -> None:
     """Killed backends (a restart, a failover) fail one direct statement, not every later
     request: the dead connections are thrown away, as SQLAlchemy does for its own."""
-    db = Database.connect(database_url(), role=None, pool_size=3, max_overflow=0)
+    db = Database.connect(database_url(), pool_size=3, max_overflow=0)
     try:
         sessions = [db.sessions() for _ in range(3)]
         # three pooled connections, and only theirs are killed
@@ -115,7 +115,7 @@ async def test_the_remembered_connection_is_dropped_when_the_transaction_ends() 
     """The connection a session's direct statements use is remembered for speed, but only
     until the transaction ends: after a commit it belongs to the pool (and to whoever takes
     it next), so the session's next statement must check out its own."""
-    db = Database.connect(database_url(), role=None, pool_size=2, max_overflow=0)
+    db = Database.connect(database_url(), pool_size=2, max_overflow=0)
     try:
         first = db.sessions()
         mine = await direct.fetchval(first, "SELECT pg_backend_pid()")

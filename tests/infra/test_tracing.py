@@ -10,12 +10,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pantherahive.infra.tracing import tracing_requested
 from pantherahive.main import create_app
 from tests.conftest import make_settings
-from tests.support.db import database_url
+from tests.support.db import app_database_url
 
 
 async def test_request_and_sql_spans_are_exported(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
-    app = create_app(make_settings(tmp_path), database_url=database_url(), span_exporter=exporter)
+    app = create_app(
+        make_settings(tmp_path), database_url=app_database_url(), span_exporter=exporter
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

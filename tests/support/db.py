@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import text
 
 from pantherahive.infra.db.engine import set_tenant
-from tests.support.servers import owner_connection
+from tests.support.servers import app_url, owner_connection
 
 _URL: dict[str, str] = {}
 
@@ -22,6 +22,11 @@ def remember_database(url: str) -> None:
 def database_url() -> str:
     """The session's test database (owner URL)."""
     return _URL["url"]
+
+
+def app_database_url() -> str:
+    """The session's test database as the app logs in to it (``pantherahive_app``)."""
+    return app_url(_URL["url"])
 
 
 async def outbox_types(tenant_id: str) -> list[str]:

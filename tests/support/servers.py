@@ -1,9 +1,17 @@
 """Real servers for the tests: the URL from the environment when given, else one started
-here from a PyPI wheel on a free loopback port (or a private Unix socket)."""
+here from a PyPI wheel on a free loopback port (or a private Unix socket).
+
+PostgreSQL: ``DATABASE_ADMIN_URL`` (else ``DATABASE_URL``) names an external server's
+owner login — a superuser or a role with ``CREATEDB CREATEROLE BYPASSRLS``. The suite
+gives ``pantherahive_app`` a login and a password of its own on that server (a password
+generated per run: a suite sharing the server at the same time would change it), and the
+app under test connects with :func:`app_url`.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -14,6 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import pytest
+
+from pantherahive.infra.db.roles import app_login_sql, app_login_url
+
+APP_PASSWORD = secrets.token_urlsafe(24)
 
 
 def free_port() -> int:
@@ -35,14 +48,40 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """Owner URL of a PostgreSQL *server* (database part ignored by callers)."""
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
+    """Owner URL of a PostgreSQL *server* (database part ignored by callers), on which
+    ``pantherahive_app`` logs in with :data:`APP_PASSWORD`."""
+    external = os.environ.get("DATABASE_ADMIN_URL") or os.environ.get("DATABASE_URL")
+    if external:
+        import asyncio
+
+        asyncio.run(_give_app_login(external))
+        yield external
         return
-    from pantherahive.infra.db.embedded import start_embedded_postgres
+    from pantherahive.infra.db.embedded import set_app_login_password, start_embedded_postgres
 
     with tempfile.TemporaryDirectory(prefix="ph-pg-") as tmp:
-        yield start_embedded_postgres(Path(tmp), database="postgres")
+        url = start_embedded_postgres(Path(tmp), database="postgres")
+        set_app_login_password(Path(tmp), APP_PASSWORD)
+        yield url
+
+
+async def _give_app_login(server_url: str) -> None:
+    conn = await asyncpg.connect(**_asyncpg_args(_with_database(server_url, "postgres")))
+    try:
+        await conn.execute(app_login_sql(APP_PASSWORD))
+    finally:
+        await conn.close()
+
+
+def set_database_env(monkeypatch: pytest.MonkeyPatch, owner_url: str) -> None:
+    """Point the CLI at the test database: the app login and the owner, as deployed."""
+    monkeypatch.setenv("DATABASE_URL", app_url(owner_url))
+    monkeypatch.setenv("DATABASE_ADMIN_URL", owner_url)
+
+
+def app_url(owner_url: str) -> str:
+    """The app login's URL for the owner's database: what the processes under test use."""
+    return app_login_url(owner_url, APP_PASSWORD)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -91,6 +130,11 @@ async def drop_database(url: str) -> None:
 
 async def owner_connection(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(**_asyncpg_args(url))
+
+
+async def app_connection(owner_url: str) -> asyncpg.Connection:
+    """A connection with the app login's own credentials, as the processes make them."""
+    return await asyncpg.connect(**_asyncpg_args(app_url(owner_url)))
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """``pantherahive audit``: verify the hash chains, archive old events, restore a range.
 
-These run as the database owner (``DATABASE_URL``), outside the API: archival is the one
-operation allowed to delete audit rows, and only what it has stored and read back.
+These run as the database owner (``DATABASE_ADMIN_URL``), outside the API: they read every
+tenant's chain, and archival is the one operation allowed to delete audit rows, and only
+what it has stored and read back.
 """
 
 from __future__ import annotations
@@ -31,18 +32,18 @@ app = typer.Typer(
 
 def _run(work: Callable[[Database, ArchiveStore], Awaitable[T]]) -> T:
     """Run ``work(owner_db, store)`` against the migrated database, as its owner."""
-    from pantherahive.cli.common import database_url, migrate_database
+    from pantherahive.cli.common import admin_database_url, migrate_database
     from pantherahive.domains.audit.api import ArchiveStore
     from pantherahive.infra.db.engine import Database
     from pantherahive.main import audit_archive_config
     from pantherahive.settings import get_settings
 
-    url = database_url()
+    url = admin_database_url()
     migrate_database(url)
     store = ArchiveStore(audit_archive_config(get_settings()))
 
     async def runner() -> T:
-        db = Database.connect(url, role=None, pool_size=2, max_overflow=0)
+        db = Database.connect(url, pool_size=2, max_overflow=0)
         try:
             return await work(db, store)
         finally:

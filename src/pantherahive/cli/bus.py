@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pantherahive.cli.common import database_url, run_until_signal
+from pantherahive.cli.common import admin_database_url, database_url, run_until_signal
 from pantherahive.settings import Settings, get_settings
 
 dead_letters_app = typer.Typer(
@@ -84,10 +84,11 @@ def list_dead_letters(
     from pantherahive.infra.bus.dead_letters import error_summary, list_parked
     from pantherahive.infra.db.engine import Database
 
-    url = database_url()
+    # Every tenant's dead letters: the owner reads them (the app login sees one tenant's).
+    url = admin_database_url()
 
     async def work() -> None:
-        owner = Database.connect(url, pool_size=1, role=None)
+        owner = Database.connect(url, pool_size=1)
         try:
             parked = await list_parked(
                 owner, consumer=consumer, include_replayed=all_, limit=limit
@@ -121,11 +122,12 @@ def replay_dead_letters(
     from pantherahive.infra.bus.dead_letters import ReplayResult, replay
     from pantherahive.infra.db.engine import Database
 
-    url = database_url()
+    owner_url = admin_database_url()
+    app_url = database_url()
 
     async def work() -> bool:
-        owner = Database.connect(url, pool_size=1, role=None)
-        app = Database.connect(url, pool_size=2)
+        owner = Database.connect(owner_url, pool_size=1)
+        app = Database.connect(app_url, pool_size=2)
         ok = True
         try:
             for dead_letter_id in ids:

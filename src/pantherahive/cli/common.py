@@ -5,6 +5,7 @@ import this module, never ``main``, so no command module imports another."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
@@ -16,18 +17,39 @@ from pantherahive.settings import get_settings
 T = TypeVar("T")
 
 
-def database_url() -> str:
-    """DATABASE_URL, or the embedded PostgreSQL's (started if needed), saying which."""
-    from pantherahive.main import resolve_database_url
-
+@functools.cache
+def _say_if_embedded() -> None:
     settings = get_settings()
-    if settings.database_url is None:
+    if settings.database_url is None and settings.database_admin_url is None:
         typer.secho(
             f"Using the embedded PostgreSQL in {settings.data_path / 'postgres'}",
             err=True,
             fg=typer.colors.BLUE,
         )
-    return resolve_database_url(settings)
+
+
+def database_url() -> str:
+    """The app login's URL (DATABASE_URL, or the embedded PostgreSQL's, started if need be):
+    what the API, worker, relay and delivery processes connect with."""
+    from pantherahive.main import resolve_database_url
+
+    _say_if_embedded()
+    try:
+        return resolve_database_url(get_settings())
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def admin_database_url() -> str:
+    """The owner's URL (DATABASE_ADMIN_URL, or the embedded PostgreSQL's): migrations and
+    the administrative commands that read across tenants or delete audit rows."""
+    from pantherahive.main import resolve_admin_database_url
+
+    _say_if_embedded()
+    try:
+        return resolve_admin_database_url(get_settings())
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def migrate_database(url: str) -> None:

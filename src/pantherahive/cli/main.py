@@ -15,7 +15,13 @@ import typer
 
 from pantherahive.cli.audit import app as audit_app
 from pantherahive.cli.bus import dead_letters_app, relay, worker
-from pantherahive.cli.common import database_url, fail_with, migrate_database
+from pantherahive.cli.common import (
+    admin_database_url,
+    database_url,
+    fail,
+    fail_with,
+    migrate_database,
+)
 from pantherahive.infra.security.principal import Role
 from pantherahive.settings import get_settings
 
@@ -34,8 +40,8 @@ T = TypeVar("T")
 
 @app.command()
 def migrate() -> None:
-    """Apply every pending database migration (as the database owner), then exit."""
-    migrate_database(database_url())
+    """Apply every pending database migration (as the owner: DATABASE_ADMIN_URL), then exit."""
+    migrate_database(admin_database_url())
 
 
 @app.command()
@@ -49,18 +55,25 @@ def serve(
         bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
     ] = True,
 ) -> None:
-    """Serve the HTTP API (starting the embedded PostgreSQL when DATABASE_URL is unset)."""
+    """Serve the HTTP API as the app login (DATABASE_URL; migrating first as the owner,
+    DATABASE_ADMIN_URL), starting the embedded PostgreSQL when neither is set."""
     import uvicorn
 
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
+    try:
+        settings.refuse_unshared_rate_limits(workers)
+    except ValueError as exc:
+        fail(str(exc))
     _require_free_port(host, port)
-    url = database_url()
     if migrate_first:
-        migrate_database(url)
-    os.environ["DATABASE_URL"] = url
+        migrate_database(admin_database_url())
+    # The workers read the app login's URL from the environment; the owner's is not theirs.
+    os.environ["DATABASE_URL"] = database_url()
+    os.environ.pop("DATABASE_ADMIN_URL", None)
+    os.environ.pop("PANTHERAHIVE_DATABASE_ADMIN_URL", None)
     # Create the generated JWT secret (if one is needed) here, once, before the workers
     # start: they then all read the same file instead of racing to create it.
     settings.resolved_jwt_secret()
@@ -120,8 +133,8 @@ def _require_free_port(host: str, port: int) -> None:
 def _run_with_platform(work: Callable[..., Awaitable[T]]) -> T:
     from pantherahive.main import build_platform
 
+    migrate_database(admin_database_url())
     url = database_url()
-    migrate_database(url)
     settings = get_settings()
 
     async def runner() -> T:

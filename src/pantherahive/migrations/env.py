@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pantherahive.infra.db.engine import create_app_engine
 
@@ -23,16 +24,38 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+async def _require_owner_bypassing_rls(connection: AsyncConnection) -> None:
+    """Every tenant table has FORCE ROW LEVEL SECURITY (0015), which binds its owner too;
+    the SECURITY DEFINER functions the migrations create run as that owner and read across
+    tenants, so the owner must be a superuser or have BYPASSRLS. Say so before migrating
+    rather than let the outbox relay and the delivery workers find nothing."""
+    user, bypasses = (
+        await connection.execute(
+            text(
+                "SELECT rolname, rolsuper OR rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
+        )
+    ).one()
+    await connection.rollback()
+    if not bypasses:
+        raise RuntimeError(
+            f"the migrations run as the database owner, and {user} cannot bypass row-level "
+            f"security: run them as the owner (DATABASE_ADMIN_URL), and give that role "
+            f"BYPASSRLS (ALTER ROLE {user} BYPASSRLS, as a superuser) — "
+            "docs/configuration.md, Database roles"
+        )
+
+
 async def _main() -> None:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("no database URL given to the migrations")
     # No statement timeout: the app's 15 s would abort a long migration on a large
     # database (0014's index build reads the whole audit trail: 14 s at 10M events here).
-    engine = create_app_engine(
-        url, role=None, pool_size=1, max_overflow=0, statement_timeout_ms=0
-    )
+    engine = create_app_engine(url, pool_size=1, max_overflow=0, statement_timeout_ms=0)
     async with engine.connect() as connection:
+        await _require_owner_bypassing_rls(connection)
         await connection.execute(text("CREATE SCHEMA IF NOT EXISTS platform"))
         await connection.commit()
         # Several processes may start at once (workers, tests): one migrates, the rest wait.

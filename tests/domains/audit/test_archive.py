@@ -56,7 +56,7 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 async def owner_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url, role=None, pool_size=2, max_overflow=0)
+    db = Database.connect(database_url, pool_size=2, max_overflow=0)
     try:
         yield db
     finally:

@@ -22,6 +22,7 @@ from tests.domains.audit.helpers import (
     owner,
     record,
 )
+from tests.support.servers import set_database_env
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def cli_env(
     monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
 ) -> Iterator[Path]:
     archive = tmp_path / "archive"
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    set_database_env(monkeypatch, database_url)
     monkeypatch.setenv("PANTHERAHIVE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PANTHERAHIVE_AUDIT_ARCHIVE_URL", str(archive))
     monkeypatch.setenv("PANTHERAHIVE_AUDIT_SEGMENT_EVENTS", "4")

@@ -30,6 +30,7 @@ from pantherahive.infra.db.engine import Database
 from pantherahive.settings import get_settings
 from tests.conftest import TenantHandle
 from tests.domains.audit.helpers import app_db, make_event, record
+from tests.support.servers import set_database_env
 
 
 def archive_during_the_first_live_read(
@@ -42,7 +43,7 @@ def archive_during_the_first_live_read(
 
     async def live_batch(self: AuditRepository, tenant: UUID, **kwargs: Any) -> Any:
         if tenant == tenant_id and not archived:
-            owner = Database.connect(database_url, role=None, pool_size=1, max_overflow=0)
+            owner = Database.connect(database_url, pool_size=1, max_overflow=0)
             try:
                 segments = await archive_before(
                     owner.sessions, store, before=datetime.now(UTC) + timedelta(days=1),
@@ -83,7 +84,7 @@ async def test_the_verify_endpoint_is_not_fooled_by_an_archive_committing_meanwh
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Iterator[Path]:
     archive = tmp_path / "archive"
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    set_database_env(monkeypatch, database_url)
     monkeypatch.setenv("PANTHERAHIVE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PANTHERAHIVE_AUDIT_ARCHIVE_URL", str(archive))
     monkeypatch.setenv("PANTHERAHIVE_AUDIT_SEGMENT_EVENTS", "5")

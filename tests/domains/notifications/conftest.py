@@ -22,7 +22,7 @@ from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.settings import Settings
 from tests.conftest import make_settings, running_app
-from tests.support.servers import free_port
+from tests.support.servers import app_url, free_port
 
 NOTIFY_SETTINGS: dict[str, Any] = {
     "notifications_worker_enabled": False,
@@ -168,7 +168,7 @@ async def live_server(database_url: str, settings: Settings) -> AsyncIterator[st
     from pantherahive.main import create_app
 
     port = free_port()
-    app = create_app(settings, database_url=database_url)
+    app = create_app(settings, database_url=app_url(database_url))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
     task = asyncio.create_task(server.serve())

@@ -371,8 +371,12 @@ async def test_without_smtp_production_never_logs_the_token(
     assert delivery["status"] == "failed"  # not "sent": nothing was
     assert "SMTP" in delivery["lastError"]
     # and that is what a production platform without SMTP is built with
-    production = NotificationsRuntime(settings_for(tmp_path, env="production"),
-                                      platform(napp).db, key_material="k" * 40)
+    production_settings = settings_for(
+        tmp_path, env="production", webhook_allow_private_addresses=False,
+        jwt_secret="a3f9c2e7b1d84f06e5c9a27b3d1f8e40c6b2a9d7e3f1c5b8",
+    )
+    production = NotificationsRuntime(production_settings, platform(napp).db,
+                                      key_material="k" * 40)
     email_transport = production.transports["email"]
     assert isinstance(email_transport, LogTransport)
     assert not email_transport.reveal_content

@@ -20,7 +20,7 @@ import websockets
 
 from tests.conftest import add_user, create_tenant
 from tests.domains.notifications.conftest import live_server, settings_for
-from tests.support.servers import free_port, redis_server, wait_for_port
+from tests.support.servers import app_url, free_port, redis_server, wait_for_port
 
 GUARD = 20.0  # seconds before a hung stream fails the test (not a latency assertion)
 
@@ -142,7 +142,8 @@ async def test_websocket_auth_and_push(database_url: str, tmp_path: Path) -> Non
 @contextmanager
 def api_process(database_url: str, data_dir: Path, extra: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PANTHERAHIVE_DATA_DIR": str(data_dir),
+    env = {**os.environ, "DATABASE_URL": app_url(database_url),
+           "PANTHERAHIVE_DATA_DIR": str(data_dir),
            "PANTHERAHIVE_JWT_SECRET": "two-process-secret-" + "y" * 32,
            "PANTHERAHIVE_ARGON2_TIME_COST": "1", "PANTHERAHIVE_ARGON2_MEMORY_KIB": "1024",
            "PANTHERAHIVE_ARGON2_PARALLELISM": "1", "PANTHERAHIVE_LOG_LEVEL": "warning",

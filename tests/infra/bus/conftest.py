@@ -20,6 +20,7 @@ from pantherahive.infra.bus.metrics import CONSUMER_LAG
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.db.engine import Database, set_tenant
 from tests.support.events import adhoc
+from tests.support.servers import app_url
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
@@ -76,14 +77,14 @@ async def first_read(*consumers: str) -> None:
 
 @pytest.fixture(scope="session")
 async def app_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url, pool_size=5)
+    db = Database.connect(app_url(database_url), pool_size=5)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="session")
 async def owner_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url, pool_size=2, role=None)
+    db = Database.connect(database_url, pool_size=2)
     async with db.sessions() as session, session.begin():
         await session.execute(text("CREATE SCHEMA IF NOT EXISTS bus_test"))
         await session.execute(

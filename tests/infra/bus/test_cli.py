@@ -14,11 +14,12 @@ from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import Database
 from pantherahive.settings import get_settings
 from tests.infra.bus.conftest import Effects, Emit, Recorder
+from tests.support.servers import set_database_env
 
 
 @pytest.fixture
 def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    set_database_env(monkeypatch, database_url)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -42,7 +42,7 @@ from tests.infra.bus.brokers import Broker, kafka_broker, nats_broker
 from tests.infra.bus.conftest import Effects, Recorder
 from tests.infra.bus.test_transports import relay_all
 from tests.support.events import adhoc
-from tests.support.servers import create_database, drop_database
+from tests.support.servers import app_url, create_database, drop_database
 
 STREAM = "PH_KILL_EVENTS"
 PANTHERAHIVE = str(Path(sys.executable).with_name("pantherahive"))
@@ -71,14 +71,14 @@ def kill_database(pg_server: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def kill_app_db(kill_database: str) -> AsyncIterator[Database]:
-    db = Database.connect(kill_database, pool_size=5)
+    db = Database.connect(app_url(kill_database), pool_size=5)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="module")
 async def kill_owner_db(kill_database: str) -> AsyncIterator[Database]:
-    db = Database.connect(kill_database, pool_size=2, role=None)
+    db = Database.connect(kill_database, pool_size=2)
     async with db.sessions() as session, session.begin():
         for statement in EFFECTS_DDL:
             await session.execute(text(statement))
@@ -174,7 +174,7 @@ def process_env(broker: Broker, database_url: str, tmp_path: Path) -> dict[str, 
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PANTHERAHIVE_", "BUS_URL", "REDIS_URL"))}
     env.update({
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": app_url(database_url),
         "BUS_URL": broker.url,
         "PANTHERAHIVE_BUS_STREAM": STREAM,
         "PANTHERAHIVE_BUS_BATCH_SIZE": "200",

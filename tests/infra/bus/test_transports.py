@@ -45,6 +45,7 @@ from pantherahive.settings import get_settings
 from tests.conftest import create_tenant, make_settings
 from tests.infra.bus.brokers import Broker, kafka_broker, nats_broker
 from tests.infra.bus.conftest import Effects, Emit, Recorder
+from tests.support.servers import set_database_env
 
 STREAM = "PH_TEST_EVENTS"
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
@@ -414,7 +415,7 @@ async def test_a_malformed_message_is_parked_and_the_stream_goes_on(
     assert letter.payload == garbage
     assert "JSONDecodeError" in letter.error
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    set_database_env(monkeypatch, database_url)
     get_settings.cache_clear()
     try:
         listed = await asyncio.to_thread(

@@ -26,6 +26,7 @@ from pantherahive.main import create_app
 from tests.conftest import TenantHandle, create_tenant, make_settings
 from tests.infra.bus.conftest import Effects, record_effect
 from tests.support.events import adhoc
+from tests.support.servers import app_url
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 RENAME = text("UPDATE identity.users SET first_name = :name WHERE id = :id")
@@ -41,7 +42,7 @@ async def guarded(
     settings = make_settings(tmp_path_factory.mktemp("guard"), db_pool_size=2,
                              db_max_overflow=0, bus_run_consumers=False,
                              notifications_worker_enabled=False)
-    app = create_app(settings, database_url=database_url)
+    app = create_app(settings, database_url=app_url(database_url))
     target: dict[str, str] = {}
 
     async def scoped(session: AsyncSession) -> None:
@@ -91,7 +92,7 @@ async def guarded(
 
 
 async def first_name(database_url: str, user_id: str) -> str | None:
-    db = Database.connect(database_url, pool_size=1, role=None)
+    db = Database.connect(database_url, pool_size=1)
     try:
         async with db.sessions() as session:
             value = await session.scalar(
@@ -132,7 +133,7 @@ async def test_announced_writes_locks_undone_savepoints_and_reads_pass(
 
 async def test_every_table_of_the_announced_schemas_marks_its_writes(database_url: str) -> None:
     """A table created without the trigger would slip past the guard."""
-    db = Database.connect(database_url, pool_size=1, role=None)
+    db = Database.connect(database_url, pool_size=1)
     try:
         async with db.sessions() as session:
             unmarked = list(await session.scalars(

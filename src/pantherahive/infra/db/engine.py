@@ -1,8 +1,9 @@
 """Engines and sessions.
 
-Two identities on one server: the *owner* (from ``DATABASE_URL``) runs migrations; the app
-switches every connection to ``pantherahive_app`` through the ``role`` startup parameter,
-a role that owns nothing, so row-level security always applies to it.
+An engine connects as the login its URL names and never switches role: the app's
+processes use ``DATABASE_URL`` (the ``pantherahive_app`` login, which owns nothing, so
+row-level security always applies), the migrations and administrative commands
+``DATABASE_ADMIN_URL`` (the owner). See ``infra/db/roles.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 APP_ROLE = "pantherahive_app"
+"""The app's login role (migration 0001 creates it; its grants are the app's rights)."""
 TENANT_SETTING = "app.tenant_id"
 
 
@@ -37,7 +39,6 @@ def create_app_engine(
     pool_size: int = 10,
     max_overflow: int = 10,
     statement_timeout_ms: int = 15_000,
-    role: str | None = APP_ROLE,
 ) -> AsyncEngine:
     server_settings: dict[str, str] = {
         "application_name": "pantherahive",
@@ -45,8 +46,6 @@ def create_app_engine(
         "statement_timeout": str(statement_timeout_ms),
         "idle_in_transaction_session_timeout": "60000",
     }
-    if role:
-        server_settings["role"] = role
     connect_args: dict[str, Any] = {"server_settings": server_settings}
     return create_async_engine(
         to_asyncpg_url(url),

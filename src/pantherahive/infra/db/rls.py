@@ -20,3 +20,11 @@ def tenant_policy(table: str, column: str = "tenant_id") -> None:
         f"CREATE POLICY tenant_isolation ON {table} "
         f"USING ({column} = {TENANT}) WITH CHECK ({column} = {TENANT})"
     )
+
+
+def force_rls(table: str) -> None:
+    """Make the policies bind the table's owner too (every tenant table since 0015: a
+    connection that is the owner sees one tenant like any other, unless it bypasses RLS —
+    a superuser or ``BYPASSRLS``, which the migrating owner must be). A new tenant table
+    calls :func:`tenant_policy` and then this."""
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
