@@ -9,6 +9,7 @@ names of one kind of write (a user's fields changed); the type says which kind, 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -101,3 +102,20 @@ class VerificationRequested(
     """Derived (not audited): part of the user's creation."""
 
     email: str | None
+
+
+class AccessTokenCreated(EventData, type="user.token_created", subject="user"):
+    """The user made a personal access token (never the token or its hash here)."""
+
+    token_id: UUID
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class AccessTokenRevoked(EventData, type="user.token_revoked", subject="user"):
+    """A personal access token of the user was revoked, by the user or an ADMIN (the
+    event's actor); it stopped working at once."""
+
+    token_id: UUID
+    name: str

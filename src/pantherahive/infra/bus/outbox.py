@@ -50,6 +50,10 @@ class OutboxEvent(Base):
     audited: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+# The key of ``data`` naming the personal access token a request authenticated with: every
+# event the request emits carries it, so the audit trail shows what each token did.
+VIA_TOKEN = "viaToken"  # noqa: S105 (a key name, not a secret)
+
 # Written by nearly every request: fixed SQL, see infra/db/direct.py.
 _INSERT = (
     "INSERT INTO bus.outbox (id, tenant_id, type, version, occurred_at, actor_id,"
@@ -76,6 +80,9 @@ async def emit(
     ``audited=False`` marks a derived event (one that accompanies the write's primary
     event, or follows from another event): every consumer receives it, but the audit
     trail records only the primary event, which carries the full ``changes``.
+
+    A request authenticated by a personal access token adds ``viaToken`` (the token's
+    id) to the data of every event it emits.
     """
     ctx = current_context()
     if isinstance(event, str):  # TRANSITION: untyped call sites, removed once all are typed
@@ -85,6 +92,8 @@ async def emit(
         subject, payload = subject_type or event.SUBJECT, event.to_json()
         if subject == ANY_SUBJECT:
             raise ValueError(f"{event_type} needs the subject type of this emission")
+    if ctx.token_id is not None:
+        payload = {**payload, VIA_TOKEN: str(ctx.token_id)}
     tenant = tenant_id or ctx.tenant_id
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")
