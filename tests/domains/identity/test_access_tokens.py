@@ -270,6 +270,14 @@ async def test_a_deactivated_users_tokens_stop(
     assert deactivate.status_code == 204
     assert (await client.get("/v1/users/me/tasks",
                              headers=bearer(pat["token"]))).status_code == 401
+    # Revoked, not merely suspended: reactivating the user does not bring it back.
+    listed = await client.get(f"/v1/tokens?userId={member.id}", headers=tenant.admin.headers)
+    assert listed.json()["items"] == []
+    reactivate = await client.patch(f"/v1/users/{member.id}", headers=tenant.admin.headers,
+                                    json={"status": "ACTIVE"})
+    assert reactivate.status_code == 200
+    assert (await client.get("/v1/users/me/tasks",
+                             headers=bearer(pat["token"]))).status_code == 401
 
 
 async def test_idempotency_keys_work_with_a_token(

@@ -50,7 +50,8 @@ class UserStatusChanged(_UserChanged, type="user.status_changed", subject="user"
 
 
 class UserDeactivated(_UserChanged, type="user.deactivated", subject="user"):
-    """The user became INACTIVE: sessions revoked; projects drop their memberships."""
+    """The user became INACTIVE: sessions and personal access tokens revoked; projects drop
+    their memberships."""
 
 
 class UserPasswordChanged(EventData, type="user.password_changed", subject="user"):

@@ -77,18 +77,19 @@ async def require_auth(
     remember(request.scope, await wired.rate_limits.hit(wired.user_rate_item, "user",
                                                         str(auth.user_id)))
     if auth.scopes is not None:
-        await _require_scope(request, session, auth)
+        await _require_scope(request, session, auth, auth.scopes)
     return auth
 
 
-async def _require_scope(request: Request, session: AsyncSession, auth: AuthContext) -> None:
+async def _require_scope(
+    request: Request, session: AsyncSession, auth: AuthContext, scopes: frozenset[str]
+) -> None:
     """Refuse a personal access token the route's scope (``infra.security.scopes``) does
     not cover; a route that declares none is closed to every token."""
-    assert auth.scopes is not None
     method = request.method
     route = request.scope.get("route")
     required = required_scope(route, method)
-    if required is not None and satisfies(auth.scopes, required):
+    if required is not None and satisfies(scopes, required):
         return
     action = f"{method} {getattr(route, 'path_format', request.url.path)}"
     if required is None:

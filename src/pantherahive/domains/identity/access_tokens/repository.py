@@ -60,3 +60,10 @@ class AccessTokenRepository(TenantRepository):
             )
         stmt = stmt.order_by(AccessToken.created_at, AccessToken.id).limit(limit)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def revoke_all(self, user_id: UUID, now: datetime) -> None:
+        await self.session.execute(
+            self.update(AccessToken)
+            .where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
