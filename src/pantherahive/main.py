@@ -30,6 +30,7 @@ from pantherahive.core.errors import ServiceUnavailable, Unauthenticated
 from pantherahive.domains.audit import router as audit_router
 from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditService
 from pantherahive.domains.identity import router as identity_router
+from pantherahive.domains.identity.access_tokens import router as access_tokens_router
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
@@ -52,7 +53,8 @@ from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
 from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.passwords import Passwords
-from pantherahive.infra.security.tokens import AccessTokens
+from pantherahive.infra.security.scopes import document_scopes
+from pantherahive.infra.security.tokens import AccessTokens, parse_personal_token
 from pantherahive.infra.tracing import instrument_app, instrument_database
 from pantherahive.settings import Settings, get_settings
 
@@ -254,6 +256,8 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(identity_router.public)
     app.include_router(identity_router.users)
+    app.include_router(access_tokens_router.mine)
+    app.include_router(access_tokens_router.tenant)
     app.include_router(audit_router.router)
     app.include_router(projects_router.router)
     app.include_router(tasks_router.router)
@@ -268,6 +272,12 @@ def create_app(
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer":
                     return None
+                personal = parse_personal_token(token.strip())
+                if personal is not None:
+                    # Keyed by the token (known without a database read): its keys are
+                    # its own, apart from its user's sessions'.
+                    tenant_id, token_hash = personal
+                    return f"pat:{token_hash.hex()}", str(tenant_id)
                 try:
                     claims = holder["platform"].identity.tokens.verify(token.strip())
                 except Unauthenticated:
@@ -322,7 +332,7 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = document_problems(schema)
+            app.openapi_schema = document_problems(document_scopes(schema, app.routes))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -57,6 +57,10 @@ SEMANTIC_REFUSALS: dict[tuple[str, str | None], str] = {
     ),
     ("validation-error", "toSeq"): "toSeq below fromSeq: a relation between two values",
     ("validation-error", "endDate"): "endDate before startDate: a relation (contract: 422)",
+    ("validation-error", "expiresAt"): (
+        "a personal access token's expiresAt must be in the future: a relation to the "
+        "server's clock"
+    ),
     ("invalid-token", None): (
         "an email or password-reset token is single-use and issued by the server; an "
         "invented one is refused"

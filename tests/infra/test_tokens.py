@@ -50,3 +50,21 @@ def test_the_cache_is_bounded() -> None:
     for _ in range(size + 10):
         issuer.verify(issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0))
     assert len(issuer._verified) == size
+
+
+def test_a_personal_token_names_its_tenant_and_is_kept_as_its_hash() -> None:
+    tenant = uuid.uuid4()
+    issued = tokens_module.new_personal_token(tenant)
+    assert issued.token.startswith(issued.prefix)
+    assert issued.prefix.startswith(tokens_module.PERSONAL_PREFIX)
+    assert tokens_module.parse_personal_token(issued.token) == (tenant, issued.token_hash)
+    assert issued.token_hash == tokens_module.hash_token(issued.token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "ph_pat_", "phr_" + "0" * 32 + "_x", "ph_pat_" + "0" * 39 + "_" + "0" * 32,
+     "ph_pat_" + "0" * 40 + "_" + "z" * 32, "ph_pat_" + "0" * 40 + "_" + "0" * 200],
+)
+def test_a_malformed_personal_token_parses_to_nothing(token: str) -> None:
+    assert tokens_module.parse_personal_token(token) is None

@@ -17,6 +17,9 @@ class RequestContext:
     ip: str | None = None
     tenant_id: UUID | None = None
     user_id: UUID | None = None
+    # The personal access token the request authenticated with: every event it emits
+    # names it (``infra.bus.outbox.emit``), so what a token did can be found later.
+    token_id: UUID | None = None
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("pantherahive_request", default=None)
@@ -38,10 +41,13 @@ def begin_context(request_id: str | None, ip: str | None) -> RequestContext:
     return ctx
 
 
-def bind_principal(tenant_id: UUID, user_id: UUID | None) -> None:
+def bind_principal(
+    tenant_id: UUID, user_id: UUID | None, *, token_id: UUID | None = None
+) -> None:
     ctx = current_context()
     ctx.tenant_id = tenant_id
     ctx.user_id = user_id
+    ctx.token_id = token_id
     structlog.contextvars.bind_contextvars(
         tenant_id=str(tenant_id), user_id=str(user_id) if user_id else None
     )

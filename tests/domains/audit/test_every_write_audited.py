@@ -204,6 +204,31 @@ async def _delete_user(w: World) -> Req:
     return Req("DELETE", f"/v1/users/{user.id}", w.admin)
 
 
+@builds("POST", "/v1/users/me/tokens")
+async def _create_token(w: World) -> Req:
+    user = await w.user()
+    return Req("POST", "/v1/users/me/tokens", user,
+               json={"name": unique("pat"), "scopes": ["tasks:read"]})
+
+
+async def _token(w: World, owner: Actor) -> str:
+    created = await w.call("POST", "/v1/users/me/tokens", owner,
+                           {"name": unique("pat"), "scopes": ["tasks:read"]})
+    return str(created["id"])
+
+
+@builds("DELETE", "/v1/users/me/tokens/{tokenId}")
+async def _revoke_my_token(w: World) -> Req:
+    user = await w.user()
+    return Req("DELETE", f"/v1/users/me/tokens/{await _token(w, user)}", user)
+
+
+@builds("DELETE", "/v1/tokens/{tokenId}")
+async def _revoke_any_token(w: World) -> Req:
+    user = await w.user()
+    return Req("DELETE", f"/v1/tokens/{await _token(w, user)}", w.admin)
+
+
 # ---- projects -----------------------------------------------------------------------------
 @builds("POST", "/v1/projects")
 async def _create_project(w: World) -> Req:

@@ -21,6 +21,7 @@ from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession, end_request_session
 from pantherahive.infra.security.dependency import CurrentAuth
+from pantherahive.infra.security.scopes import Scope, scoped
 
 AuditEventId = Annotated[UUID, uuid_path("id", "The audit event.")]
 NDJSON = "application/x-ndjson"
@@ -69,7 +70,9 @@ async def _filters(
 
 
 Filters = Annotated[EventFilters, Depends(_filters)]
-router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+router = APIRouter(
+    prefix="/v1/audit-events", tags=["audit"], dependencies=[scoped(Scope.AUDIT_READ)]
+)
 
 
 @router.get("", responses=_problems(401, 403, 422))

@@ -29,6 +29,7 @@ from pantherahive.domains.audit.permissions import AuditAction, audit_may
 from pantherahive.domains.audit.repository import AuditRepository, EventFilters, NewEvents
 from pantherahive.domains.audit.schemas import ActorType, ChainVerification
 from pantherahive.infra.bus.consumer import Event
+from pantherahive.infra.bus.outbox import VIA_TOKEN
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.principal import AuthContext
@@ -47,7 +48,8 @@ def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any]
     """``(changes, rest)`` of an event's data.
 
     Updates carry ``data["changes"] = {field: [old, new]}``; a creation's payload is its
-    initial state, recorded as ``{field: [null, value]}``; anything else stays in ``data``.
+    initial state, recorded as ``{field: [null, value]}``; anything else (``viaToken``
+    always) stays in ``data``.
     """
     rest = dict(data)
     raw = rest.pop("changes", None)
@@ -59,7 +61,9 @@ def split_payload(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any]
         }
         return changes, rest
     if event_type.endswith(".created"):
-        return {str(name): [None, value] for name, value in rest.items()}, {}
+        # Which token made the request is about the request, not the created thing.
+        kept = {VIA_TOKEN: rest.pop(VIA_TOKEN)} if VIA_TOKEN in rest else {}
+        return {str(name): [None, value] for name, value in rest.items()}, kept
     return {}, rest
 
 

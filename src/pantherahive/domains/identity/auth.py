@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pantherahive.core.clock import now
 from pantherahive.core.errors import RateLimited, Unauthenticated
 from pantherahive.domains.identity import events
+from pantherahive.domains.identity.access_tokens import service as access_tokens
 from pantherahive.domains.identity.errors import (
     EmailNotVerified,
     GuessThrottled,
@@ -38,7 +39,7 @@ from pantherahive.infra.context import bind_principal
 from pantherahive.infra.db.engine import set_tenant
 from pantherahive.infra.ratelimit import RateLimits
 from pantherahive.infra.security.principal import AuthContext, Role
-from pantherahive.infra.security.tokens import parse_opaque_token
+from pantherahive.infra.security.tokens import PERSONAL_PREFIX, parse_opaque_token
 
 
 class Authenticator:
@@ -49,7 +50,10 @@ class Authenticator:
 
     async def principal(self, session: AsyncSession, access_token: str) -> AuthContext:
         """Verify the JWT, then read the user's *live* role, status and token version, so a
-        deactivation, role change or password change takes effect on the next request."""
+        deactivation, role change or password change takes effect on the next request.
+        A personal access token (``ph_pat_…``) is looked up instead, with its scopes."""
+        if access_token.startswith(PERSONAL_PREFIX):
+            return await access_tokens.authenticate(session, access_token)
         claims = self.identity.tokens.verify(access_token)
         row = await TenantDirectory(session).principal(claims.tenant_id, claims.user_id)
         if row is None:

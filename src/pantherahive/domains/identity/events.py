@@ -9,6 +9,7 @@ names of one kind of write (a user's fields changed); the type says which kind, 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -49,7 +50,8 @@ class UserStatusChanged(_UserChanged, type="user.status_changed", subject="user"
 
 
 class UserDeactivated(_UserChanged, type="user.deactivated", subject="user"):
-    """The user became INACTIVE: sessions revoked; projects drop their memberships."""
+    """The user became INACTIVE: sessions and personal access tokens revoked; projects drop
+    their memberships."""
 
 
 class UserPasswordChanged(EventData, type="user.password_changed", subject="user"):
@@ -101,3 +103,20 @@ class VerificationRequested(
     """Derived (not audited): part of the user's creation."""
 
     email: str | None
+
+
+class AccessTokenCreated(EventData, type="user.token_created", subject="user"):
+    """The user made a personal access token (never the token or its hash here)."""
+
+    token_id: UUID
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class AccessTokenRevoked(EventData, type="user.token_revoked", subject="user"):
+    """A personal access token of the user was revoked, by the user or an ADMIN (the
+    event's actor); it stopped working at once."""
+
+    token_id: UUID
+    name: str

@@ -34,6 +34,7 @@ from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.ratelimit import remember
 from pantherahive.infra.security.dependency import CurrentAuth
 from pantherahive.infra.security.principal import Role
+from pantherahive.infra.security.scopes import Scope, scoped, session_only
 
 UserId = Annotated[UUID, uuid_path("userId", "The user.")]
 
@@ -66,7 +67,10 @@ Identity = Annotated[IdentityService, Depends(_identity)]
 Auth = Annotated[Authenticator, Depends(_authenticator)]
 
 public = APIRouter(dependencies=[Depends(anonymous_rate_limit)])
-users = APIRouter(prefix="/v1/users", tags=["users"])
+users = APIRouter(
+    prefix="/v1/users", tags=["users"],
+    dependencies=[scoped(Scope.USERS_READ, Scope.USERS_WRITE)],
+)
 
 
 def _pair(tokens: IssuedTokens) -> TokenPair:
@@ -204,6 +208,7 @@ async def get_me(auth: CurrentAuth, session: RequestSession, identity: Identity)
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_problems(401, 422, 429),
+    dependencies=[session_only()],
 )
 async def change_my_password(
     body: PasswordChange, auth: CurrentAuth, session: RequestSession, authenticator: Auth

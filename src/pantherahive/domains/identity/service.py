@@ -20,6 +20,7 @@ from pantherahive.core.naming import camel
 from pantherahive.core.pagination import cut_time_id_page, decode_time_id_cursor
 from pantherahive.core.schemas import never_null, refuse_nulls
 from pantherahive.domains.identity import events
+from pantherahive.domains.identity.access_tokens.repository import AccessTokenRepository
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.errors import (
     DuplicateUser,
@@ -345,6 +346,7 @@ class IdentityService:
             user.token_version += 1
         if revoke:
             await repo.revoke_user_sessions(user.id, now())
+            await AccessTokenRepository(session, auth.tenant_id).revoke_all(user.id, now())
         try:
             await session.flush()
         except IntegrityError as exc:

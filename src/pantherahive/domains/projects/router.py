@@ -26,11 +26,15 @@ from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
+from pantherahive.infra.security.scopes import Scope, scoped
 
 ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
 UserId = Annotated[UUID, uuid_path("userId", "The user.")]
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"])
+router = APIRouter(
+    prefix="/v1/projects", tags=["projects"],
+    dependencies=[scoped(Scope.PROJECTS_READ, Scope.PROJECTS_WRITE)],
+)
 
 
 def _read(project: Project, response: Response) -> ProjectRead:

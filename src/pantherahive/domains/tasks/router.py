@@ -31,12 +31,13 @@ from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
+from pantherahive.infra.security.scopes import Scope, scoped
 
 TaskId = Annotated[UUID, uuid_path("taskId", "The task.")]
 ProjectId = Annotated[UUID, uuid_path("projectId", "The project.")]
 DependsOnId = Annotated[UUID, uuid_path("dependsOnId", "The task it depends on.")]
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], dependencies=[scoped(Scope.TASKS_READ, Scope.TASKS_WRITE)])
 
 
 @dataclass(frozen=True, slots=True)

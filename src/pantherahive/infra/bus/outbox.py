@@ -50,6 +50,10 @@ class OutboxEvent(Base):
     audited: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+# The key of ``data`` naming the personal access token a request authenticated with: every
+# event the request emits carries it, so the audit trail shows what each token did.
+VIA_TOKEN = "viaToken"  # noqa: S105 (a key name, not a secret)
+
 # Written by nearly every request: fixed SQL, see infra/db/direct.py.
 _INSERT = (
     "INSERT INTO bus.outbox (id, tenant_id, type, version, occurred_at, actor_id,"
@@ -77,6 +81,9 @@ async def emit(
     trail records only the primary event, which carries the full ``changes``.
     ``subject_type`` names the subject of an event whose class leaves it open
     (``ANY_SUBJECT``, e.g. ``authz.denied``); a class that declares its subject keeps it.
+
+    A request authenticated by a personal access token adds ``viaToken`` (the token's
+    id) to the data of every event it emits.
     """
     ctx = current_context()
     event_type, version = event.TYPE, event.VERSION
@@ -88,6 +95,9 @@ async def emit(
         raise ValueError(f"{event_type} needs the subject type of this emission")
     else:
         subject = subject_type
+    payload = event.to_json()
+    if ctx.token_id is not None:
+        payload = {**payload, VIA_TOKEN: str(ctx.token_id)}
     tenant = tenant_id or ctx.tenant_id
     if tenant is None:
         raise RuntimeError(f"event {event_type} has no tenant")
@@ -103,7 +113,7 @@ async def emit(
         actor_id if actor_id is not None else ctx.user_id,
         subject,
         str(subject_id),
-        orjson.dumps(event.to_json()).decode(),
+        orjson.dumps(payload).decode(),
         ctx.request_id,
         ctx.ip,
         audited,

@@ -1,6 +1,7 @@
-"""Access tokens (JWT, one explicit algorithm) and opaque single-purpose tokens.
+"""Access tokens (JWT, one explicit algorithm), opaque single-purpose tokens and personal
+access tokens.
 
-Opaque tokens (refresh, email verification, password reset) are random, carry their
+Opaque tokens (refresh, email verification, password reset, personal) are random, carry their
 tenant in clear so the server knows where to look, and are stored only as SHA-256 hashes.
 """
 
@@ -111,6 +112,43 @@ def parse_opaque_token(prefix: str, token: str) -> tuple[UUID, bytes] | None:
         return None
     try:
         tenant_id = UUID(hex=parts[1])
+    except ValueError:
+        return None
+    return tenant_id, hash_token(token)
+
+
+PERSONAL_PREFIX = "ph_pat_"
+_PERSONAL_SECRET_HEX = 40
+_PERSONAL_SHOWN_HEX = 8
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalToken:
+    """A new personal access token: ``ph_pat_<40 hex secret>_<tenant hex>``. The fixed
+    prefix and shape let secret scanners recognise a leaked one; ``prefix`` (the first
+    characters) is kept in clear so its owner can tell tokens apart, the rest only hashed."""
+
+    token: str
+    token_hash: bytes
+    prefix: str
+
+
+def new_personal_token(tenant_id: UUID) -> PersonalToken:
+    token = f"{PERSONAL_PREFIX}{secrets.token_hex(_PERSONAL_SECRET_HEX // 2)}_{tenant_id.hex}"
+    return PersonalToken(
+        token, hash_token(token), token[: len(PERSONAL_PREFIX) + _PERSONAL_SHOWN_HEX]
+    )
+
+
+def parse_personal_token(token: str) -> tuple[UUID, bytes] | None:
+    """The tenant and hash of a well-formed personal access token, or None."""
+    if not token.startswith(PERSONAL_PREFIX) or len(token) > 200:
+        return None
+    secret, _, tenant = token[len(PERSONAL_PREFIX):].partition("_")
+    if len(secret) != _PERSONAL_SECRET_HEX or len(tenant) != 32:
+        return None
+    try:
+        tenant_id = UUID(hex=tenant)
     except ValueError:
         return None
     return tenant_id, hash_token(token)

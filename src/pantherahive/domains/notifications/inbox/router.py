@@ -22,6 +22,7 @@ from pantherahive.infra.http.listing import Limit
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
+from pantherahive.infra.security.scopes import Scope, scoped
 
 
 def _service(request: Request) -> NotificationService:
@@ -30,7 +31,10 @@ def _service(request: Request) -> NotificationService:
 
 
 Notifications = Annotated[NotificationService, Depends(_service)]
-router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+router = APIRouter(
+    prefix="/v1/notifications", tags=["notifications"],
+    dependencies=[scoped(Scope.NOTIFICATIONS_READ, Scope.NOTIFICATIONS_WRITE)],
+)
 
 
 @router.get("", responses=_problems(401, 422))

@@ -22,6 +22,7 @@ from pantherahive.infra.http.listing import Limit
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
+from pantherahive.infra.security.scopes import Scope, scoped
 
 
 def _service(request: Request) -> WebhookService:
@@ -30,7 +31,9 @@ def _service(request: Request) -> WebhookService:
 
 
 Webhooks = Annotated[WebhookService, Depends(_service)]
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], dependencies=[scoped(Scope.ADMIN)]
+)
 
 
 @router.get("", responses=_problems(401, 403, 422))
