@@ -15,8 +15,10 @@ import typer
 
 from pantherahive.cli.audit import app as audit_app
 from pantherahive.cli.bus import dead_letters_app, relay, worker
-from pantherahive.cli.common import database_url, fail_with, migrate_database
+from pantherahive.cli.common import database_url, fail, fail_with, migrate_database
+from pantherahive.cli.keys import app as keys_app
 from pantherahive.infra.security.principal import Role
+from pantherahive.infra.security.signing_keys import SigningKeysMissing, key_ring
 from pantherahive.settings import get_settings
 
 if TYPE_CHECKING:
@@ -61,9 +63,14 @@ def serve(
     if migrate_first:
         migrate_database(url)
     os.environ["DATABASE_URL"] = url
-    # Create the generated JWT secret (if one is needed) here, once, before the workers
-    # start: they then all read the same file instead of racing to create it.
-    settings.resolved_jwt_secret()
+    # Create the generated secret and first signing key (development) here, once, before
+    # the workers start: they then all read the same files instead of racing to create
+    # them. In production a missing key ring stops the start here, with its reason.
+    settings.resolved_secret_key()
+    try:
+        key_ring(settings)
+    except SigningKeysMissing as exc:
+        fail(str(exc))
     if workers > 1:
         metrics_dir = settings.data_path / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +294,7 @@ app.add_typer(audit_app, name="audit")
 app.command()(relay)
 app.command()(worker)
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(keys_app, name="keys")
 
 
 def _register_asyncapi() -> None:
