@@ -34,6 +34,19 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
+@app.callback()
+def _valid_settings() -> None:
+    """Refused settings (production without a signing-key directory, a short secret, …)
+    stop every command with one line per problem naming the variable, not a traceback
+    that would print the settings' values."""
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        fail_with("PantheraHive cannot start with these settings:", exc)
+
+
 @app.command()
 def migrate() -> None:
     """Apply every pending database migration (as the database owner), then exit."""
