@@ -168,8 +168,8 @@ class KeyRing:
         self._keys: KeySet | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._checked_at = float("-inf")
+        # bumped at every reload, so that caches of verified tokens know to empty
         self.generation = 0
-        """Bumped at every reload, so that caches of verified tokens know to empty."""
 
     # ---- reading (every process) ------------------------------------------------------------
     def current(self) -> KeySet:
@@ -180,7 +180,8 @@ class KeyRing:
 
     def refresh(self) -> KeySet:
         """Look at the manifest now; reload if it changed. A manifest that cannot be read
-        while keys are in hand is logged and the keys in hand are kept."""
+        while keys are in hand is logged once and the keys in hand are kept until it
+        changes again (writers replace it whole, so a bad one is not a passing state)."""
         self._checked_at = time.monotonic()
         stamp = self._manifest_stamp()
         if self._keys is not None and stamp == self._stamp:
@@ -192,6 +193,7 @@ class KeyRing:
                 raise SigningKeysMissing(
                     f"The signing keys in {self.directory} cannot be read: {exc}"
                 ) from exc
+            self._stamp = stamp
             log.warning("signing_keys_reload_failed", directory=str(self.directory), error=str(exc))
             return self._keys
         self._keys, self._stamp = keys, stamp
