@@ -204,7 +204,19 @@ def test_two_servers_sharing_the_key_files_accept_each_others_tokens_through_a_r
         assert jwt.get_unverified_header(before)["kid"] == first_kid
         assert _me(two, before) == 200
 
-        second_kid = KeyRing(keys_dir).add(activate=True).kid  # the rotation, mid-traffic
+        operator = KeyRing(keys_dir)
+        second_kid = operator.add(activate=True).kid  # the rotation, mid-traffic
+        # a token of the new key (as a third process would sign it) reaches server two
+        # first: a kid it has not read yet makes it read the manifest at once
+        body = created.json()
+        third = AccessTokens(
+            operator, issuer="pantherahive", audience="pantherahive-api", ttl_seconds=60
+        ).issue(
+            user_id=uuid.UUID(body["user"]["id"]),
+            tenant_id=uuid.UUID(body["tenant"]["id"]),
+            token_version=0,
+        )
+        assert _me(two, third) == 200
         login = httpx.post(f"{two}/v1/auth/login", timeout=30, json={
             "tenant": slug, "login": "root", "password": "fleet-pass-1",
         })

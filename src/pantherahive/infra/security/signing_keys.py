@@ -11,8 +11,8 @@ expired, so nobody is logged out), and gone once pruned.
 
 Writers (the ``pantherahive keys`` commands, a first start in development) hold an exclusive
 lock on ``.lock`` and replace files by renaming a complete temporary file over them, so a
-reader never sees half a manifest. Readers notice a change by the manifest's inode, mtime
-and size and reload without a restart.
+reader never sees half a manifest. Readers compare the manifest with the bytes they last
+read (a few hundred, at most once a second) and reload without a restart.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class KeyRing:
         self.directory = directory
         self._reload_interval = reload_interval_seconds
         self._keys: KeySet | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._read: bytes | None = None  # the manifest as last read
         self._checked_at = float("-inf")
         # bumped at every reload, so that caches of verified tokens know to empty
         self.generation = 0
@@ -183,20 +183,23 @@ class KeyRing:
         while keys are in hand is logged once and the keys in hand are kept until it
         changes again (writers replace it whole, so a bad one is not a passing state)."""
         self._checked_at = time.monotonic()
-        stamp = self._manifest_stamp()
-        if self._keys is not None and stamp == self._stamp:
+        try:
+            data = (self.directory / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if self._keys is not None and data == self._read:
             return self._keys
         try:
-            keys = self._load()
+            keys = self._load(data)
         except (OSError, ValueError) as exc:
             if self._keys is None:
                 raise SigningKeysMissing(
                     f"The signing keys in {self.directory} cannot be read: {exc}"
                 ) from exc
-            self._stamp = stamp
+            self._read = data
             log.warning("signing_keys_reload_failed", directory=str(self.directory), error=str(exc))
             return self._keys
-        self._keys, self._stamp = keys, stamp
+        self._keys, self._read = keys, data
         self.generation += 1
         return keys
 
@@ -216,17 +219,10 @@ class KeyRing:
         except FileNotFoundError:
             return None
 
-    def _manifest_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            info = os.stat(self.directory / MANIFEST)
-        except FileNotFoundError:
-            return None
-        return info.st_ino, info.st_mtime_ns, info.st_size
-
-    def _load(self) -> KeySet:
-        manifest = self.manifest()
-        if manifest is None:
-            raise FileNotFoundError(f"{self.directory / MANIFEST} does not exist")
+    def _load(self, data: bytes) -> KeySet:
+        if not data:
+            raise FileNotFoundError(f"{self.directory / MANIFEST} does not exist or is empty")
+        manifest = Manifest.from_bytes(data)
         moment = clock.now()
         signer: Ed25519PrivateKey | None = None
         public_keys: dict[str, Ed25519PublicKey] = {}
