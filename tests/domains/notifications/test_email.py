@@ -371,7 +371,8 @@ async def test_without_smtp_production_never_logs_the_token(
     assert delivery["status"] == "failed"  # not "sent": nothing was
     assert "SMTP" in delivery["lastError"]
     # and that is what a production platform without SMTP is built with
-    production = NotificationsRuntime(settings_for(tmp_path, env="production"),
+    production = NotificationsRuntime(settings_for(tmp_path, env="production",
+                                               signing_keys_dir=tmp_path / "keys"),
                                       platform(napp).db, key_material="k" * 40)
     email_transport = production.transports["email"]
     assert isinstance(email_transport, LogTransport)
