@@ -111,8 +111,15 @@ def start_platform(
         "PANTHERAHIVE_RATE_LIMIT_ENABLED": "false",
         "PANTHERAHIVE_WORKERS": str(workers),
         "PANTHERAHIVE_DATA_DIR": str(data_dir),
+        "PANTHERAHIVE_SIGNING_KEYS_DIR": str(data_dir / "keys"),
         **extra_env,
     }
+    # Production refuses to start without a signing key: make one, as an operator would.
+    if not (data_dir / "keys" / "keys.json").exists():
+        subprocess.run(
+            [*pantherahive_command(), "keys", "add", "--activate"],
+            env=env, cwd=data_dir, check=True, stdout=subprocess.DEVNULL,
+        )
     # cwd is the run's own directory, so a developer's ./.env cannot change the settings.
     return _spawn(
         "platform", [*pantherahive_command(), "serve", "--no-migrate"], env, data_dir, port

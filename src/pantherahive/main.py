@@ -52,8 +52,10 @@ from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
 from pantherahive.infra.security.dependency import Authentication, install_authentication
+from pantherahive.infra.security.jwks import jwks_router
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.scopes import document_scopes
+from pantherahive.infra.security.signing_keys import KeyRing, key_ring
 from pantherahive.infra.security.tokens import AccessTokens, parse_personal_token
 from pantherahive.infra.tracing import instrument_app, instrument_database
 from pantherahive.settings import Settings, get_settings
@@ -75,6 +77,7 @@ class Platform:
     authenticator: Authenticator
     idempotency: IdempotencyStore
     notifications: NotificationsRuntime
+    signing_keys: KeyRing
 
 
 def build_platform(
@@ -86,7 +89,8 @@ def build_platform(
         max_overflow=settings.db_max_overflow,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    secret = settings.resolved_jwt_secret()
+    secret = settings.resolved_secret_key()
+    signing_keys = key_ring(settings)
     limits = RateLimits(redis_url=settings.redis_url, enabled=settings.rate_limit_enabled)
     notifications = NotificationsRuntime(settings, db, key_material=secret)
     identity = IdentityService(
@@ -96,7 +100,7 @@ def build_platform(
             parallelism=settings.argon2_parallelism,
         ),
         tokens=AccessTokens(
-            secret,
+            signing_keys,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             ttl_seconds=settings.access_token_ttl_seconds,
@@ -121,6 +125,7 @@ def build_platform(
         authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
         idempotency=IdempotencyStore(db.sessions, secret),
         notifications=notifications,
+        signing_keys=signing_keys,
     )
 
 
@@ -263,6 +268,7 @@ def create_app(
     app.include_router(tasks_router.router)
     app.include_router(notifications_router.router)
     app.include_router(notifications_router.webhooks)
+    app.include_router(jwks_router(lambda: holder["platform"].signing_keys))
     _operations_routes(app)
     install_offline_docs(app)
 

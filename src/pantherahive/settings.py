@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=15_000, ge=100)
 
+    # Access tokens are signed with the Ed25519 keys in this directory (docs/identity.md,
+    # "Signing keys"); unset: <data_dir>/keys, created on first start in development only.
+    signing_keys_dir: Path | None = None
+    # Keys the idempotency fingerprints and stored webhook secrets; unset: jwt_secret.
+    secret_key: SecretStr | None = None
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = "pantherahive"
     jwt_audience: str = "pantherahive-api"
@@ -152,6 +157,12 @@ class Settings(BaseSettings):
                     "webhooks could reach the internal network"
                 )
             self.refuse_unshared_rate_limits(self.workers)
+            if self.signing_keys_dir is None:
+                raise ValueError(
+                    "PANTHERAHIVE_SIGNING_KEYS_DIR must be set in production: every process "
+                    "signs and verifies access tokens with the keys in that one shared "
+                    "directory (create the first with `pantherahive keys add --activate`)"
+                )
             if self.database_url and self.database_url == self.database_admin_url:
                 raise ValueError(
                     "DATABASE_URL and DATABASE_ADMIN_URL may not be the same in production: "
@@ -172,6 +183,20 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def signing_keys_path(self) -> Path:
+        if self.signing_keys_dir is None:
+            return self.data_path / "keys"
+        return self.signing_keys_dir.expanduser().resolve()
+
+    def resolved_secret_key(self) -> str:
+        """The key of idempotency fingerprints and stored webhook secrets: the configured
+        one, else the JWT secret (configured or generated), which held that role before
+        access tokens moved to signing keys — so stored secrets stay readable."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return self.resolved_jwt_secret()
 
     def resolved_jwt_secret(self) -> str:
         """The configured JWT key, or one generated on first start and kept in the data dir."""

@@ -54,6 +54,7 @@ HELP = {
     ],
     "create-user": ["Add a user to an existing tenant", "ADMIN, MANAGER or MEMBER", "--password"],
     "demo": ["Create the tenant 'demo'"],
+    "keys": ["Access-token signing keys", "list", "add", "activate", "retire", "prune"],
 }
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from pantherahive.infra.db.migrate import upgrade
+from pantherahive.infra.security.signing_keys import key_ring
 from pantherahive.infra.security.tokens import AccessTokens
 from tests.conftest import PASSWORD, create_tenant, make_settings, running_app
 from tests.support.db import database_url
@@ -46,7 +47,7 @@ async def test_database_refusing_connections_is_503_on_every_kind_of_route(
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/pantherahive"
     settings = make_settings(tmp_path, bus_run_consumers=False, notifications_worker_enabled=False)
     token = AccessTokens(
-        settings.resolved_jwt_secret(),
+        key_ring(settings),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=300,

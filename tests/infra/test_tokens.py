@@ -5,23 +5,36 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pantherahive.core.errors import Unauthenticated
 from pantherahive.infra.security import tokens as tokens_module
+from pantherahive.infra.security.signing_keys import KeyRing
 from pantherahive.infra.security.tokens import AccessTokens
 
-SECRET = "k" * 48
+TokensFactory = Callable[..., AccessTokens]
 
 
-def _tokens(ttl: int = 900) -> AccessTokens:
-    return AccessTokens(SECRET, issuer="iss", audience="aud", ttl_seconds=ttl)
+@pytest.fixture
+def make_tokens(tmp_path: Path) -> TokensFactory:
+    ring = KeyRing(tmp_path / "keys")
+    ring.ensure_key()
+
+    def make(ttl: int = 900) -> AccessTokens:
+        return AccessTokens(ring, issuer="iss", audience="aud", ttl_seconds=ttl)
+
+    return make
 
 
-def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    issuer = _tokens(ttl=60)
+def test_a_cached_token_still_expires(
+    monkeypatch: pytest.MonkeyPatch, make_tokens: TokensFactory
+) -> None:
+    issuer = make_tokens(ttl=60)
     token = issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
     assert issuer.verify(token).token_version == 0
     assert issuer.verify(token).token_version == 0  # from the cache
@@ -32,20 +45,25 @@ def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     assert token not in issuer._verified
 
 
-def test_a_forged_token_is_refused_even_after_the_genuine_one_was_cached() -> None:
-    issuer = _tokens()
+def test_a_forged_token_is_refused_even_after_the_genuine_one_was_cached(
+    make_tokens: TokensFactory,
+) -> None:
+    issuer = make_tokens()
     user, tenant = uuid.uuid4(), uuid.uuid4()
     genuine = issuer.issue(user_id=user, tenant_id=tenant, token_version=3)
     issuer.verify(genuine)
     claims = jwt.decode(genuine, options={"verify_signature": False})
-    forged = jwt.encode({**claims, "ver": 4}, "another-key-" + "x" * 40, algorithm="HS256")
+    kid = jwt.get_unverified_header(genuine)["kid"]
+    forged = jwt.encode(
+        {**claims, "ver": 4}, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": kid}
+    )
     with pytest.raises(Unauthenticated):
         issuer.verify(forged)
     assert issuer.verify(genuine).token_version == 3
 
 
-def test_the_cache_is_bounded() -> None:
-    issuer = _tokens()
+def test_the_cache_is_bounded(make_tokens: TokensFactory) -> None:
+    issuer = make_tokens()
     size = tokens_module._VERIFIED_CACHE_SIZE
     for _ in range(size + 10):
         issuer.verify(issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0))

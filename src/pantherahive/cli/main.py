@@ -22,7 +22,9 @@ from pantherahive.cli.common import (
     fail_with,
     migrate_database,
 )
+from pantherahive.cli.keys import app as keys_app
 from pantherahive.infra.security.principal import Role
+from pantherahive.infra.security.signing_keys import SigningKeysMissing, key_ring
 from pantherahive.settings import get_settings
 
 if TYPE_CHECKING:
@@ -36,6 +38,19 @@ app = typer.Typer(
     add_completion=False,
 )
 T = TypeVar("T")
+
+
+@app.callback()
+def _valid_settings() -> None:
+    """Refused settings (production without a signing-key directory, a short secret, …)
+    stop every command with one line per problem naming the variable, not a traceback
+    that would print the settings' values."""
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        fail_with("PantheraHive cannot start with these settings:", exc)
 
 
 @app.command()
@@ -74,9 +89,14 @@ def serve(
     os.environ["DATABASE_URL"] = database_url()
     os.environ.pop("DATABASE_ADMIN_URL", None)
     os.environ.pop("PANTHERAHIVE_DATABASE_ADMIN_URL", None)
-    # Create the generated JWT secret (if one is needed) here, once, before the workers
-    # start: they then all read the same file instead of racing to create it.
-    settings.resolved_jwt_secret()
+    # Create the generated secret and first signing key (development) here, once, before
+    # the workers start: they then all read the same files instead of racing to create
+    # them. In production a missing key ring stops the start here, with its reason.
+    settings.resolved_secret_key()
+    try:
+        key_ring(settings)
+    except SigningKeysMissing as exc:
+        fail(str(exc))
     if workers > 1:
         metrics_dir = settings.data_path / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +320,7 @@ app.add_typer(audit_app, name="audit")
 app.command()(relay)
 app.command()(worker)
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(keys_app, name="keys")
 
 
 def _register_asyncapi() -> None:

@@ -8,8 +8,10 @@ import uuid
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pantherahive.domains.identity.delivery import RecordingSender
+from pantherahive.infra.security.signing_keys import key_ring
 from pantherahive.settings import Settings
 from tests.conftest import PASSWORD, Actor, TenantHandle, add_user
 from tests.support.db import outbox_types
@@ -85,12 +87,14 @@ async def test_bad_access_tokens_are_401(
     client: httpx.AsyncClient, tenant: TenantHandle, settings: Settings, mutation: str
 ) -> None:
     member = tenant.users["MEMBER"]
-    secret = settings.resolved_jwt_secret()
+    kid, key = key_ring(settings).signer()
+
+    def sign(claims: dict[str, object], signer: Ed25519PrivateKey = key) -> str:
+        return jwt.encode(claims, signer, algorithm="EdDSA", headers={"kid": kid})
+
     if mutation == "expired":
-        token = jwt.encode(
-            _claims(member, tenant, exp=int(time.time()) - 60, iat=int(time.time()) - 1000),
-            secret,
-            algorithm="HS256",
+        token = sign(
+            _claims(member, tenant, exp=int(time.time()) - 60, iat=int(time.time()) - 1000)
         )
     elif mutation == "tampered":
         head, payload, signature = member.token.split(".")
@@ -99,19 +103,17 @@ async def test_bad_access_tokens_are_401(
     elif mutation == "alg_none":
         token = jwt.encode(_claims(member, tenant), key=None, algorithm="none")  # type: ignore[arg-type]
     elif mutation == "wrong_audience":
-        token = jwt.encode(_claims(member, tenant, aud="someone-else"), secret, algorithm="HS256")
+        token = sign(_claims(member, tenant, aud="someone-else"))
     elif mutation == "wrong_issuer":
-        token = jwt.encode(_claims(member, tenant, iss="evil"), secret, algorithm="HS256")
+        token = sign(_claims(member, tenant, iss="evil"))
     elif mutation == "other_key":
-        token = jwt.encode(_claims(member, tenant), "k" * 48, algorithm="HS256")
+        token = sign(_claims(member, tenant), Ed25519PrivateKey.generate())
     elif mutation == "missing_exp":
         claims = _claims(member, tenant)
         del claims["exp"]
-        token = jwt.encode(claims, secret, algorithm="HS256")
+        token = sign(claims)
     elif mutation == "other_tenant_claim":
-        token = jwt.encode(
-            _claims(member, tenant, tid=str(uuid.uuid4())), secret, algorithm="HS256"
-        )
+        token = sign(_claims(member, tenant, tid=str(uuid.uuid4())))
     else:
         token = "not.a.jwt"
     response = await _me(client, token)

@@ -374,6 +374,7 @@ async def test_without_smtp_production_never_logs_the_token(
     production_settings = settings_for(
         tmp_path, env="production", webhook_allow_private_addresses=False,
         jwt_secret="a3f9c2e7b1d84f06e5c9a27b3d1f8e40c6b2a9d7e3f1c5b8",
+        signing_keys_dir=tmp_path / "keys",
     )
     production = NotificationsRuntime(production_settings, platform(napp).db,
                                       key_material="k" * 40)

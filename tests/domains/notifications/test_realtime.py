@@ -145,6 +145,8 @@ def api_process(database_url: str, data_dir: Path, extra: dict[str, str]) -> Ite
     env = {**os.environ, "DATABASE_URL": app_url(database_url),
            "PANTHERAHIVE_DATA_DIR": str(data_dir),
            "PANTHERAHIVE_JWT_SECRET": "two-process-secret-" + "y" * 32,
+           # one key ring for both, as a fleet shares one (each data dir would make its own)
+           "PANTHERAHIVE_SIGNING_KEYS_DIR": str(data_dir.parent / "keys"),
            "PANTHERAHIVE_ARGON2_TIME_COST": "1", "PANTHERAHIVE_ARGON2_MEMORY_KIB": "1024",
            "PANTHERAHIVE_ARGON2_PARALLELISM": "1", "PANTHERAHIVE_LOG_LEVEL": "warning",
            "PANTHERAHIVE_NOTIFICATIONS_WORKER_ENABLED": "false",

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from pantherahive.domains.notifications.inbox.service import Draft
 from pantherahive.infra.db.engine import set_tenant
+from pantherahive.infra.security.signing_keys import key_ring
 from pantherahive.infra.security.tokens import AccessTokens
 from tests.conftest import Actor, TenantHandle, add_user, create_tenant
 from tests.domains.notifications.conftest import live_server, platform, settings_for
@@ -180,7 +181,7 @@ async def test_websocket_server_error_is_1011_not_4401(
     missing = _with_database(database_url, f"ph_missing_{uuid.uuid4().hex[:8]}")
     async with live_server(missing, settings) as base:
         ws_url = base.replace("http://", "ws://") + "/v1/notifications/ws"
-        token = AccessTokens(settings.resolved_jwt_secret(), issuer=settings.jwt_issuer,
+        token = AccessTokens(key_ring(settings), issuer=settings.jwt_issuer,
                              audience=settings.jwt_audience, ttl_seconds=60).issue(
             user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
         for sent, code in ((token, 1011), ("not-a-token", 4401)):

@@ -1,5 +1,9 @@
-"""Access tokens (JWT, one explicit algorithm), opaque single-purpose tokens and personal
-access tokens.
+"""Access tokens (JWT, EdDSA only, the key named by ``kid``), opaque single-purpose tokens
+and personal access tokens.
+
+Access tokens are signed with the key ring's active Ed25519 key (infra/security/
+signing_keys.py) and verified with whichever published key their ``kid`` names, so any
+process or service holding the public keys (``/.well-known/jwks.json``) can check them.
 
 Opaque tokens (refresh, email verification, password reset, personal) are random, carry their
 tenant in clear so the server knows where to look, and are stored only as SHA-256 hashes.
@@ -15,9 +19,11 @@ from uuid import UUID, uuid4
 
 import jwt
 
+from pantherahive.core import clock
 from pantherahive.core.errors import Unauthenticated
+from pantherahive.infra.security.signing_keys import KeyRing, KeySet
 
-ALGORITHM = "HS256"
+ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 5
 # Verified tokens remembered per process: the same access token arrives with every request
 # of a session, and checking its signature and claims costs ~100 µs of CPU each time.
@@ -33,14 +39,16 @@ class AccessClaims:
 
 
 class AccessTokens:
-    def __init__(self, secret: str, *, issuer: str, audience: str, ttl_seconds: int) -> None:
-        self._secret = secret
+    def __init__(self, keys: KeyRing, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+        self.keys = keys
         self._issuer = issuer
         self._audience = audience
         self.ttl_seconds = ttl_seconds
         self._verified: dict[str, AccessClaims] = {}
+        self._generation = keys.generation
 
     def issue(self, *, user_id: UUID, tenant_id: UUID, token_version: int) -> str:
+        kid, signer = self.keys.signer()
         # Wall-clock seconds, not core.clock: PyJWT checks iat/nbf/exp against the wall
         # clock, so a token stamped by a frozen test clock would not verify.
         now = int(time.time())
@@ -55,29 +63,43 @@ class AccessTokens:
             "exp": now + self.ttl_seconds,
             "jti": uuid4().hex,
         }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return jwt.encode(claims, signer, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(self, token: str) -> AccessClaims:
-        """The token's claims, if its signature, algorithm, issuer, audience and lifetime
-        hold. A token verified before is not decoded again, but its expiry is still
-        checked on every call (the same bytes verify the same way; only time changes)."""
+        """The token's claims, if its signature (by a key of the ring), algorithm, issuer,
+        audience and lifetime hold. A token verified before is not decoded again, but its
+        expiry is still checked on every call (the same bytes verify the same way; only time
+        changes); a change of the key ring empties the cache (a pruned key's tokens stop)."""
+        keys = self.keys.current()
+        if self._generation != self.keys.generation:
+            self._verified.clear()
+            self._generation = self.keys.generation
         known = self._verified.get(token)
         if known is not None:
             if known.expires_at + LEEWAY_SECONDS <= time.time():
                 del self._verified[token]
                 raise Unauthenticated("The access token has expired.")
             return known
-        claims = self._decode(token)
+        claims = self._decode(token, keys)
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
         self._verified[token] = claims
         return claims
 
-    def _decode(self, token: str) -> AccessClaims:
+    def _decode(self, token: str, keys: KeySet) -> AccessClaims:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str):
+                raise jwt.InvalidTokenError("no kid")
+            key = keys.public_key(kid, clock.now())
+            if key is None:
+                # perhaps a key added a moment ago that this process has not read yet
+                key = self.keys.refresh().public_key(kid, clock.now())
+            if key is None:
+                raise jwt.InvalidTokenError("unknown kid")
             claims = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
