@@ -84,7 +84,10 @@ STRONG = "a3f9c2e7b1d84f06e5c9a27b3d1f8e40c6b2a9d7e3f1c5b8"
 
 
 def production(tmp_path: Path, **values: Any) -> Settings:
-    base: dict[str, Any] = {"env": "production", "data_dir": tmp_path, "jwt_secret": STRONG}
+    base: dict[str, Any] = {
+        "env": "production", "data_dir": tmp_path, "jwt_secret": STRONG,
+        "signing_keys_dir": tmp_path / "keys",
+    }
     return Settings(_env_file=None, **{**base, **values})  # type: ignore[call-arg]
 
 

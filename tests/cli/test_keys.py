@@ -26,7 +26,7 @@ from pantherahive.infra.security.signing_keys import KeyRing
 from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.settings import get_settings
 from tests.support.db import database_url
-from tests.support.servers import free_port
+from tests.support.servers import app_url, free_port
 
 runner = CliRunner()
 
@@ -120,13 +120,17 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+FLEET_SECRET = "9c41e07a5db2f86e3a1c7d940b5e2f18c6a3d90e7b4f2c1a"
+
+
 def _serve_env(database_url: str, data_dir: Path, keys_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PANTHERAHIVE_", "REDIS_"))}
     env.update(
-        DATABASE_URL=database_url,
+        # The least-privilege login: production refuses to serve as the owner.
+        DATABASE_URL=app_url(database_url),
         PANTHERAHIVE_ENV="production",
-        PANTHERAHIVE_SECRET_KEY="fleet-secret-" + "f" * 40,
-        PANTHERAHIVE_JWT_SECRET="fleet-secret-" + "f" * 40,
+        PANTHERAHIVE_SECRET_KEY=FLEET_SECRET,
+        PANTHERAHIVE_JWT_SECRET=FLEET_SECRET,
         PANTHERAHIVE_SIGNING_KEYS_DIR=str(keys_dir),
         PANTHERAHIVE_DATA_DIR=str(data_dir),
         PANTHERAHIVE_PORT=str(port),

@@ -20,6 +20,7 @@ from pantherahive.infra.bus.embedded import drain
 from pantherahive.infra.db.engine import APP_ROLE, Database
 from pantherahive.infra.db.migrate import upgrade
 from pantherahive.infra.db.roles import login_problems, with_login
+from pantherahive.infra.security.signing_keys import KeyRing
 from pantherahive.main import create_app
 from tests.conftest import PASSWORD, TenantFactory, TenantHandle, make_settings, running_app
 from tests.support.servers import (
@@ -180,8 +181,10 @@ async def test_the_startup_check_passes_the_app_login_and_names_what_is_wrong_wi
 
 async def test_production_refuses_to_serve_as_the_owner(database_url: str, tmp_path: Path) -> None:
     settings = make_settings(
-        tmp_path, env="production", jwt_secret="a3f9c2e7b1d84f06e5c9a27b3d1f8e40c6b2a9d7e3f1c5b8"
+        tmp_path, env="production", jwt_secret="a3f9c2e7b1d84f06e5c9a27b3d1f8e40c6b2a9d7e3f1c5b8",
+        signing_keys_dir=tmp_path / "keys",
     )
+    KeyRing(tmp_path / "keys").add(activate=True)  # production creates no key itself
     app = create_app(settings, database_url=database_url)  # the owner's URL, not the app's
     with pytest.raises(RuntimeError, match="DATABASE_URL must log in as the least-privilege"):
         async with app.router.lifespan_context(app):

@@ -245,7 +245,7 @@ async def test_jwks_endpoint_serves_the_key_of_the_tokens(
 
 
 def _production(tmp_path: Path, **values: Any) -> Settings:
-    secret = "s" * 40  # every other secret a production start needs is there
+    secret = "5e0b9d27c4a1f863e2d7b05a9c4f1e38d6a2b7c90f5e3d14"  # every other one is set
     return Settings(
         _env_file=None, env="production", data_dir=tmp_path, jwt_secret=secret,
         secret_key=secret, **values,

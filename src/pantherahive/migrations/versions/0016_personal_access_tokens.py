@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from pantherahive.infra.db.rls import tenant_policy
+from pantherahive.infra.db.rls import force_rls, tenant_policy
 
 revision = "0016"
 down_revision = "0015"
@@ -58,6 +58,7 @@ def upgrade() -> None:
         "(tenant_id, created_at, id) WHERE revoked_at IS NULL"
     )
     tenant_policy("identity.access_tokens")
+    force_rls("identity.access_tokens")
     op.execute("GRANT SELECT, INSERT, UPDATE ON identity.access_tokens TO pantherahive_app")
     op.execute(
         "CREATE TRIGGER zz_write_mark AFTER INSERT OR UPDATE OR DELETE "
