@@ -33,6 +33,9 @@ from pantherahive.domains.identity import router as identity_router
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
+from pantherahive.domains.identity.sso import router as sso_router
+from pantherahive.domains.identity.sso.oidc import OidcClient
+from pantherahive.domains.identity.sso.service import SingleSignOn, SsoConfig
 from pantherahive.domains.notifications import router as notifications_router
 from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.projects import router as projects_router
@@ -49,6 +52,7 @@ from pantherahive.infra.http.problems import document_problems, install_problem_
 from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security import crypto
 from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.tokens import AccessTokens
@@ -72,6 +76,7 @@ class Platform:
     authenticator: Authenticator
     idempotency: IdempotencyStore
     notifications: NotificationsRuntime
+    sso: SingleSignOn
 
 
 def build_platform(
@@ -118,6 +123,19 @@ def build_platform(
         authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
         idempotency=IdempotencyStore(db.sessions, secret),
         notifications=notifications,
+        sso=SingleSignOn(
+            identity=identity,
+            oidc=OidcClient(
+                timeout_seconds=settings.oidc_timeout_seconds,
+                allow_http=settings.oidc_allow_http_issuers,
+            ),
+            key=crypto.derive_key(secret, b"identity.sso"),
+            config=SsoConfig(
+                app_base_url=settings.app_base_url,
+                allow_http_issuers=settings.oidc_allow_http_issuers,
+                login_ttl=timedelta(seconds=settings.oidc_login_ttl_seconds),
+            ),
+        ),
     )
 
 
@@ -200,6 +218,8 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(identity_router.public)
     app.include_router(identity_router.users)
+    app.include_router(sso_router.settings)
+    app.include_router(sso_router.sign_in)
     app.include_router(audit_router.router)
     app.include_router(projects_router.router)
     app.include_router(tasks_router.router)
