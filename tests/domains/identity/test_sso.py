@@ -278,11 +278,31 @@ async def test_a_replayed_state_is_refused(
     await _configure(sso, tenant, provider)
     provider.person = _person()
     callback = await _to_callback(sso, tenant.slug)
-    assert (await sso.get(callback)).status_code == 200
+    first = await sso.get(callback)
+    assert first.status_code == 200
+    assert "max-age=0" in first.headers["set-cookie"].lower()  # the binding cookie goes
     replay = await sso.get(callback)
     assert replay.status_code == 401
     failed = await _events(tenant.id, "auth.login_failed")
     assert '"oidc_state_invalid"' in failed[-1]["data"]
+
+
+async def test_a_callback_opened_in_another_browser_is_refused(
+    sso: httpx.AsyncClient, tenant: TenantHandle, provider: OidcProvider
+) -> None:
+    """Login CSRF: the callback URL of someone's own sign-in, sent to a victim, must not
+    sign the victim's browser in as that someone."""
+    await _configure(sso, tenant, provider)
+    provider.person = _person()
+    callback = await _to_callback(sso, tenant.slug)
+    app = sso.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as victim:
+        refused = await victim.get(callback)
+    assert refused.status_code == 401
+    failed = await _events(tenant.id, "auth.login_failed")
+    assert '"oidc_browser_mismatch"' in failed[-1]["data"]
+    assert (await sso.get(callback)).status_code == 401  # and the state is spent
 
 
 async def test_a_state_is_good_only_at_its_own_tenant(

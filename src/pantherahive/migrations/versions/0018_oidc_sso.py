@@ -57,6 +57,7 @@ def upgrade() -> None:
           id uuid NOT NULL,
           tenant_id uuid NOT NULL,
           state_hash bytea NOT NULL,
+          browser_hash bytea NOT NULL,
           nonce varchar(100) NOT NULL,
           code_verifier varchar(128) NOT NULL,
           issuer varchar(500) NOT NULL,

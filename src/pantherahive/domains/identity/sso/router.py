@@ -4,7 +4,7 @@ sign-in."""
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from pantherahive.domains.identity.router import anonymous_rate_limit, no_store
 from pantherahive.domains.identity.schemas import TokenPair
 from pantherahive.domains.identity.sso.schemas import SsoSettingsRead, SsoSettingsUpdate
-from pantherahive.domains.identity.sso.service import SingleSignOn
+from pantherahive.domains.identity.sso.service import SingleSignOn, browser_cookie_name
 from pantherahive.infra.http.problems import problem_responses as _problems
 from pantherahive.infra.http.unit_of_work import RequestSession
 from pantherahive.infra.security.dependency import CurrentAuth
@@ -60,10 +60,23 @@ async def put_sso_settings(
 )
 async def start_sign_in(tenant_slug: TenantSlug, session: RequestSession, sso: Sso) -> Response:
     """Start a single sign-on: 302 to the tenant's identity provider with an authorization
-    code request (PKCE S256, `state`, `nonce`). 404 when the tenant has no enabled SSO; 503
-    when its identity provider cannot be reached."""
-    url = await sso.start(session, tenant_slug=tenant_slug)
-    return RedirectResponse(url, status_code=status.HTTP_302_FOUND, headers=_NO_STORE)
+    code request (PKCE S256, `state`, `nonce`), and a cookie that binds the sign-in to this
+    browser (the callback needs it back). 404 when the tenant has no enabled SSO; 503 when
+    its identity provider cannot be reached."""
+    started = await sso.start(session, tenant_slug=tenant_slug)
+    response = RedirectResponse(
+        started.authorization_url, status_code=status.HTTP_302_FOUND, headers=_NO_STORE
+    )
+    response.set_cookie(
+        started.cookie_name,
+        started.cookie_value,
+        max_age=started.cookie_max_age,
+        path=started.cookie_path,
+        secure=started.cookie_secure,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back, not on subrequests
+    )
+    return response
 
 
 @sign_in.get(
@@ -74,6 +87,8 @@ async def start_sign_in(tenant_slug: TenantSlug, session: RequestSession, sso: S
 )
 async def finish_sign_in(
     tenant_slug: TenantSlug,
+    request: Request,
+    response: Response,
     session: RequestSession,
     sso: Sso,
     state: Annotated[str | None, Query(max_length=512)] = None,
@@ -81,27 +96,33 @@ async def finish_sign_in(
     error: Annotated[str | None, Query(max_length=256)] = None,
 ) -> TokenPair | Response:
     """Where the identity provider sends the browser back. The state is single-use and
-    belongs to this tenant; the ID token's signature (the issuer's keys), issuer, audience,
-    expiry and nonce are checked. The user is the tenant's user with the token's verified
-    email, or a new MEMBER when just-in-time provisioning is on (else 403). Answers the
-    token pair, or a 302 to the tenant's `appRedirectUrl` with the tokens in the URL
-    fragment. Any failed check is 401 (a fresh `start` is needed)."""
+    belongs to this tenant and to the browser that started the sign-in (its cookie); the
+    ID token's signature (the issuer's keys), issuer, audience, expiry and nonce are
+    checked. The user is the tenant's user with the token's verified email, or a new
+    MEMBER when just-in-time provisioning is on (else 403). Answers the token pair, or a
+    302 to the tenant's `appRedirectUrl` with the tokens in the URL fragment. Any failed
+    check is 401 (a fresh `start` is needed)."""
+    cookie = browser_cookie_name(state) if state else None
     done = await sso.callback(
-        session, tenant_slug=tenant_slug, state=state, code=code, error=error
+        session, tenant_slug=tenant_slug, state=state, code=code, error=error,
+        browser=request.cookies.get(cookie) if cookie else None,
     )
     pair = TokenPair(
         access_token=done.tokens.access_token,
         refresh_token=done.tokens.refresh_token,
         expires_in=done.tokens.expires_in,
     )
-    if done.app_redirect_url is None:
-        return pair
-    fragment = urlencode(pair.model_dump(by_alias=True))
-    return RedirectResponse(
-        f"{done.app_redirect_url}#{fragment}",
-        status_code=status.HTTP_302_FOUND,
-        headers=_NO_STORE,
-    )
+    answer: Response = response
+    if done.app_redirect_url is not None:
+        fragment = urlencode(pair.model_dump(by_alias=True))
+        answer = RedirectResponse(
+            f"{done.app_redirect_url}#{fragment}",
+            status_code=status.HTTP_302_FOUND,
+            headers=_NO_STORE,
+        )
+    if cookie:  # its sign-in is over
+        answer.delete_cookie(cookie, path=urlsplit(sso.redirect_uri(tenant_slug)).path)
+    return pair if answer is response else answer
 
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -5,6 +5,11 @@ the callback, which consumes that row once, exchanges the code, validates the ID
 (``oidc.py``) and logs in the user whose verified email it carries — or creates a MEMBER
 when the tenant allows just-in-time provisioning. Every refusal after the tenant is known
 records ``auth.login_failed`` (reason ``oidc_…``) and commits it with the consumed state.
+
+The state alone would let someone finish *their* sign-in in another person's browser
+(login CSRF: send the victim the callback URL of your own sign-in, and the victim's app is
+now signed in as you). So ``start`` also sets a cookie, named after the state, whose value
+only the browser holds (its hash is in the row); the callback needs it back.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +67,18 @@ class SsoConfig:
     app_base_url: str
     allow_http_issuers: bool
     login_ttl: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Where to send the browser, and the cookie that binds the sign-in to it."""
+
+    authorization_url: str
+    cookie_name: str
+    cookie_value: str
+    cookie_path: str
+    cookie_max_age: int
+    cookie_secure: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,22 +217,24 @@ class SingleSignOn:
         except ProviderUnreachable as exc:
             raise IssuerUnavailable() from exc
 
-    async def start(self, session: AsyncSession, *, tenant_slug: str) -> str:
+    async def start(self, session: AsyncSession, *, tenant_slug: str) -> Started:
         """The issuer's authorization URL for a new sign-in (state, nonce and PKCE verifier
-        kept here, the state only as its hash). Not an event: nothing about the tenant
-        changed, and the callback records the outcome."""
+        kept here, the state only as its hash) and its browser cookie. Not an event:
+        nothing about the tenant changed, and the callback records the outcome."""
         tenant_id, settings = await self._enabled_settings(session, tenant_slug)
         metadata = await self._metadata(settings.issuer)
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        browser = secrets.token_urlsafe(32)
         code_verifier = secrets.token_urlsafe(64)  # 86 characters: RFC 7636 allows 43..128
         repo = SsoRepository(session, tenant_id)
         current = now()
-        await repo.purge_login_states(current - timedelta(days=1))
+        await repo.purge_login_states(current)
         await repo.add(
             OidcLoginState(
                 id=uuid4(),
                 tenant_id=tenant_id,
                 state_hash=_hash(state),
+                browser_hash=_hash(browser),
                 nonce=nonce,
                 code_verifier=code_verifier,
                 issuer=settings.issuer,
@@ -222,13 +242,21 @@ class SingleSignOn:
                 expires_at=current + self.config.login_ttl,
             )
         )
-        return self.oidc.authorization_url(
+        url = self.oidc.authorization_url(
             metadata,
             client_id=settings.client_id,
             redirect_uri=self.redirect_uri(tenant_slug),
             state=state,
             nonce=nonce,
             code_verifier=code_verifier,
+        )
+        return Started(
+            authorization_url=url,
+            cookie_name=browser_cookie_name(state),
+            cookie_value=browser,
+            cookie_path=urlsplit(self.redirect_uri(tenant_slug)).path,
+            cookie_max_age=int(self.config.login_ttl.total_seconds()),
+            cookie_secure=self.config.app_base_url.startswith("https://"),
         )
 
     async def callback(
@@ -239,7 +267,9 @@ class SingleSignOn:
         state: str | None,
         code: str | None,
         error: str | None,
+        browser: str | None,
     ) -> SignIn:
+        """``browser``: the value of the state's cookie (:func:`browser_cookie_name`)."""
         if not state:
             raise SsoStateMissing()
         tenant_id, settings = await self._enabled_settings(session, tenant_slug)
@@ -250,6 +280,8 @@ class SingleSignOn:
             raise await _refused(session, tenant_id, "oidc_state_invalid")
         login.used_at = now()
         await session.flush()
+        if browser is None or not secrets.compare_digest(_hash(browser), login.browser_hash):
+            raise await _refused(session, tenant_id, "oidc_browser_mismatch")
         if error or not code:
             raise await _refused(session, tenant_id, "oidc_provider_error")
         if (login.issuer, login.client_id) != (settings.issuer, settings.client_id):
@@ -289,7 +321,7 @@ class SingleSignOn:
         """The tenant's user this identity logs in as: found by verified email (ACTIVE
         only, like a password login), or created as a MEMBER when provisioning is on."""
         login_name = person.email or person.subject
-        if person.email is None or not person.email_verified:
+        if person.email is None or not person.email_verified or len(person.email) > 254:
             raise await _refused(session, tenant_id, "oidc_email_unverified", login_name)
         repo = IdentityRepository(session, tenant_id)
         user = await repo.find_user_by_email(person.email)
@@ -377,8 +409,14 @@ async def _login_failed(
     )
 
 
-def _hash(state: str) -> bytes:
-    return hashlib.sha256(state.encode("utf-8")).digest()
+def browser_cookie_name(state: str) -> str:
+    """The cookie of one sign-in, named after its state so that sign-ins started in two
+    tabs of one browser do not overwrite each other's."""
+    return "ph_oidc_" + hashlib.sha256(state.encode("utf-8")).hexdigest()[:16]
+
+
+def _hash(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
 
 
 def _secret_context(tenant_id: UUID) -> bytes:

@@ -28,14 +28,16 @@ class TenantSso(Timestamps, Base):
 
 class OidcLoginState(TenantRow, Base):
     """One sign-in between ``start`` and ``callback``: single-use, short-lived, found by the
-    hash of its ``state`` (the state itself only travels through the browser). The issuer
-    and client id are those the sign-in started with, so a settings change mid-flight
-    cannot make a token for one client count for another."""
+    hash of its ``state`` (the state itself only travels through the browser), and bound to
+    the browser that started it by the hash of a cookie's value. The issuer and client id
+    are those the sign-in started with, so a settings change mid-flight cannot make a token
+    for one client count for another."""
 
     __tablename__ = "oidc_login_states"
     __table_args__ = SCHEMA
 
     state_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    browser_hash: Mapped[bytes] = mapped_column(LargeBinary)
     nonce: Mapped[str] = mapped_column(String(100))
     code_verifier: Mapped[str] = mapped_column(String(128))
     issuer: Mapped[str] = mapped_column(String(500))
