@@ -160,6 +160,28 @@ async def test_an_existing_user_is_linked_by_verified_email(
     assert '"oidc"' in login["data"]
 
 
+async def test_once_linked_the_subject_signs_in_and_no_other_subject_takes_the_account(
+    sso: httpx.AsyncClient, tenant: TenantHandle, provider: OidcProvider
+) -> None:
+    await _configure(sso, tenant, provider, jitProvisioning=False)
+    member = tenant.users["MEMBER"]
+    linked = _person(member.email)
+    provider.person = linked
+    assert (await _sign_in(sso, tenant.slug)).status_code == 200
+    # The issuer's account changed its email (unverified now): the link still holds.
+    provider.person = Person(linked.sub, "renamed@idp.example", email_verified=False)
+    again = await _sign_in(sso, tenant.slug)
+    assert again.status_code == 200, again.text
+    assert (await _me(sso, again.json()["accessToken"]))["id"] == member.id
+    # Another subject of the issuer showing the same verified email is not given it.
+    provider.person = _person(member.email)
+    taken = await _sign_in(sso, tenant.slug)
+    assert taken.status_code == 401
+    failed = await _events(tenant.id, "auth.login_failed")
+    assert '"oidc_linked_to_another_subject"' in failed[-1]["data"]
+    assert failed[-1]["subject_id"] == member.id
+
+
 async def test_without_provisioning_an_unknown_identity_is_refused(
     sso: httpx.AsyncClient, tenant: TenantHandle, provider: OidcProvider
 ) -> None:

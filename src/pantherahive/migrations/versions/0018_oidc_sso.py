@@ -1,5 +1,6 @@
 """OIDC single sign-on per tenant: the tenant's SSO settings (client secret encrypted),
-the short-lived server-side state of each sign-in, and the tenant's ``require_2fa`` flag.
+the short-lived server-side state of each sign-in, the link of a user to an issuer's
+subject (made at the first sign-in), and the tenant's ``require_2fa`` flag.
 
 ``require_2fa`` is added ``IF NOT EXISTS``: the TOTP migration adds the same column the
 same way, so whichever of the two runs first creates it.
@@ -78,17 +79,35 @@ def upgrade() -> None:
     )
     tenant_policy("identity.oidc_login_states")
     op.execute(
-        "GRANT SELECT, INSERT, UPDATE ON identity.tenant_sso TO pantherahive_app"
+        """
+        CREATE TABLE identity.sso_links (
+          tenant_id uuid NOT NULL,
+          issuer varchar(500) NOT NULL,
+          subject varchar(255) NOT NULL,
+          user_id uuid NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          CONSTRAINT pk_sso_links PRIMARY KEY (tenant_id, issuer, subject),
+          CONSTRAINT uq_sso_links_user UNIQUE (tenant_id, user_id, issuer),
+          CONSTRAINT fk_sso_links_user_id_users FOREIGN KEY (user_id)
+            REFERENCES identity.users (id)
+        )
+        """
+    )
+    tenant_policy("identity.sso_links")
+    op.execute(
+        "GRANT SELECT, INSERT, UPDATE ON identity.tenant_sso, identity.sso_links "
+        "TO pantherahive_app"
     )
     op.execute(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON identity.oidc_login_states "
         "TO pantherahive_app"
     )
-    for table in ("identity.tenant_sso", "identity.oidc_login_states"):
+    for table in ("identity.tenant_sso", "identity.oidc_login_states", "identity.sso_links"):
         op.execute(_WRITE_MARK.format(table=table))
 
 
 def downgrade() -> None:
+    op.execute("DROP TABLE IF EXISTS identity.sso_links")
     op.execute("DROP TABLE IF EXISTS identity.oidc_login_states")
     op.execute("DROP TABLE IF EXISTS identity.tenant_sso")
     # require_2fa stays: the TOTP migration owns it as much as this one does.

@@ -238,6 +238,8 @@ class OidcClient:
             raise OidcRejected("oidc_missing_claim") from exc
         except ClaimError as exc:
             raise OidcRejected(f"oidc_invalid_{exc.claim}"[:60]) from exc
+        if len(str(claims["sub"])) > 255:  # OpenID Connect Core §2: at most 255 characters
+            raise OidcRejected("oidc_invalid_sub")
         email = claims.get("email")
         verified = claims.get("email_verified")
         return VerifiedIdentity(

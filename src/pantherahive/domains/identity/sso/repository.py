@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
-from pantherahive.domains.identity.sso.tables import OidcLoginState, TenantSso
+from pantherahive.domains.identity.sso.tables import OidcLoginState, SsoLink, TenantSso
 from pantherahive.infra.db.repository import TenantRepository
 
 _REQUIRE_2FA = "SELECT require_2fa FROM identity.tenants WHERE id = $1"
@@ -23,7 +24,7 @@ class SsoRepository(TenantRepository):
         found: TenantSso | None = (await self.session.execute(stmt)).scalar_one_or_none()
         return found
 
-    async def add(self, row: TenantSso | OidcLoginState) -> None:
+    async def add(self, row: TenantSso | OidcLoginState | SsoLink) -> None:
         self.session.add(row)
         await self.session.flush()
 
@@ -46,3 +47,17 @@ class SsoRepository(TenantRepository):
 
     async def purge_login_states(self, expired_before: datetime) -> None:
         await self.execute(_PURGE_STATES, expired_before)
+
+    async def linked_user(self, issuer: str, subject: str) -> UUID | None:
+        stmt = self.select(SsoLink, SsoLink.user_id).where(
+            SsoLink.issuer == issuer, SsoLink.subject == subject
+        )
+        found: UUID | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
+
+    async def user_is_linked(self, user_id: UUID, issuer: str) -> bool:
+        """Whether the user is already some subject of this issuer."""
+        stmt = self.select(SsoLink, SsoLink.user_id).where(
+            SsoLink.user_id == user_id, SsoLink.issuer == issuer
+        )
+        return (await self.session.execute(stmt.limit(1))).first() is not None

@@ -49,7 +49,7 @@ from pantherahive.domains.identity.sso.oidc import (
 )
 from pantherahive.domains.identity.sso.repository import SsoRepository
 from pantherahive.domains.identity.sso.schemas import SsoSettingsRead, SsoSettingsUpdate
-from pantherahive.domains.identity.sso.tables import OidcLoginState, TenantSso
+from pantherahive.domains.identity.sso.tables import OidcLoginState, SsoLink, TenantSso
 from pantherahive.domains.identity.tables import User
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.context import bind_principal
@@ -318,18 +318,32 @@ class SingleSignOn:
         settings: TenantSso,
         person: VerifiedIdentity,
     ) -> User:
-        """The tenant's user this identity logs in as: found by verified email (ACTIVE
-        only, like a password login), or created as a MEMBER when provisioning is on."""
+        """The tenant's user this identity logs in as: the one linked to its subject, else
+        the one with its verified email (linked from then on, unless already linked to
+        another subject of the issuer), else a new MEMBER when provisioning is on. Only
+        an ACTIVE user logs in, like a password login."""
         login_name = person.email or person.subject
-        if person.email is None or not person.email_verified or len(person.email) > 254:
-            raise await _refused(session, tenant_id, "oidc_email_unverified", login_name)
+        sso = SsoRepository(session, tenant_id)
         repo = IdentityRepository(session, tenant_id)
-        user = await repo.find_user_by_email(person.email)
+        linked = await sso.linked_user(settings.issuer, person.subject)
+        user = await repo.get_user(linked) if linked is not None else None
         if user is None:
-            if not settings.jit_provisioning:
-                await _login_failed(session, tenant_id, None, login_name, "oidc_no_account")
-                raise SsoAccountNotProvisioned()
-            return await self._provision(session, tenant_id, person, person.email)
+            if person.email is None or not person.email_verified or len(person.email) > 254:
+                raise await _refused(session, tenant_id, "oidc_email_unverified", login_name)
+            user = await repo.find_user_by_email(person.email)
+            if user is None:
+                if not settings.jit_provisioning:
+                    await _login_failed(session, tenant_id, None, login_name, "oidc_no_account")
+                    raise SsoAccountNotProvisioned()
+                user = await self._provision(session, tenant_id, person, person.email)
+                await self._link(sso, settings.issuer, person.subject, user)
+                return user
+            if await sso.user_is_linked(user.id, settings.issuer):
+                raise await _refused(
+                    session, tenant_id, "oidc_linked_to_another_subject", login_name, user
+                )
+            if user.status == UserStatus.ACTIVE:
+                await self._link(sso, settings.issuer, person.subject, user)
         if user.status == UserStatus.INACTIVE:
             raise await _refused(session, tenant_id, "oidc_inactive", login_name, user)
         if user.status == UserStatus.PENDING_VERIFICATION:
@@ -337,6 +351,16 @@ class SingleSignOn:
         bind_principal(tenant_id, user.id)
         await emit(session, events.LoginSucceeded(method="oidc"), subject_id=user.id)
         return user
+
+    @staticmethod
+    async def _link(sso: SsoRepository, issuer: str, subject: str, user: User) -> None:
+        try:
+            await sso.add(
+                SsoLink(tenant_id=user.tenant_id, issuer=issuer, subject=subject,
+                        user_id=user.id)
+            )
+        except IntegrityError as exc:  # a sign-in of the same identity racing this one
+            raise DuplicateUser("This identity was just linked; sign in again.") from exc
 
     async def _provision(
         self, session: AsyncSession, tenant_id: UUID, person: VerifiedIdentity, email: str

@@ -45,3 +45,18 @@ class OidcLoginState(TenantRow, Base):
     created_at: Mapped[CreatedAt]
     expires_at: Mapped[Timestamp]
     used_at: Mapped[Timestamp | None]
+
+
+class SsoLink(Base):
+    """This user is the issuer's ``subject``: made at the user's first sign-in through that
+    issuer (by verified email), then the sign-in's key. A later identity with the same
+    email but another subject is refused rather than given the account."""
+
+    __tablename__ = "sso_links"
+    __table_args__ = SCHEMA
+
+    tenant_id: Mapped[Uuid] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[Uuid]
+    created_at: Mapped[CreatedAt]
