@@ -145,9 +145,7 @@ class SingleSignOn:
         before = await self._read(session, auth.tenant_id)
         context = _secret_context(auth.tenant_id)
         secret_changed = body.client_secret is not None and (
-            row is None
-            or crypto.decrypt(self._key, row.client_secret_enc, context=context).decode()
-            != body.client_secret
+            row is None or self._stored_secret(row) != body.client_secret
         )
         values = {
             "issuer": body.issuer,
@@ -197,6 +195,16 @@ class SingleSignOn:
             subject_id=auth.tenant_id,
         )
         return await self._read(session, auth.tenant_id)
+
+    def _stored_secret(self, row: TenantSso) -> str | None:
+        """The client secret, or None when the platform secret it was stored under has
+        changed since (an ADMIN sets it again)."""
+        try:
+            return crypto.decrypt(
+                self._key, row.client_secret_enc, context=_secret_context(row.tenant_id)
+            ).decode()
+        except crypto.UndecryptableSecret:
+            return None
 
     # ---- sign-in ----------------------------------------------------------------------------
     async def _enabled_settings(
@@ -287,9 +295,9 @@ class SingleSignOn:
         if (login.issuer, login.client_id) != (settings.issuer, settings.client_id):
             raise await _refused(session, tenant_id, "oidc_settings_changed")
         metadata = await self._metadata(settings.issuer)
-        secret = crypto.decrypt(
-            self._key, settings.client_secret_enc, context=_secret_context(tenant_id)
-        ).decode()
+        secret = self._stored_secret(settings)
+        if secret is None:
+            raise await _refused(session, tenant_id, "oidc_client_secret_unreadable")
         try:
             tokens = await self.oidc.exchange_code(
                 metadata,
