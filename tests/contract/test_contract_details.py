@@ -18,7 +18,9 @@ from tests.conftest import TenantHandle
 # API.md's table shows `{id}` (notifications, webhooks, audit events) it stays `{id}`;
 # every other id is a descriptive camelCase name. So no name has an `_`, and every name is
 # one of these.
-CONTRACT_NAMES = {"taskId", "projectId", "userId", "dependsOnId", "deliveryId", "id"}
+CONTRACT_NAMES = {
+    "taskId", "projectId", "userId", "dependsOnId", "deliveryId", "id", "tenant",
+}
 # Templates exactly as API.md's tables show them (each must be in /openapi.json verbatim).
 API_MD_TEMPLATES = {
     "/v1/users/{userId}",
@@ -34,6 +36,8 @@ API_MD_TEMPLATES = {
     "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver",
     "/v1/webhooks/{id}/rotate-secret",
     "/v1/audit-events/{id}",
+    "/v1/auth/oidc/{tenant}/start",
+    "/v1/auth/oidc/{tenant}/callback",
 }
 _TEMPLATE = re.compile(r"{([^}]*)}")
 
