@@ -347,7 +347,7 @@ async def test_an_unknown_or_missing_state_and_a_provider_error_are_refused(
 ) -> None:
     await _configure(sso, tenant, provider)
     base = f"/v1/auth/oidc/{tenant.slug}/callback"
-    assert (await sso.get(f"{base}?code=abc")).status_code == 400
+    assert (await sso.get(f"{base}?code=abc")).status_code == 422
     assert (await sso.get(f"{base}?code=abc&state=invented")).status_code == 401
     start = await sso.get(f"/v1/auth/oidc/{tenant.slug}/start")
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]

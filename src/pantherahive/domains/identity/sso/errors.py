@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pantherahive.core.errors import (
-    BadRequest,
     FieldError,
     Forbidden,
     NotFound,
@@ -29,13 +28,6 @@ class SsoSignInRefused(Unauthenticated):
 
     def __init__(self) -> None:
         super().__init__("The single sign-on could not be completed; start it again.")
-
-
-class SsoStateMissing(BadRequest):
-    slug = "sso-state-missing"
-
-    def __init__(self) -> None:
-        super().__init__("The callback carries no state: start the sign-in again.")
 
 
 class SsoAccountNotProvisioned(Forbidden):

@@ -82,7 +82,7 @@ async def start_sign_in(tenant_slug: TenantSlug, session: RequestSession, sso: S
 @sign_in.get(
     "/{tenant}/callback",
     response_model=TokenPair,
-    responses={302: _REDIRECT, **_problems(400, 401, 403, 404, 409, 422, 429, 503)},
+    responses={302: _REDIRECT, **_problems(401, 403, 404, 409, 422, 429, 503)},
     dependencies=[Depends(no_store)],
 )
 async def finish_sign_in(
@@ -91,7 +91,7 @@ async def finish_sign_in(
     response: Response,
     session: RequestSession,
     sso: Sso,
-    state: Annotated[str | None, Query(max_length=512)] = None,
+    state: Annotated[str, Query(min_length=1, max_length=512)],
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=256)] = None,
 ) -> TokenPair | Response:
@@ -102,10 +102,10 @@ async def finish_sign_in(
     MEMBER when just-in-time provisioning is on (else 403). Answers the token pair, or a
     302 to the tenant's `appRedirectUrl` with the tokens in the URL fragment. Any failed
     check is 401 (a fresh `start` is needed)."""
-    cookie = browser_cookie_name(state) if state else None
+    cookie = browser_cookie_name(state)
     done = await sso.callback(
         session, tenant_slug=tenant_slug, state=state, code=code, error=error,
-        browser=request.cookies.get(cookie) if cookie else None,
+        browser=request.cookies.get(cookie),
     )
     pair = TokenPair(
         access_token=done.tokens.access_token,
@@ -120,8 +120,7 @@ async def finish_sign_in(
             status_code=status.HTTP_302_FOUND,
             headers=_NO_STORE,
         )
-    if cookie:  # its sign-in is over
-        answer.delete_cookie(cookie, path=urlsplit(sso.redirect_uri(tenant_slug)).path)
+    answer.delete_cookie(cookie, path=urlsplit(sso.redirect_uri(tenant_slug)).path)  # done
     return pair if answer is response else answer
 
 

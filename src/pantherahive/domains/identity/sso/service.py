@@ -38,7 +38,6 @@ from pantherahive.domains.identity.sso.errors import (
     SsoAccountNotProvisioned,
     SsoNotAvailable,
     SsoSignInRefused,
-    SsoStateMissing,
 )
 from pantherahive.domains.identity.sso.oidc import (
     OidcClient,
@@ -272,14 +271,12 @@ class SingleSignOn:
         session: AsyncSession,
         *,
         tenant_slug: str,
-        state: str | None,
+        state: str,
         code: str | None,
         error: str | None,
         browser: str | None,
     ) -> SignIn:
         """``browser``: the value of the state's cookie (:func:`browser_cookie_name`)."""
-        if not state:
-            raise SsoStateMissing()
         tenant_id, settings = await self._enabled_settings(session, tenant_slug)
         repo = SsoRepository(session, tenant_id)
         login = await repo.login_state(_hash(state))
