@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import parse_qs, unquote, urlencode
 
 import uvicorn
 from joserfc import jwt
@@ -113,19 +113,20 @@ class OidcProvider:
 
     async def token(self, request: Request) -> Response:
         self.token_requests += 1
-        form = await request.form()
+        # parsed by hand: Starlette's form parser needs python-multipart
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return _error("invalid_client", 401)
         client_id, _, secret = base64.b64decode(credentials).decode().partition(":")
         if (unquote(client_id), unquote(secret)) != (self.client_id, self.client_secret):
             return _error("invalid_client", 401)
-        grant = self._codes.pop(str(form.get("code", "")), None)
+        grant = self._codes.pop(form.get("code", ""), None)
         if grant is None or form.get("grant_type") != "authorization_code":
             return _error("invalid_grant")
         if form.get("redirect_uri") != grant.redirect_uri:
             return _error("invalid_grant")
-        verifier = str(form.get("code_verifier", ""))
+        verifier = form.get("code_verifier", "")
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(verifier.encode()).digest()
         ).rstrip(b"=").decode()
