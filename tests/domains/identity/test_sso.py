@@ -403,6 +403,9 @@ async def test_settings_are_admin_only_and_never_show_the_secret(
             "enabled": True, "jitProvisioning": True, "require2fa": False})
         assert refused.status_code == 403
     assert (await sso.get("/v1/tenant/sso")).status_code == 401
+    denied = [e["data"] for e in await _events(tenant.id, "authz.denied")]
+    assert sum('"tenant.read_sso"' in d for d in denied) == 2
+    assert sum('"tenant.update_sso"' in d for d in denied) == 2
     conn = await owner_connection(database_url())
     try:
         stored = await conn.fetchval(

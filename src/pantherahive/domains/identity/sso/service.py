@@ -46,6 +46,7 @@ from pantherahive.domains.identity.sso.oidc import (
     ProviderUnreachable,
     VerifiedIdentity,
 )
+from pantherahive.domains.identity.sso.permissions import SsoAction, sso_may
 from pantherahive.domains.identity.sso.repository import SsoRepository
 from pantherahive.domains.identity.sso.schemas import SsoSettingsRead, SsoSettingsUpdate
 from pantherahive.domains.identity.sso.tables import OidcLoginState, SsoLink, TenantSso
@@ -57,7 +58,6 @@ from pantherahive.infra.security import crypto
 from pantherahive.infra.security.authz import deny
 from pantherahive.infra.security.principal import AuthContext, Role
 
-MANAGE_SSO = "tenant.manage_sso"
 _USERNAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -101,15 +101,16 @@ class SingleSignOn:
         return f"{self.config.app_base_url.rstrip('/')}/v1/auth/oidc/{tenant_slug}/callback"
 
     # ---- settings ---------------------------------------------------------------------------
-    async def _require_admin(self, session: AsyncSession, auth: AuthContext) -> None:
-        if auth.role is not Role.ADMIN:
+    @staticmethod
+    async def _require(session: AsyncSession, auth: AuthContext, action: SsoAction) -> None:
+        if not sso_may(auth, action):
             raise await deny(
-                session, auth, MANAGE_SSO, subject_type="tenant", subject_id=auth.tenant_id,
+                session, auth, action.value, subject_type="tenant", subject_id=auth.tenant_id,
                 detail="Only ADMINs may manage single sign-on.",
             )
 
     async def get_settings(self, session: AsyncSession, auth: AuthContext) -> SsoSettingsRead:
-        await self._require_admin(session, auth)
+        await self._require(session, auth, SsoAction.READ_SETTINGS)
         return await self._read(session, auth.tenant_id)
 
     async def _read(self, session: AsyncSession, tenant_id: UUID) -> SsoSettingsRead:
@@ -134,7 +135,7 @@ class SingleSignOn:
     ) -> SsoSettingsRead:
         """One audited ``tenant.sso_updated`` per write that changes something; the secret
         never enters the event (only whether it changed)."""
-        await self._require_admin(session, auth)
+        await self._require(session, auth, SsoAction.UPDATE_SETTINGS)
         if not self.config.allow_http_issuers and not body.issuer.startswith("https://"):
             raise InsecureIssuer("issuer")
         repo = SsoRepository(session, auth.tenant_id)
