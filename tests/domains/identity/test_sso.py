@@ -490,3 +490,26 @@ async def test_a_jit_username_is_made_unique(
     assert response.status_code == 200, response.text
     me = await _me(sso, response.json()["accessToken"])
     assert me["username"] == f"{taken.username}-2"
+
+
+async def test_sso_rows_are_hidden_from_other_tenants(
+    sso: httpx.AsyncClient, tenant: TenantHandle, tenant_factory: Any, provider: OidcProvider
+) -> None:
+    other = await tenant_factory()
+    for handle in (tenant, other):
+        await _configure(sso, handle, provider)
+        provider.person = _person()
+        assert (await _sign_in(sso, handle.slug)).status_code == 200
+    tables = ("identity.tenant_sso", "identity.oidc_login_states", "identity.sso_links")
+    conn = await owner_connection(database_url())
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL ROLE pantherahive_app")
+            for table in tables:
+                assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant.id)
+            for table in tables:
+                seen = await conn.fetch(f"SELECT DISTINCT tenant_id FROM {table}")  # noqa: S608
+                assert [str(row["tenant_id"]) for row in seen] == [tenant.id], table
+    finally:
+        await conn.close()
