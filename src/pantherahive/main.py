@@ -34,6 +34,9 @@ from pantherahive.domains.identity.access_tokens import router as access_tokens_
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
+from pantherahive.domains.identity.sso import router as sso_router
+from pantherahive.domains.identity.sso.oidc import OidcClient
+from pantherahive.domains.identity.sso.service import SingleSignOn, SsoConfig
 from pantherahive.domains.notifications import router as notifications_router
 from pantherahive.domains.notifications.api import NotificationsRuntime
 from pantherahive.domains.projects import router as projects_router
@@ -51,6 +54,7 @@ from pantherahive.infra.http.problems import document_problems, install_problem_
 from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security import crypto
 from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.jwks import jwks_router
 from pantherahive.infra.security.passwords import Passwords
@@ -78,6 +82,7 @@ class Platform:
     idempotency: IdempotencyStore
     notifications: NotificationsRuntime
     signing_keys: KeyRing
+    sso: SingleSignOn
 
 
 def build_platform(
@@ -126,6 +131,19 @@ def build_platform(
         idempotency=IdempotencyStore(db.sessions, secret),
         notifications=notifications,
         signing_keys=signing_keys,
+        sso=SingleSignOn(
+            identity=identity,
+            oidc=OidcClient(
+                timeout_seconds=settings.oidc_timeout_seconds,
+                allow_http=settings.oidc_allow_http_issuers,
+            ),
+            key=crypto.derive_key(secret, b"identity.sso"),
+            config=SsoConfig(
+                app_base_url=settings.app_base_url,
+                allow_http_issuers=settings.oidc_allow_http_issuers,
+                login_ttl=timedelta(seconds=settings.oidc_login_ttl_seconds),
+            ),
+        ),
     )
 
 
@@ -263,6 +281,8 @@ def create_app(
     app.include_router(identity_router.users)
     app.include_router(access_tokens_router.mine)
     app.include_router(access_tokens_router.tenant)
+    app.include_router(sso_router.settings)
+    app.include_router(sso_router.sign_in)
     app.include_router(audit_router.router)
     app.include_router(projects_router.router)
     app.include_router(tasks_router.router)

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     app_base_url: str = "http://localhost:8000"
 
+    # Single sign-on (docs/identity.md): http issuers are for a local test provider only.
+    oidc_allow_http_issuers: bool = False
+    oidc_timeout_seconds: float = Field(default=5.0, gt=0)
+    oidc_login_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+
     # audit archive: a local directory (default <data_dir>/archive) or s3://bucket/prefix
     audit_archive_url: str | None = None
     audit_retention_days: int = Field(default=365, ge=1)

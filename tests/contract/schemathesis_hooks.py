@@ -61,6 +61,12 @@ SEMANTIC_REFUSALS: dict[tuple[str, str | None], str] = {
         "a personal access token's expiresAt must be in the future: a relation to the "
         "server's clock"
     ),
+    ("validation-error", "issuer"): (
+        "an SSO issuer must be https unless the platform allows http issuers (a setting)"
+    ),
+    ("validation-error", "clientSecret"): (
+        "the first SSO configuration of a tenant needs a client secret (state on the server)"
+    ),
     ("invalid-token", None): (
         "an email or password-reset token is single-use and issued by the server; an "
         "invented one is refused"

@@ -18,7 +18,9 @@ from tests.conftest import TenantHandle
 # API.md's table shows `{id}` (notifications, webhooks, audit events) it stays `{id}`;
 # every other id is a descriptive camelCase name. So no name has an `_`, and every name is
 # one of these.
-CONTRACT_NAMES = {"taskId", "projectId", "userId", "dependsOnId", "deliveryId", "id", "tokenId"}
+CONTRACT_NAMES = {
+    "taskId", "projectId", "userId", "dependsOnId", "deliveryId", "id", "tokenId", "tenant",
+}
 # Templates exactly as API.md's tables show them (each must be in /openapi.json verbatim).
 API_MD_TEMPLATES = {
     "/v1/users/{userId}",
@@ -36,6 +38,8 @@ API_MD_TEMPLATES = {
     "/v1/audit-events/{id}",
     "/v1/users/me/tokens/{tokenId}",
     "/v1/tokens/{tokenId}",
+    "/v1/auth/oidc/{tenant}/start",
+    "/v1/auth/oidc/{tenant}/callback",
 }
 _TEMPLATE = re.compile(r"{([^}]*)}")
 

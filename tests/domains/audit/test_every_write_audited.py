@@ -229,6 +229,14 @@ async def _revoke_any_token(w: World) -> Req:
     return Req("DELETE", f"/v1/tokens/{await _token(w, user)}", w.admin)
 
 
+@builds("PUT", "/v1/tenant/sso")
+async def _sso_settings(w: World) -> Req:
+    return Req("PUT", "/v1/tenant/sso", w.admin, json={
+        "issuer": "https://idp.example.com", "clientId": "walk", "clientSecret": "walk-secret",
+        "enabled": True, "jitProvisioning": True, "require2fa": False,
+    }, changes=("issuer", "clientId", "enabled"))
+
+
 # ---- projects -----------------------------------------------------------------------------
 @builds("POST", "/v1/projects")
 async def _create_project(w: World) -> Req:

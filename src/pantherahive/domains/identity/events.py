@@ -26,6 +26,15 @@ class TenantCreated(EventData, type="tenant.created", subject="tenant"):
     admin_email: str | None
 
 
+class TenantSsoUpdated(EventData, type="tenant.sso_updated", subject="tenant"):
+    """The tenant's single sign-on settings changed. ``changes`` has every changed field
+    but the client secret, which never appears: ``clientSecretChanged`` says whether it
+    was replaced."""
+
+    changes: dict[str, list[Any]]
+    client_secret_changed: bool
+
+
 class UserCreated(EventData, type="user.created", subject="user"):
     username: str
     email: str | None
@@ -63,7 +72,9 @@ class UserEmailVerified(EventData, type="user.email_verified", subject="user"):
 
 
 class LoginSucceeded(EventData, type="auth.login_succeeded", subject="user"):
-    pass
+    """``method`` is ``oidc`` for a single sign-on; left out for a password login."""
+
+    method: str | None = None
 
 
 class LoginFailed(EventData, type="auth.login_failed", subject="user"):
