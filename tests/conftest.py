@@ -8,7 +8,10 @@ boundary, so nothing needs rolling back between tests.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -30,9 +33,23 @@ PASSWORD = "correct-horse-1"
 _counter = itertools.count()
 
 
+_SHARED_KEYS: list[Path] = []
+
+
+def shared_signing_keys() -> Path:
+    """One signing-key directory for every app the tests start, as a fleet shares one: a
+    token issued by the session's app is valid in a test's own app (removed at exit)."""
+    if not _SHARED_KEYS:
+        keys = Path(tempfile.mkdtemp(prefix="ph-test-keys-"))
+        atexit.register(shutil.rmtree, keys, ignore_errors=True)
+        _SHARED_KEYS.append(keys)
+    return _SHARED_KEYS[0]
+
+
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp,
+        "signing_keys_dir": shared_signing_keys(),
         "jwt_secret": "test-secret-" + "x" * 40,
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
