@@ -32,6 +32,7 @@ from pantherahive.domains.audit.api import ArchiveConfig, ArchiveStore, AuditSer
 from pantherahive.domains.identity import router as identity_router
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender
+from pantherahive.domains.identity.mfa import MfaConfig, SecondFactor
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
 from pantherahive.domains.notifications import router as notifications_router
 from pantherahive.domains.notifications.api import NotificationsRuntime
@@ -49,6 +50,7 @@ from pantherahive.infra.http.problems import document_problems, install_problem_
 from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
+from pantherahive.infra.security.crypto import SecretBox
 from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.passwords import Passwords
 from pantherahive.infra.security.tokens import AccessTokens
@@ -115,7 +117,21 @@ def build_platform(
         anonymous_rate_item=limits.parse(settings.rate_limit_anonymous),
         identity=identity,
         audit=AuditService(ArchiveStore(audit_archive_config(settings))),
-        authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
+        authenticator=Authenticator(
+            identity,
+            limits,
+            settings.rate_limit_login_failures,
+            SecondFactor(
+                identity,
+                limits,
+                settings.rate_limit_login_failures,
+                box=SecretBox(secret, purpose="totp-secrets"),
+                config=MfaConfig(
+                    issuer=settings.mfa_issuer,
+                    challenge_ttl=timedelta(seconds=settings.mfa_challenge_ttl_seconds),
+                ),
+            ),
+        ),
         idempotency=IdempotencyStore(db.sessions, secret),
         notifications=notifications,
     )

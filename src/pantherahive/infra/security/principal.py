@@ -18,6 +18,8 @@ class AuthContext:
     tenant_id: UUID
     user_id: UUID
     role: Role
+    # The login session the request's access token belongs to (None: not a session's).
+    session_id: UUID | None = None
 
     @property
     def is_admin(self) -> bool:

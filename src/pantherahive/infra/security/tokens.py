@@ -29,6 +29,9 @@ class AccessClaims:
     tenant_id: UUID
     token_version: int
     expires_at: int
+    # The login session (refresh-token family) the token was issued for; None for a token
+    # issued without one, which the principal check refuses.
+    session_id: UUID | None = None
 
 
 class AccessTokens:
@@ -39,7 +42,14 @@ class AccessTokens:
         self.ttl_seconds = ttl_seconds
         self._verified: dict[str, AccessClaims] = {}
 
-    def issue(self, *, user_id: UUID, tenant_id: UUID, token_version: int) -> str:
+    def issue(
+        self,
+        *,
+        user_id: UUID,
+        tenant_id: UUID,
+        token_version: int,
+        session_id: UUID | None = None,
+    ) -> str:
         # Wall-clock seconds, not core.clock: PyJWT checks iat/nbf/exp against the wall
         # clock, so a token stamped by a frozen test clock would not verify.
         now = int(time.time())
@@ -54,6 +64,8 @@ class AccessTokens:
             "exp": now + self.ttl_seconds,
             "jti": uuid4().hex,
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> AccessClaims:
@@ -88,6 +100,7 @@ class AccessTokens:
                 tenant_id=UUID(claims["tid"]),
                 token_version=int(claims["ver"]),
                 expires_at=int(claims["exp"]),
+                session_id=UUID(claims["sid"]) if "sid" in claims else None,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("The access token has expired.") from exc
