@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import EmailStr, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from pantherahive.core.schemas import ApiModel, NotNull, RequestModel
 from pantherahive.infra.security.principal import Role
@@ -170,6 +170,16 @@ class RecoveryCodesRead(ApiModel):
 
 class _SecondFactor(RequestModel):
     """A current TOTP code or, for a lost device, one recovery code: exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["code"], "properties": {"code": {"type": "string"}}},
+                {"required": ["recoveryCode"],
+                 "properties": {"recoveryCode": {"type": "string"}}},
+            ]
+        }
+    )
 
     code: TotpCode | None = None
     recovery_code: RecoveryCodeText | None = None
