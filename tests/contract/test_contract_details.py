@@ -18,7 +18,9 @@ from tests.conftest import TenantHandle
 # API.md's table shows `{id}` (notifications, webhooks, audit events) it stays `{id}`;
 # every other id is a descriptive camelCase name. So no name has an `_`, and every name is
 # one of these.
-CONTRACT_NAMES = {"taskId", "projectId", "userId", "dependsOnId", "deliveryId", "id"}
+CONTRACT_NAMES = {
+    "taskId", "projectId", "userId", "dependsOnId", "deliveryId", "sessionId", "id"
+}
 # Templates exactly as API.md's tables show them (each must be in /openapi.json verbatim).
 API_MD_TEMPLATES = {
     "/v1/users/{userId}",

@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from pantherahive.core.clock import frozen
+from pantherahive.core.errors import Unauthenticated
+from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.settings import Settings
 from tests.conftest import PASSWORD, Actor, TenantHandle, add_user
 
@@ -221,3 +224,18 @@ async def test_session_routes_need_a_token(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/v1/users/me/sessions")).status_code == 401
     assert (await client.delete(f"/v1/users/me/sessions/{uuid.uuid4()}")).status_code == 401
     assert (await client.delete(f"/v1/users/{uuid.uuid4()}/sessions")).status_code == 401
+
+
+def test_access_tokens_carry_their_session() -> None:
+    issuer = AccessTokens("k" * 48, issuer="iss", audience="aud", ttl_seconds=60)
+    session_id = uuid.uuid4()
+    token = issuer.issue(
+        user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0, session_id=session_id
+    )
+    assert issuer.verify(token).session_id == session_id
+    bare = issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
+    assert issuer.verify(bare).session_id is None
+    claims = jwt.decode(token, options={"verify_signature": False})
+    garbled = jwt.encode({**claims, "sid": "not-a-uuid"}, "k" * 48, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        issuer.verify(garbled)
