@@ -84,7 +84,7 @@ async def _client(request: Request) -> ClientInfo:
     """The device a session starts or refreshes from: its address and user agent."""
     agent = request.headers.get("user-agent")
     return ClientInfo(
-        ip=request.client.host if request.client else None,
+        ip=request.client.host[:64] if request.client else None,
         user_agent=agent[:400] if agent else None,
     )
 
