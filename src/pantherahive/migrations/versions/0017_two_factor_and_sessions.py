@@ -23,6 +23,8 @@ down_revision = "0014"
 branch_labels = None
 depends_on = None
 
+NEW_TABLES = ("sessions", "totp_credentials", "recovery_codes", "mfa_challenges")
+
 
 def upgrade() -> None:
     op.execute(
@@ -127,6 +129,15 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_mfa_challenges_user ON identity.mfa_challenges (user_id)")
     tenant_policy("identity.mfa_challenges")
 
+    # Writes to these tables set identity's write mark like every other table's (0010):
+    # a request that changes them without emitting an event is refused.
+    for table in NEW_TABLES:
+        op.execute(
+            f"CREATE TRIGGER zz_write_mark AFTER INSERT OR UPDATE OR DELETE ON identity.{table}"
+            " FOR EACH ROW WHEN (current_setting('pantherahive.wrote_identity', true)"
+            " IS DISTINCT FROM 'on') EXECUTE FUNCTION bus.mark_write()"
+        )
+
     op.execute(
         "GRANT SELECT, INSERT, UPDATE ON identity.sessions, identity.mfa_challenges"
         " TO pantherahive_app"
@@ -165,6 +176,6 @@ def downgrade() -> None:
         "ALTER TABLE identity.refresh_tokens"
         " DROP CONSTRAINT IF EXISTS fk_refresh_tokens_family_id_sessions"
     )
-    for table in ("mfa_challenges", "recovery_codes", "totp_credentials", "sessions"):
+    for table in reversed(NEW_TABLES):
         op.execute(f"DROP TABLE IF EXISTS identity.{table}")
     op.execute("ALTER TABLE identity.tenants DROP COLUMN IF EXISTS require_2fa")
