@@ -111,10 +111,13 @@ FROM identity.users u JOIN identity.tenants t ON t.id = u.tenant_id
 WHERE t.slug = $1 AND (lower(u.username) = lower($2) OR lower(u.email) = lower($2))
 """
 LOGIN_WRITE = """
-WITH r AS (
+WITH s AS (
+  INSERT INTO identity.sessions (id, tenant_id, user_id, expires_at)
+  VALUES ($4, $2, $3, $6) RETURNING id
+), r AS (
   INSERT INTO identity.refresh_tokens (id, tenant_id, user_id, family_id, token_hash,
                                        expires_at)
-  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+  SELECT $1, $2, $3, s.id, $5, $6 FROM s RETURNING id
 )
 INSERT INTO bench.outbox (id, tenant_id, type, occurred_at, actor_id, subject_type, subject_id,
                         data)
@@ -318,8 +321,9 @@ class Ceiling:
             if not ok or user["status"] != "ACTIVE":
                 return 401, b'{"status":401}', []
             refresh = f"rt_{user['tenant_id'].hex}_{secrets.token_urlsafe(32)}"
+            session_id = uuid.uuid4()
             await conn.execute(
-                LOGIN_WRITE, uuid.uuid4(), user["tenant_id"], user["id"], uuid.uuid4(),
+                LOGIN_WRITE, uuid.uuid4(), user["tenant_id"], user["id"], session_id,
                 hashlib.sha256(refresh.encode()).digest(),
                 datetime.now(UTC) + timedelta(days=30), uuid.uuid4(),
             )
@@ -329,6 +333,7 @@ class Ceiling:
                 "iss": "pantherahive", "aud": "pantherahive-api", "sub": str(user["id"]),
                 "tid": str(user["tenant_id"]), "ver": user["token_version"], "iat": now,
                 "nbf": now, "exp": now + 900, "jti": uuid.uuid4().hex,
+                "sid": str(session_id),
             },
             self.jwt_secret,
             algorithm="HS256",

@@ -33,6 +33,7 @@ from pantherahive.domains.identity import router as identity_router
 from pantherahive.domains.identity.access_tokens import router as access_tokens_router
 from pantherahive.domains.identity.auth import Authenticator
 from pantherahive.domains.identity.delivery import AccountMessageSender
+from pantherahive.domains.identity.mfa import MfaConfig, SecondFactor
 from pantherahive.domains.identity.service import IdentityConfig, IdentityService
 from pantherahive.domains.identity.sso import router as sso_router
 from pantherahive.domains.identity.sso.oidc import OidcClient
@@ -55,6 +56,7 @@ from pantherahive.infra.http.unit_of_work import UnitOfWorkMiddleware
 from pantherahive.infra.logging import configure_logging, get_logger
 from pantherahive.infra.ratelimit import RateLimits
 from pantherahive.infra.security import crypto
+from pantherahive.infra.security.crypto import SecretBox
 from pantherahive.infra.security.dependency import Authentication, install_authentication
 from pantherahive.infra.security.jwks import jwks_router
 from pantherahive.infra.security.passwords import Passwords
@@ -127,7 +129,21 @@ def build_platform(
         anonymous_rate_item=limits.parse(settings.rate_limit_anonymous),
         identity=identity,
         audit=AuditService(ArchiveStore(audit_archive_config(settings))),
-        authenticator=Authenticator(identity, limits, settings.rate_limit_login_failures),
+        authenticator=Authenticator(
+            identity,
+            limits,
+            settings.rate_limit_login_failures,
+            SecondFactor(
+                identity,
+                limits,
+                settings.rate_limit_login_failures,
+                box=SecretBox(secret, purpose="totp-secrets"),
+                config=MfaConfig(
+                    issuer=settings.mfa_issuer,
+                    challenge_ttl=timedelta(seconds=settings.mfa_challenge_ttl_seconds),
+                ),
+            ),
+        ),
         idempotency=IdempotencyStore(db.sessions, secret),
         notifications=notifications,
         signing_keys=signing_keys,

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     email_token_ttl_hours: int = Field(default=24, ge=1, le=24 * 7)
     password_reset_ttl_minutes: int = Field(default=30, ge=5, le=24 * 60)
 
+    # Two-factor authentication (docs/identity.md)
+    mfa_issuer: str = Field(default="PantheraHive", min_length=1, max_length=100)
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
     signup_open: bool = True
     require_email_verification: bool = False
 

@@ -2,9 +2,11 @@
 
 What the run does differently, each deliberate exception with its reason beside it:
 
-* the run never deactivates or demotes its own user (that revokes the run's token, and
-  every later request is a 401 that tests nothing): a case aimed at it is re-aimed at an
-  unknown user id, which still exercises the route (404);
+* the run never deactivates or demotes its own user, nor ends its own session (that
+  revokes the run's token, and every later request is a 401 that tests nothing): a case
+  aimed at it is re-aimed at an unknown user or session id, which still exercises the
+  route (404), and ``DELETE /v1/users/me/sessions`` always keeps the caller's session
+  (``others=true``);
 * "deleted resource still available" (ST301) is dropped for users only: deleting a user
   deactivates it (contract), so it is still there, ``status: INACTIVE``;
 * "schema-valid request rejected" (ST202) is dropped only when the refusal is a rule the
@@ -67,6 +69,14 @@ SEMANTIC_REFUSALS: dict[tuple[str, str | None], str] = {
     ("validation-error", "clientSecret"): (
         "the first SSO configuration of a tenant needs a client secret (state on the server)"
     ),
+    ("validation-error", "code"): (
+        "a TOTP code is right only for the enrolled secret and the current 30 seconds"
+    ),
+    ("validation-error", "recoveryCode"): "recovery codes are issued by the server, secret",
+    ("validation-error", "password"): "the caller's password is not guessable",
+    ("no-pending-enrollment", None): (
+        "confirming TOTP needs an enrollment started first (state on the server: 409)"
+    ),
     ("invalid-token", None): (
         "an email or password-reset token is single-use and issued by the server; an "
         "invented one is refused"
@@ -127,16 +137,27 @@ def filter_failure(
     return True
 
 
-_SELF_HARM = {("PATCH", "/v1/users/{userId}"), ("DELETE", "/v1/users/{userId}")}
+_SELF_HARM = {
+    ("PATCH", "/v1/users/{userId}"),
+    ("DELETE", "/v1/users/{userId}"),
+    ("DELETE", "/v1/users/{userId}/sessions"),
+}
 
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: Any, kwargs: dict[str, Any]) -> None:
     own = os.environ.get("PANTHERAHIVE_ST_USER_ID")
+    own_session = os.environ.get("PANTHERAHIVE_ST_SESSION_ID")
     operation = case.operation
+    endpoint = (operation.method.upper(), operation.path)
+    path_parameters = case.path_parameters or {}
+    if own and endpoint in _SELF_HARM and str(path_parameters.get("userId")) == own:
+        case.path_parameters = {**path_parameters, "userId": str(uuid.uuid4())}
     if (
-        own
-        and (operation.method.upper(), operation.path) in _SELF_HARM
-        and str((case.path_parameters or {}).get("userId")) == own
+        own_session
+        and endpoint == ("DELETE", "/v1/users/me/sessions/{sessionId}")
+        and str(path_parameters.get("sessionId")) == own_session
     ):
-        case.path_parameters = {**case.path_parameters, "userId": str(uuid.uuid4())}
+        case.path_parameters = {**path_parameters, "sessionId": str(uuid.uuid4())}
+    if endpoint == ("DELETE", "/v1/users/me/sessions"):
+        case.query = {**(case.query or {}), "others": "true"}

@@ -11,8 +11,9 @@ Deliberate exceptions, each with its reason (the rest are fixed in the server, n
   only say so with a pattern on every string of the document.
 * The run's token belongs to a tenant made for the run. Its refresh token is never shown
   to Schemathesis, so ``/v1/auth/logout`` is fuzzed and cannot end the run's session; and a
-  PATCH or DELETE of the run's own user is re-aimed at an unknown id (that would revoke
-  the token and turn the rest of the run into 401s) — see ``schemathesis_hooks.py``.
+  PATCH or DELETE of the run's own user, or the ending of its own session, is re-aimed at
+  an unknown id (that would revoke the token and turn the rest of the run into 401s) —
+  see ``schemathesis_hooks.py``.
 * "Schema-valid request rejected" is dropped only for the semantic refusals listed in
   ``schemathesis_hooks.SEMANTIC_REFUSALS`` (a foreign cursor, a reused Idempotency-Key, a
   random ownerId, a stale If-Match, …), matched by the problem's type and field.
@@ -89,6 +90,11 @@ def test_full_schemathesis_run_finds_nothing(
     )
     assert created.status_code == 201, created.text
     token, own_id = created.json()["accessToken"], created.json()["user"]["id"]
+    sessions = httpx.get(
+        f"{live_server}/v1/users/me/sessions",
+        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+    )
+    own_session = next(item["id"] for item in sessions.json()["items"] if item["current"])
 
     command = [
         str(Path(sys.executable).parent / "st"), "run", f"{live_server}/openapi.json",
@@ -112,6 +118,7 @@ def test_full_schemathesis_run_finds_nothing(
         **os.environ,
         "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
         "PANTHERAHIVE_ST_USER_ID": own_id,
+        "PANTHERAHIVE_ST_SESSION_ID": own_session,
         "PYTHONPATH": str(ROOT),
     }
     # run from the test's own directory: st keeps a cache of the server's quirks in its

@@ -51,7 +51,8 @@ async def test_database_refusing_connections_is_503_on_every_kind_of_route(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=300,
-    ).issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
+    ).issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0,
+            session_id=uuid.uuid4())
     requests = {
         "authenticated": ("GET", "/v1/users/me", {"Authorization": f"Bearer {token}"}, None),
         "login": (

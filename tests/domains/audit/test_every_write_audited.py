@@ -11,16 +11,19 @@ trail holds exactly one event with that request's id.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from pantherahive.consumers import all_consumers
 from pantherahive.domains.identity.delivery import RecordingSender
+from pantherahive.domains.identity.mfa import set_require_2fa
 from pantherahive.domains.identity.repository import IdentityRepository
 from pantherahive.domains.identity.service import VERIFY_PREFIX
 from pantherahive.infra.bus.embedded import drain
@@ -235,6 +238,100 @@ async def _sso_settings(w: World) -> Req:
         "issuer": "https://idp.example.com", "clientId": "walk", "clientSecret": "walk-secret",
         "enabled": True, "jitProvisioning": True, "require2fa": False,
     }, changes=("issuer", "clientId", "enabled"))
+
+
+# ---- two-factor authentication and sessions -----------------------------------------------
+async def _totp_user(w: World) -> tuple[Actor, pyotp.TOTP]:
+    user = await w.user()
+    totp = pyotp.TOTP((await w.call("POST", "/v1/users/me/2fa/totp", user))["secret"])
+    await w.call("POST", "/v1/users/me/2fa/totp/confirm", user, {"code": totp.now()})
+    return user, totp
+
+
+def _next_code(totp: pyotp.TOTP) -> str:
+    """The next time step's code: accepted (one step of drift), and never the step the
+    confirmation used."""
+    return totp.at(time.time() + 30)
+
+
+async def _enrollment_challenge(w: World) -> tuple[Actor, str]:
+    """A user of a tenant that requires 2FA, with the challenge of a login that must
+    enroll first."""
+    tenant = await create_tenant(w.client)
+    user = await add_user(w.client, tenant, "MEMBER")
+    async with w.db.sessions() as session, session.begin():
+        await set_tenant(session, tenant.id)
+        await set_require_2fa(session, uuid.UUID(tenant.id), required=True)
+    answer = await w.call("POST", "/v1/auth/login", None,
+                          {"tenant": tenant.slug, "login": user.username, "password": PASSWORD})
+    assert answer["enrollmentRequired"] is True
+    return user, str(answer["challenge"])
+
+
+@builds("POST", "/v1/users/me/2fa/totp")
+async def _start_totp(w: World) -> Req:
+    return Req("POST", "/v1/users/me/2fa/totp", await w.user())
+
+
+@builds("POST", "/v1/users/me/2fa/totp/confirm")
+async def _confirm_totp(w: World) -> Req:
+    user = await w.user()
+    secret = (await w.call("POST", "/v1/users/me/2fa/totp", user))["secret"]
+    return Req("POST", "/v1/users/me/2fa/totp/confirm", user,
+               json={"code": pyotp.TOTP(secret).now()})
+
+
+@builds("DELETE", "/v1/users/me/2fa/totp")
+async def _disable_totp(w: World) -> Req:
+    user, totp = await _totp_user(w)
+    return Req("DELETE", "/v1/users/me/2fa/totp", user,
+               json={"password": PASSWORD, "code": _next_code(totp)})
+
+
+@builds("POST", "/v1/auth/login/2fa")
+async def _login_second_factor(w: World) -> Req:
+    user, totp = await _totp_user(w)
+    answer = await w.call("POST", "/v1/auth/login", None,
+                          {"tenant": w.tenant.slug, "login": user.username, "password": PASSWORD})
+    return Req("POST", "/v1/auth/login/2fa", None, expected_actor=user.id,
+               json={"challenge": answer["challenge"], "code": _next_code(totp)})
+
+
+@builds("POST", "/v1/auth/login/2fa/enrollment")
+async def _login_enrollment(w: World) -> Req:
+    user, challenge = await _enrollment_challenge(w)
+    return Req("POST", "/v1/auth/login/2fa/enrollment", None, expected_actor=user.id,
+               json={"challenge": challenge})
+
+
+@builds("POST", "/v1/auth/login/2fa/enrollment/confirm")
+async def _login_enrollment_confirm(w: World) -> Req:
+    user, challenge = await _enrollment_challenge(w)
+    started = await w.call("POST", "/v1/auth/login/2fa/enrollment", None,
+                           {"challenge": challenge})
+    return Req("POST", "/v1/auth/login/2fa/enrollment/confirm", None, expected_actor=user.id,
+               json={"challenge": challenge, "code": pyotp.TOTP(started["secret"]).now()})
+
+
+@builds("DELETE", "/v1/users/me/sessions/{sessionId}")
+async def _end_session(w: World) -> Req:
+    user = await w.user()
+    await w.call("POST", "/v1/auth/login", None,
+                 {"tenant": w.tenant.slug, "login": user.username, "password": PASSWORD})
+    sessions = (await w.call("GET", "/v1/users/me/sessions", user))["items"]
+    other = next(item["id"] for item in sessions if not item["current"])
+    return Req("DELETE", f"/v1/users/me/sessions/{other}", user)
+
+
+@builds("DELETE", "/v1/users/me/sessions")
+async def _end_other_sessions(w: World) -> Req:
+    return Req("DELETE", "/v1/users/me/sessions?others=true", await w.user())
+
+
+@builds("DELETE", "/v1/users/{userId}/sessions")
+async def _end_user_sessions(w: World) -> Req:
+    user = await w.user()
+    return Req("DELETE", f"/v1/users/{user.id}/sessions", w.admin)
 
 
 # ---- projects -----------------------------------------------------------------------------

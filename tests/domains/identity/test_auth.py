@@ -223,7 +223,8 @@ async def test_password_change_revokes_sessions(
         json={"currentPassword": PASSWORD, "newPassword": "brand-new-pass-2"},
     )
     assert ok.status_code == 204
-    assert (await _me(client, user.token)).status_code == 401
+    # the session that changed it goes on; every other one ends (tests/…/test_sessions.py)
+    assert (await _me(client, user.token)).status_code == 200
     assert (await _login(client, tenant.slug, user.username, PASSWORD)).status_code == 401
     assert (await _login(client, tenant.slug, user.username, "brand-new-pass-2")).status_code == 200
 
@@ -274,9 +275,11 @@ async def test_a_revoked_refresh_token_is_a_plain_401_not_a_reuse(
         gone = await client.delete(f"/v1/users/{user.id}", headers=tenant.admin.headers)
         assert gone.status_code == 204
     else:
+        # from another session: the changing session's own refresh token lives on
+        other = (await _login(client, tenant.slug, user.username, PASSWORD)).json()
         changed = await client.post(
             "/v1/users/me/password",
-            headers=user.headers,
+            headers={"Authorization": f"Bearer {other['accessToken']}"},
             json={"currentPassword": PASSWORD, "newPassword": "brand-new-pass-2"},
         )
         assert changed.status_code == 204

@@ -77,6 +77,10 @@ async def test_rls_hides_every_row_without_the_tenant_setting(
                 "identity.users",
                 "identity.tenants",
                 "identity.refresh_tokens",
+                "identity.sessions",
+                "identity.totp_credentials",
+                "identity.recovery_codes",
+                "identity.mfa_challenges",
                 "bus.outbox",
             ):
                 assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608

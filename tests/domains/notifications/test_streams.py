@@ -183,7 +183,8 @@ async def test_websocket_server_error_is_1011_not_4401(
         ws_url = base.replace("http://", "ws://") + "/v1/notifications/ws"
         token = AccessTokens(key_ring(settings), issuer=settings.jwt_issuer,
                              audience=settings.jwt_audience, ttl_seconds=60).issue(
-            user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
+            user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0,
+            session_id=uuid.uuid4())
         for sent, code in ((token, 1011), ("not-a-token", 4401)):
             async with websockets.connect(ws_url) as ws:
                 await ws.send(json.dumps({"token": sent}))

@@ -23,12 +23,14 @@ from pantherahive.domains.identity.errors import (
     RefreshTokenRejected,
     WrongCurrentPassword,
 )
+from pantherahive.domains.identity.mfa import IssuedChallenge, SecondFactor
 from pantherahive.domains.identity.repository import IdentityRepository, TenantDirectory
 from pantherahive.domains.identity.schemas import PasswordChange, UserStatus
 from pantherahive.domains.identity.service import (
     REFRESH_PREFIX,
     RESET_PREFIX,
     VERIFY_PREFIX,
+    ClientInfo,
     IdentityService,
     IssuedTokens,
     password_change_failed,
@@ -43,26 +45,39 @@ from pantherahive.infra.security.tokens import PERSONAL_PREFIX, parse_opaque_tok
 
 
 class Authenticator:
-    def __init__(self, identity: IdentityService, limits: RateLimits, failure_limit: str) -> None:
+    def __init__(
+        self,
+        identity: IdentityService,
+        limits: RateLimits,
+        failure_limit: str,
+        second_factor: SecondFactor,
+    ) -> None:
         self.identity = identity
         self.limits = limits
         self.failure_item = limits.parse(failure_limit)
+        self.second_factor = second_factor
 
     async def principal(self, session: AsyncSession, access_token: str) -> AuthContext:
-        """Verify the JWT, then read the user's *live* role, status and token version, so a
-        deactivation, role change or password change takes effect on the next request.
-        A personal access token (``ph_pat_…``) is looked up instead, with its scopes."""
+        """Verify the JWT, then read the user's *live* role, status and token version and
+        whether the token's session is still on, so a deactivation, role change, password
+        change or ended session takes effect on the next request. A personal access token
+        (``ph_pat_…``) is looked up instead, with its scopes."""
         if access_token.startswith(PERSONAL_PREFIX):
             return await access_tokens.authenticate(session, access_token)
         claims = self.identity.tokens.verify(access_token)
-        row = await TenantDirectory(session).principal(claims.tenant_id, claims.user_id)
+        row = await TenantDirectory(session).principal(
+            claims.tenant_id, claims.user_id, claims.session_id
+        )
         if row is None:
             raise Unauthenticated("The access token is not valid.")
         role, status, version = row
         if status != UserStatus.ACTIVE or version != claims.token_version:
             raise Unauthenticated("The access token has been revoked.")
         bind_principal(claims.tenant_id, claims.user_id)
-        return AuthContext(tenant_id=claims.tenant_id, user_id=claims.user_id, role=Role(role))
+        return AuthContext(
+            tenant_id=claims.tenant_id, user_id=claims.user_id, role=Role(role),
+            session_id=claims.session_id,
+        )
 
     async def login(
         self,
@@ -71,13 +86,15 @@ class Authenticator:
         tenant_slug: str,
         login: str,
         password: str,
-        ip: str | None,
-    ) -> IssuedTokens:
+        client: ClientInfo,
+    ) -> IssuedTokens | IssuedChallenge:
+        """Tokens, or (the user has 2FA on, or the tenant requires it) a challenge that
+        ``POST /v1/auth/login/2fa`` completes (see ``mfa``)."""
         # Each attempt spends its unit of both budgets before the password is checked, so
         # parallel guesses cannot all slip past a check that only counts finished ones.
         limit = self.failure_item
         login_key = ("login", tenant_slug, login.lower())
-        ip_key = ("login-ip", ip or "unknown")
+        ip_key = ("login-ip", client.ip or "unknown")
         try:
             await self.limits.consume(limit, *login_key)
             try:
@@ -117,8 +134,11 @@ class Authenticator:
         bind_principal(user.tenant_id, user.id)
         if self.identity.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.identity.passwords.hash(password)
+        challenge = await self.second_factor.challenge_if_due(session, user)
+        if challenge is not None:
+            return challenge
         await emit(session, events.LoginSucceeded(), subject_id=user.id)
-        return await self.identity.issue_session(session, user)
+        return await self.identity.issue_session(session, user, client=client)
 
     async def _throttled(
         self, session: AsyncSession, tenant_slug: str, login: str, refused: RateLimited
@@ -157,7 +177,9 @@ class Authenticator:
             raise
         await self.limits.clear(limit, *key)
 
-    async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
+    async def refresh(
+        self, session: AsyncSession, refresh_token: str, client: ClientInfo | None = None
+    ) -> IssuedTokens:
         repo, row, user = await self._refresh_row(session, refresh_token)
         current = now()
         if row.used_at is not None:
@@ -184,7 +206,9 @@ class Authenticator:
         await emit(
             session, events.TokenRefreshed(family_id=row.family_id), subject_id=user.id
         )
-        return await self.identity.issue_session(session, user, family_id=row.family_id)
+        return await self.identity.issue_session(
+            session, user, family_id=row.family_id, client=client
+        )
 
     async def logout(self, session: AsyncSession, refresh_token: str) -> None:
         repo, row, _user = await self._refresh_row(session, refresh_token)

@@ -88,3 +88,41 @@ class LastAdmin(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The tenant's last active ADMIN cannot be demoted or deactivated.")
+
+
+class InvalidMfaCode(Unauthenticated):
+    """A login's challenge, code or recovery code refused: used, expired, replayed or
+    wrong alike. Commits its auth.mfa_failed event."""
+
+    slug = "invalid-mfa"
+    commit = True
+
+    def __init__(self) -> None:
+        super().__init__("The challenge or the code is not valid.")
+
+
+class WrongSecondFactor(ValidationFailed):
+    """A signed-in user's TOTP code, recovery code or password is wrong (2FA confirm or
+    removal): the field is wrong, the session is fine. Commits its auth.mfa_failed."""
+
+    commit = True
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            "The second factor or password is not correct.",
+            errors=[FieldError(field, message)],
+        )
+
+
+class TotpAlreadyEnabled(Conflict):
+    slug = "mfa-already-enabled"
+
+    def __init__(self) -> None:
+        super().__init__("Two-factor authentication is on already: turn it off first.")
+
+
+class NoPendingEnrollment(Conflict):
+    slug = "no-pending-enrollment"
+
+    def __init__(self) -> None:
+        super().__init__("There is no TOTP enrollment to confirm: start one first.")

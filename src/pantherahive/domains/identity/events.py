@@ -64,7 +64,8 @@ class UserDeactivated(_UserChanged, type="user.deactivated", subject="user"):
 
 
 class UserPasswordChanged(EventData, type="user.password_changed", subject="user"):
-    """Every session and access token of the user was revoked with it."""
+    """Every other session of the user was revoked with it (a reset: every session and
+    access token)."""
 
 
 class UserEmailVerified(EventData, type="user.email_verified", subject="user"):
@@ -131,3 +132,60 @@ class AccessTokenRevoked(EventData, type="user.token_revoked", subject="user"):
 
     token_id: UUID
     name: str
+
+
+# ---- two-factor authentication --------------------------------------------------------------
+class MfaEnrollmentStarted(EventData, type="user.mfa_enrollment_started", subject="user"):
+    """A TOTP secret was issued, pending until a first code confirms it."""
+
+
+class MfaEnrolled(EventData, type="user.mfa_enrolled", subject="user"):
+    """TOTP confirmed, ten recovery codes issued; the user's other sessions were revoked."""
+
+    revoked_sessions: int
+
+
+class MfaDisabled(EventData, type="user.mfa_disabled", subject="user"):
+    """TOTP and recovery codes removed; the user's other sessions were revoked."""
+
+    revoked_sessions: int
+
+
+class MfaChallenged(EventData, type="auth.mfa_challenged", subject="user"):
+    """The password of a login was right and a second factor is due (or, the tenant
+    requiring 2FA, an enrollment): a challenge was issued instead of tokens."""
+
+    enrollment_required: bool
+
+
+class MfaSucceeded(EventData, type="auth.mfa_succeeded", subject="user"):
+    """A login completed with a TOTP code; the session started with it."""
+
+    session_id: UUID
+
+
+class RecoveryCodeUsed(EventData, type="auth.recovery_code_used", subject="user"):
+    """A login completed with one recovery code (spent); the session started with it."""
+
+    remaining: int
+    session_id: UUID
+
+
+class MfaFailed(EventData, type="auth.mfa_failed", subject="user"):
+    """A second factor was refused. ``step``: login, enroll, confirm or disable;
+    ``reason``: bad_code, replayed_code, bad_recovery_code, bad_password or throttled."""
+
+    step: str
+    reason: str
+
+
+# ---- sessions -------------------------------------------------------------------------------
+class SessionRevoked(EventData, type="user.session_revoked", subject="user"):
+    session_id: UUID
+
+
+class SessionsRevoked(EventData, type="user.sessions_revoked", subject="user"):
+    """``scope``: ``others`` (every session of the user but the caller's) or ``all``."""
+
+    scope: str
+    count: int

@@ -14,6 +14,7 @@ class UserAction(StrEnum):
     UPDATE_PROFILE = "user.update_profile"  # names and email
     UPDATE_ROLE_OR_STATUS = "user.update_role_status"
     DEACTIVATE = "user.deactivate"
+    REVOKE_SESSIONS = "user.revoke_sessions"  # every session of a user
 
 
 ALL_ROLES = frozenset(Role)
@@ -26,6 +27,7 @@ USER_PERMISSIONS: dict[UserAction, tuple[frozenset[Role], bool]] = {
     UserAction.UPDATE_PROFILE: (frozenset({Role.ADMIN}), True),
     UserAction.UPDATE_ROLE_OR_STATUS: (frozenset({Role.ADMIN}), False),
     UserAction.DEACTIVATE: (frozenset({Role.ADMIN}), False),
+    UserAction.REVOKE_SESSIONS: (frozenset({Role.ADMIN}), False),
 }
 
 

@@ -9,24 +9,36 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from pantherahive.core.pagination import DEFAULT_LIMIT
 from pantherahive.core.schemas import Page
+from pantherahive.domains.identity import sessions as login_sessions
 from pantherahive.domains.identity.auth import Authenticator
+from pantherahive.domains.identity.mfa import Enrollment, IssuedChallenge, SecondFactor
 from pantherahive.domains.identity.schemas import (
+    EnrolledTokenPair,
     LoginRequest,
+    MfaChallengeRead,
+    MfaEnrollmentConfirm,
+    MfaEnrollmentStart,
+    MfaLoginRequest,
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
+    RecoveryCodesRead,
     RefreshRequest,
+    SessionRead,
     TenantCreate,
     TenantCreated,
     TenantRead,
     TokenPair,
     TokenRequest,
+    TotpConfirm,
+    TotpDisable,
+    TotpEnrollmentRead,
     UserCreate,
     UserRead,
     UserStatus,
     UserUpdate,
 )
-from pantherahive.domains.identity.service import IdentityService, IssuedTokens
+from pantherahive.domains.identity.service import ClientInfo, IdentityService, IssuedTokens
 from pantherahive.infra.http.listing import Cursor, Limit
 from pantherahive.infra.http.paths import uuid_path
 from pantherahive.infra.http.problems import problem_responses as _problems
@@ -37,6 +49,7 @@ from pantherahive.infra.security.principal import Role
 from pantherahive.infra.security.scopes import Scope, scoped, session_only
 
 UserId = Annotated[UUID, uuid_path("userId", "The user.")]
+SessionId = Annotated[UUID, uuid_path("sessionId", "One of the caller's sessions.")]
 
 
 async def anonymous_rate_limit(request: Request) -> None:
@@ -63,8 +76,24 @@ async def _authenticator(request: Request) -> Authenticator:
     return authenticator
 
 
+async def _second_factor(request: Request) -> SecondFactor:
+    second_factor: SecondFactor = request.app.state.platform.authenticator.second_factor
+    return second_factor
+
+
+async def _client(request: Request) -> ClientInfo:
+    """The device a session starts or refreshes from: its address and user agent."""
+    agent = request.headers.get("user-agent")
+    return ClientInfo(
+        ip=request.client.host[:64] if request.client else None,
+        user_agent=agent[:400] if agent else None,
+    )
+
+
 Identity = Annotated[IdentityService, Depends(_identity)]
 Auth = Annotated[Authenticator, Depends(_authenticator)]
+TwoFactor = Annotated[SecondFactor, Depends(_second_factor)]
+Client = Annotated[ClientInfo, Depends(_client)]
 
 public = APIRouter(dependencies=[Depends(anonymous_rate_limit)])
 users = APIRouter(
@@ -89,7 +118,7 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     dependencies=[Depends(no_store)],
 )
 async def create_tenant(
-    body: TenantCreate, session: RequestSession, identity: Identity
+    body: TenantCreate, session: RequestSession, identity: Identity, client: Client
 ) -> TenantCreated:
     """Sign up: create a tenant with its first ADMIN, and log that ADMIN in.
 
@@ -98,7 +127,7 @@ async def create_tenant(
     required, the ADMIN starts `PENDING_VERIFICATION` and the token fields are `null`:
     log in after verifying.
     """
-    tenant, user, tokens = await identity.sign_up(session, body=body)
+    tenant, user, tokens = await identity.sign_up(session, body=body, client=client)
     return TenantCreated(
         tenant=TenantRead.model_validate(tenant),
         user=UserRead.model_validate(user),
@@ -115,21 +144,100 @@ async def create_tenant(
     dependencies=[Depends(no_store)],
 )
 async def login(
-    body: LoginRequest, request: Request, session: RequestSession, auth: Auth
-) -> TokenPair:
+    body: LoginRequest, session: RequestSession, auth: Auth, client: Client
+) -> TokenPair | MfaChallengeRead:
     """Exchange a username or email and password for an access and a refresh token.
 
     Wrong credentials, an unknown user and an inactive user all get the same 401. After 10
     failures in 5 minutes for one login or one IP, 429 with `Retry-After`.
+
+    A user with two-factor authentication on gets no tokens yet: `{mfaRequired: true,
+    enrollmentRequired: false, challenge, expiresIn}`, which `POST /v1/auth/login/2fa`
+    completes with a code. In a tenant that requires 2FA, a user without it gets
+    `enrollmentRequired: true`: enroll with the challenge (`POST
+    /v1/auth/login/2fa/enrollment`, then `…/confirm`) to finish the login.
     """
-    tokens = await auth.login(
+    answer = await auth.login(
         session,
         tenant_slug=body.tenant,
         login=body.login,
         password=body.password,
-        ip=request.client.host if request.client else None,
+        client=client,
     )
-    return _pair(tokens)
+    if isinstance(answer, IssuedChallenge):
+        return _challenge(answer)
+    return _pair(answer)
+
+
+def _challenge(issued: IssuedChallenge) -> MfaChallengeRead:
+    return MfaChallengeRead(
+        enrollment_required=issued.enrollment_required,
+        challenge=issued.challenge,
+        expires_in=issued.expires_in,
+    )
+
+
+def _enrollment(enrollment: Enrollment) -> TotpEnrollmentRead:
+    return TotpEnrollmentRead(secret=enrollment.secret, otpauth_uri=enrollment.otpauth_uri)
+
+
+@public.post(
+    "/v1/auth/login/2fa",
+    tags=["auth"],
+    responses=_problems(401, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def login_second_factor(
+    body: MfaLoginRequest, session: RequestSession, second_factor: TwoFactor, client: Client
+) -> TokenPair:
+    """Finish a login with its challenge and a TOTP `code`, or one `recoveryCode` (exactly
+    one of the two): the token pair.
+
+    A used, expired or unknown challenge, a wrong code, a code already accepted once and a
+    used recovery code are all the same 401. Wrong codes count against the failed-login
+    limit of the user: 429 with `Retry-After` when it is spent.
+    """
+    return _pair(await second_factor.complete_login(session, body=body, client=client))
+
+
+@public.post(
+    "/v1/auth/login/2fa/enrollment",
+    status_code=status.HTTP_201_CREATED,
+    tags=["auth"],
+    responses=_problems(401, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def start_login_enrollment(
+    body: MfaEnrollmentStart, session: RequestSession, second_factor: TwoFactor
+) -> TotpEnrollmentRead:
+    """For a login answered `enrollmentRequired: true`: a new TOTP secret for the user's
+    authenticator app (the challenge stays valid until confirmed or expired)."""
+    return _enrollment(
+        await second_factor.start_login_enrollment(session, challenge=body.challenge)
+    )
+
+
+@public.post(
+    "/v1/auth/login/2fa/enrollment/confirm",
+    tags=["auth"],
+    responses=_problems(401, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def confirm_login_enrollment(
+    body: MfaEnrollmentConfirm, session: RequestSession, second_factor: TwoFactor,
+    client: Client,
+) -> EnrolledTokenPair:
+    """Turn TOTP on with a first code and finish the login: the token pair and ten
+    recovery codes, shown this once. Every older session of the user ends."""
+    tokens, codes = await second_factor.confirm_login_enrollment(
+        session, challenge=body.challenge, code=body.code, client=client
+    )
+    return EnrolledTokenPair(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        recovery_codes=codes,
+    )
 
 
 @public.post(
@@ -138,14 +246,16 @@ async def login(
     responses=_problems(401, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def refresh(body: RefreshRequest, session: RequestSession, auth: Auth) -> TokenPair:
+async def refresh(
+    body: RefreshRequest, session: RequestSession, auth: Auth, client: Client
+) -> TokenPair:
     """Rotate a refresh token: a new pair comes back and the old refresh token is dead.
 
     Presenting an already-rotated token again is reuse: its whole family (every token
     descended from the same login) is revoked, 401. A token revoked by logout,
     deactivation or a password change is just a 401.
     """
-    return _pair(await auth.refresh(session, body.refresh_token))
+    return _pair(await auth.refresh(session, body.refresh_token, client))
 
 
 @public.post(
@@ -215,7 +325,7 @@ async def change_my_password(
 ) -> None:
     """Change the caller's password (the current one is required; a wrong one is 422 on
     `currentPassword`, and wrong ones count against the failed-login limit: 429 when it
-    is spent). Every session of the caller, this one included, is revoked: log in again."""
+    is spent). Every other session of the caller is revoked; this one goes on."""
     await authenticator.change_password(session, auth, body=body)
 
 
@@ -281,3 +391,104 @@ async def deactivate_user(
     """Deactivate a user (ADMIN only): status INACTIVE, sessions and tokens revoked, history
     kept."""
     await identity.deactivate_user(session, auth, user_id)
+
+
+# ---- two-factor authentication of the signed-in user -----------------------------------------
+@users.post(
+    "/me/2fa/totp",
+    status_code=status.HTTP_201_CREATED,
+    responses=_problems(401, 409),
+    dependencies=[Depends(no_store)],
+)
+async def start_totp_enrollment(
+    auth: CurrentAuth, session: RequestSession, second_factor: TwoFactor
+) -> TotpEnrollmentRead:
+    """A new TOTP secret and its `otpauth://` URI, pending until a first code confirms it
+    (a pending one is replaced). 409 while TOTP is on."""
+    return _enrollment(await second_factor.start_enrollment(session, auth))
+
+
+@users.post(
+    "/me/2fa/totp/confirm",
+    responses=_problems(401, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def confirm_totp_enrollment(
+    body: TotpConfirm, auth: CurrentAuth, session: RequestSession, second_factor: TwoFactor
+) -> RecoveryCodesRead:
+    """Turn TOTP on with a first code: ten single-use recovery codes, shown this once.
+    A wrong code is 422 on `code` (and counts against the failed-login limit: 429); no
+    pending enrollment is 409. Every other session of the caller ends."""
+    codes = await second_factor.confirm_enrollment(session, auth, code=body.code)
+    return RecoveryCodesRead(recovery_codes=codes)
+
+
+@users.delete(
+    "/me/2fa/totp",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 404, 422, 429),
+)
+async def disable_totp(
+    body: TotpDisable, auth: CurrentAuth, session: RequestSession, second_factor: TwoFactor
+) -> None:
+    """Turn TOTP off: the password and a current `code` (or, the device lost, one
+    `recoveryCode`). A wrong one is 422 on its field and counts against the failed-login
+    limit (429); TOTP not on is 404. Every other session of the caller ends."""
+    await second_factor.disable(session, auth, body=body)
+
+
+# ---- sessions --------------------------------------------------------------------------------
+@users.get("/me/sessions", responses=_problems(401, 422))
+async def list_my_sessions(
+    auth: CurrentAuth, session: RequestSession, cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[SessionRead]:
+    """The caller's live sessions (one per login), oldest first: device, address, when it
+    began and was last used, and `current` for the one making this request."""
+    items, next_cursor = await login_sessions.list_my_sessions(
+        session, auth, cursor=cursor, limit=limit
+    )
+    return Page[SessionRead](items=items, next_cursor=next_cursor)
+
+
+@users.delete(
+    "/me/sessions/{sessionId:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 404),
+)
+async def revoke_my_session(
+    session_id: SessionId, auth: CurrentAuth, session: RequestSession
+) -> None:
+    """End one of the caller's sessions: its refresh token and its access tokens stop
+    working at once. Ending the current one is a logout."""
+    await login_sessions.revoke_my_session(session, auth, session_id)
+
+
+@users.delete(
+    "/me/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 422),
+)
+async def revoke_my_sessions(
+    auth: CurrentAuth,
+    session: RequestSession,
+    others: Annotated[
+        bool, Query(description="true: every session but this one; false: all of them.")
+    ] = False,
+) -> None:
+    """End the caller's sessions: with `others=true` all but the current one, without it
+    every one (this one too: log out everywhere)."""
+    await login_sessions.revoke_my_sessions(session, auth, others=others)
+
+
+@users.delete(
+    "/{userId:uuid}/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_problems(401, 403, 404),
+)
+async def revoke_user_sessions(
+    user_id: UserId, auth: CurrentAuth, session: RequestSession
+) -> None:
+    """End every session of a user (ADMIN only): refresh and access tokens stop working at
+    once. A user of another tenant is 404."""
+    await login_sessions.revoke_user_sessions(session, auth, user_id)

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from pantherahive.core.schemas import ApiModel, NotNull, RequestModel
 from pantherahive.infra.security.principal import Role
@@ -134,3 +134,94 @@ class PasswordResetRequest(RequestModel):
 class PasswordResetConfirm(RequestModel):
     token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     new_password: Password
+
+
+# ---- two-factor authentication (TOTP) ------------------------------------------------------
+TotpCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+RecoveryCodeText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class MfaChallengeRead(ApiModel):
+    """The answer to a correct password when a second factor is due: no tokens yet."""
+
+    mfa_required: Literal[True] = True
+    enrollment_required: bool = Field(
+        description="True when the tenant requires 2FA and the user has none yet: enroll "
+        "with POST /v1/auth/login/2fa/enrollment, then confirm, to finish the login."
+    )
+    challenge: str = Field(description="Single-use; send it with the code.")
+    expires_in: int = Field(description="Seconds until the challenge expires.")
+
+
+class TotpEnrollmentRead(ApiModel):
+    secret: str = Field(description="Base32 TOTP secret (RFC 6238, SHA-1, 6 digits, 30 s).")
+    otpauth_uri: str = Field(description="The secret as an otpauth:// URI (for a QR code).")
+
+
+class TotpConfirm(RequestModel):
+    code: TotpCode
+
+
+class RecoveryCodesRead(ApiModel):
+    recovery_codes: list[str] = Field(
+        description="Ten single-use codes, shown this once: each replaces a TOTP code once."
+    )
+
+
+class _SecondFactor(RequestModel):
+    """A current TOTP code or, for a lost device, one recovery code: exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["code"], "properties": {"code": {"type": "string"}}},
+                {"required": ["recoveryCode"],
+                 "properties": {"recoveryCode": {"type": "string"}}},
+            ]
+        }
+    )
+
+    code: TotpCode | None = None
+    recovery_code: RecoveryCodeText | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _SecondFactor:
+        if (self.code is None) == (self.recovery_code is None):
+            raise ValueError("send exactly one of code and recoveryCode")
+        return self
+
+
+class TotpDisable(_SecondFactor):
+    password: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class MfaLoginRequest(_SecondFactor):
+    challenge: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class MfaEnrollmentStart(RequestModel):
+    challenge: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class MfaEnrollmentConfirm(RequestModel):
+    challenge: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    code: TotpCode
+
+
+class EnrolledTokenPair(TokenPair):
+    recovery_codes: list[str] = Field(
+        description="Ten single-use codes, shown this once: each replaces a TOTP code once."
+    )
+
+
+# ---- sessions -------------------------------------------------------------------------------
+class SessionRead(ApiModel):
+    id: UUID
+    user_agent: str | None
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime = Field(
+        description="When the session last logged in or refreshed its tokens (access tokens "
+        "live at most 15 minutes, so an active session shows a recent time)."
+    )
+    current: bool = Field(description="The session of the access token making this request.")

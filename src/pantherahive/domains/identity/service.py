@@ -29,7 +29,11 @@ from pantherahive.domains.identity.errors import (
     WrongCurrentPassword,
 )
 from pantherahive.domains.identity.permissions import UserAction, user_may
-from pantherahive.domains.identity.repository import IdentityRepository, TenantDirectory
+from pantherahive.domains.identity.repository import (
+    IdentityRepository,
+    SessionRepository,
+    TenantDirectory,
+)
 from pantherahive.domains.identity.schemas import (
     PasswordChange,
     TenantCreate,
@@ -38,7 +42,13 @@ from pantherahive.domains.identity.schemas import (
     UserStatus,
     UserUpdate,
 )
-from pantherahive.domains.identity.tables import ActionToken, RefreshToken, Tenant, User
+from pantherahive.domains.identity.tables import (
+    ActionToken,
+    RefreshToken,
+    Tenant,
+    User,
+    UserSession,
+)
 from pantherahive.infra.bus.outbox import emit
 from pantherahive.infra.context import bind_principal
 from pantherahive.infra.db.direct import Record
@@ -60,6 +70,15 @@ class IssuedTokens:
     access_token: str
     refresh_token: str
     expires_in: int
+    session_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """The device a login session is started or refreshed from, as the request shows it."""
+
+    ip: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +106,41 @@ class IdentityService:
 
     # ---- tokens -------------------------------------------------------------------------
     async def issue_session(
-        self, session: AsyncSession, user: User, family_id: UUID | None = None
+        self,
+        session: AsyncSession,
+        user: User,
+        family_id: UUID | None = None,
+        *,
+        client: ClientInfo | None = None,
     ) -> IssuedTokens:
-        """A new access token and a new refresh token (a new family unless one is given)."""
+        """A new access token and a new refresh token: a new login session (family) on
+        ``client``'s device unless ``family_id`` names the one a refresh continues."""
+        client = client or ClientInfo()
+        at = now()
+        expires_at = at + self.config.refresh_ttl
+        if family_id is None:
+            family_id = uuid4()
+            await IdentityRepository(session, user.tenant_id).add(
+                UserSession(
+                    id=family_id, tenant_id=user.tenant_id, user_id=user.id,
+                    user_agent=client.user_agent, ip=client.ip, created_at=at,
+                    last_used_at=at, expires_at=expires_at, revoked_at=None,
+                )
+            )
+        else:
+            await SessionRepository(session, user.tenant_id).touch(
+                family_id, now=at, expires_at=expires_at, ip=client.ip,
+                user_agent=client.user_agent,
+            )
         refresh = await self._store_token(
             session, user, RefreshToken, REFRESH_PREFIX, self.config.refresh_ttl,
-            family_id=family_id or uuid4(),
+            family_id=family_id,
         )
         access = self.tokens.issue(
-            user_id=user.id, tenant_id=user.tenant_id, token_version=user.token_version
+            user_id=user.id, tenant_id=user.tenant_id, token_version=user.token_version,
+            session_id=family_id,
         )
-        return IssuedTokens(access, refresh, self.tokens.ttl_seconds)
+        return IssuedTokens(access, refresh, self.tokens.ttl_seconds, family_id)
 
     async def issue_action_token(
         self, session: AsyncSession, user: User, purpose: str, ttl: timedelta, prefix: str
@@ -130,7 +173,7 @@ class IdentityService:
 
     # ---- tenants ------------------------------------------------------------------------
     async def sign_up(
-        self, session: AsyncSession, *, body: TenantCreate
+        self, session: AsyncSession, *, body: TenantCreate, client: ClientInfo | None = None
     ) -> tuple[Tenant, User, IssuedTokens | None]:
         """Self-service tenant creation (``POST /v1/tenants``), which the platform may close.
 
@@ -139,10 +182,10 @@ class IdentityService:
         """
         if not self.config.signup_open:
             raise SignupClosed()
-        return await self.create_tenant(session, body=body)
+        return await self.create_tenant(session, body=body, client=client)
 
     async def create_tenant(
-        self, session: AsyncSession, *, body: TenantCreate
+        self, session: AsyncSession, *, body: TenantCreate, client: ClientInfo | None = None
     ) -> tuple[Tenant, User, IssuedTokens | None]:
         """The tenant, its first ADMIN, and that ADMIN's session — None while the ADMIN
         has an email address to verify first (tokens that could not be used)."""
@@ -178,7 +221,7 @@ class IdentityService:
         user = await self.add_user(session, body.admin, user_id=admin_id, audited=False)
         if user.status == UserStatus.PENDING_VERIFICATION:
             return tenant, user, None
-        return tenant, user, await self.issue_session(session, user)
+        return tenant, user, await self.issue_session(session, user, client=client)
 
     # ---- users --------------------------------------------------------------------------
     async def add_user(
@@ -384,15 +427,21 @@ class IdentityService:
         if not await self.passwords.verify(user.password_hash, body.current_password):
             await password_change_failed(session, user.id, "bad_credentials")
             raise WrongCurrentPassword()
-        await self.set_password(session, user, body.new_password)
+        await self.set_password(session, user, body.new_password, keep_session=auth.session_id)
 
-    async def set_password(self, session: AsyncSession, user: User, password: str) -> None:
-        """New hash, every session and access token of the user revoked."""
+    async def set_password(
+        self, session: AsyncSession, user: User, password: str, *,
+        keep_session: UUID | None = None,
+    ) -> None:
+        """New hash; every login session of the user revoked but ``keep_session`` (the
+        one that changed it), whose access token goes on working. Without one to keep (a
+        reset), every access token is revoked too."""
         repo = IdentityRepository(session, user.tenant_id)
         user.password_hash = await self.passwords.hash(password)
-        user.token_version += 1
+        if keep_session is None:
+            user.token_version += 1
         user.updated_at = now()
-        await repo.revoke_user_sessions(user.id, now())
+        await repo.revoke_user_sessions(user.id, now(), keep=keep_session)
         await session.flush()
         await emit(session, events.UserPasswordChanged(), subject_id=user.id)
 

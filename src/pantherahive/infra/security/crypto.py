@@ -41,3 +41,17 @@ def decrypt(key: bytes, ciphertext: bytes, *, context: bytes) -> bytes:
         )
     except (InvalidTag, ValueError) as exc:
         raise UndecryptableSecret("the secret cannot be decrypted with this key") from exc
+
+
+class SecretBox:
+    """:func:`encrypt` / :func:`decrypt` under one purpose's key, for a service that seals
+    many values of one kind (TOTP secrets), each bound to its row."""
+
+    def __init__(self, key_material: str, *, purpose: str) -> None:
+        self._key = derive_key(key_material, purpose.encode("utf-8"))
+
+    def seal(self, plain: bytes, *, bound_to: bytes) -> bytes:
+        return encrypt(self._key, plain, context=bound_to)
+
+    def open(self, sealed: bytes, *, bound_to: bytes) -> bytes:
+        return decrypt(self._key, sealed, context=bound_to)

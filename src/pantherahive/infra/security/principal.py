@@ -22,6 +22,8 @@ class AuthContext:
     # may do everything its role allows.
     scopes: frozenset[str] | None = None
     token_id: UUID | None = None
+    # The login session the request's access token belongs to (None: not a session's).
+    session_id: UUID | None = None
 
     @property
     def is_admin(self) -> bool:

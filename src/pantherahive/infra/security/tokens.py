@@ -36,6 +36,9 @@ class AccessClaims:
     tenant_id: UUID
     token_version: int
     expires_at: int
+    # The login session (refresh-token family) the token was issued for; None for a token
+    # issued without one, which the principal check refuses.
+    session_id: UUID | None = None
 
 
 class AccessTokens:
@@ -47,7 +50,14 @@ class AccessTokens:
         self._verified: dict[str, AccessClaims] = {}
         self._generation = keys.generation
 
-    def issue(self, *, user_id: UUID, tenant_id: UUID, token_version: int) -> str:
+    def issue(
+        self,
+        *,
+        user_id: UUID,
+        tenant_id: UUID,
+        token_version: int,
+        session_id: UUID | None = None,
+    ) -> str:
         kid, signer = self.keys.signer()
         # Wall-clock seconds, not core.clock: PyJWT checks iat/nbf/exp against the wall
         # clock, so a token stamped by a frozen test clock would not verify.
@@ -63,6 +73,8 @@ class AccessTokens:
             "exp": now + self.ttl_seconds,
             "jti": uuid4().hex,
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode(claims, signer, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(self, token: str) -> AccessClaims:
@@ -111,6 +123,7 @@ class AccessTokens:
                 tenant_id=UUID(claims["tid"]),
                 token_version=int(claims["ver"]),
                 expires_at=int(claims["exp"]),
+                session_id=UUID(claims["sid"]) if "sid" in claims else None,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("The access token has expired.") from exc

@@ -10,7 +10,7 @@ identity schema (0010) as it found it, and skips a row another request is touchi
 now (``SKIP LOCKED``) instead of queueing behind it.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-05
 """
 

@@ -2,11 +2,11 @@
 the short-lived server-side state of each sign-in, the link of a user to an issuer's
 subject (made at the first sign-in), and the tenant's ``require_2fa`` flag.
 
-``require_2fa`` is added ``IF NOT EXISTS``: the TOTP migration adds the same column the
-same way, so whichever of the two runs first creates it.
+``require_2fa`` is enforced at login by the two-factor work (migration 0019), which
+relies on this migration for the column.
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-05
 """
 
@@ -113,4 +113,4 @@ def downgrade() -> None:
     op.execute("DROP TABLE IF EXISTS identity.sso_links")
     op.execute("DROP TABLE IF EXISTS identity.oidc_login_states")
     op.execute("DROP TABLE IF EXISTS identity.tenant_sso")
-    # require_2fa stays: the TOTP migration owns it as much as this one does.
+    op.execute("ALTER TABLE identity.tenants DROP COLUMN IF EXISTS require_2fa")
