@@ -219,6 +219,8 @@ def test_two_servers_sharing_the_key_files_accept_each_others_tokens_through_a_r
             user_id=uuid.UUID(body["user"]["id"]),
             tenant_id=uuid.UUID(body["tenant"]["id"]),
             token_version=0,
+            # the sign-up's login session: an access token belongs to a live session
+            session_id=uuid.UUID(jwt.decode(before, options={"verify_signature": False})["sid"]),
         )
         assert _me(two, third) == 200
         login = httpx.post(f"{two}/v1/auth/login", timeout=30, json={

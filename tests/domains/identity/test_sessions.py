@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 
 from pantherahive.core.clock import frozen
 from pantherahive.core.errors import Unauthenticated
+from pantherahive.infra.security.signing_keys import KeyRing
 from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.settings import Settings
 from tests.conftest import PASSWORD, Actor, TenantHandle, add_user
@@ -226,8 +228,10 @@ async def test_session_routes_need_a_token(client: httpx.AsyncClient) -> None:
     assert (await client.delete(f"/v1/users/{uuid.uuid4()}/sessions")).status_code == 401
 
 
-def test_access_tokens_carry_their_session() -> None:
-    issuer = AccessTokens("k" * 48, issuer="iss", audience="aud", ttl_seconds=60)
+def test_access_tokens_carry_their_session(tmp_path: Path) -> None:
+    ring = KeyRing(tmp_path / "keys")
+    ring.add(activate=True)
+    issuer = AccessTokens(ring, issuer="iss", audience="aud", ttl_seconds=60)
     session_id = uuid.uuid4()
     token = issuer.issue(
         user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0, session_id=session_id
@@ -236,6 +240,8 @@ def test_access_tokens_carry_their_session() -> None:
     bare = issuer.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), token_version=0)
     assert issuer.verify(bare).session_id is None
     claims = jwt.decode(token, options={"verify_signature": False})
-    garbled = jwt.encode({**claims, "sid": "not-a-uuid"}, "k" * 48, algorithm="HS256")
+    kid, signer = ring.signer()
+    garbled = jwt.encode({**claims, "sid": "not-a-uuid"}, signer, algorithm="EdDSA",
+                         headers={"kid": kid})
     with pytest.raises(Unauthenticated):
         issuer.verify(garbled)
