@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from pantherahive.settings import Settings, load_or_create_secret
+from tests.support.races import race
 
 PROCESSES = 8
 DIRECTORIES = 150  # fresh data directories raced for, one after another, by every process
@@ -34,21 +35,10 @@ def _race(root: str, barrier: Barrier, results: multiprocessing.Queue) -> None: 
 
 def test_processes_racing_on_fresh_directories_all_get_the_same_secret(tmp_path: Path) -> None:
     """What ``serve --workers N`` does on a first start: N processes, no secret yet."""
-    # forkserver: a clean process (no inherited threads) that forks the racers cheaply
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pantherahive.settings", __name__])
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_race, args=(str(tmp_path), barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    answers = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(60)
-    assert [w.exitcode for w in workers] == [0] * PROCESSES
+    answers, exit_codes = race(
+        _race, str(tmp_path), processes=PROCESSES, preload=["pantherahive.settings", __name__]
+    )
+    assert exit_codes == [0] * PROCESSES
     errors = [value for kind, value in answers if kind != "ok"]
     assert not errors, errors
     for i in range(DIRECTORIES):

@@ -36,6 +36,7 @@ from pantherahive.infra.security.signing_keys import (
 from pantherahive.infra.security.tokens import AccessTokens
 from pantherahive.settings import Settings
 from tests.conftest import TenantHandle
+from tests.support.races import race
 
 TTL = 900
 GRACE = timedelta(seconds=TTL + 10)
@@ -297,19 +298,10 @@ def _race(root: str, barrier: Barrier, results: multiprocessing.Queue) -> None: 
 
 def test_processes_racing_on_an_empty_directory_share_one_first_key(tmp_path: Path) -> None:
     """What ``serve --workers N`` (or N containers on one volume) does on a first start."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pantherahive.infra.security.signing_keys", __name__])
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_race, args=(str(tmp_path), barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    answers = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(60)
+    answers, _ = race(
+        _race, str(tmp_path), processes=PROCESSES,
+        preload=["pantherahive.infra.security.signing_keys", __name__],
+    )
     errors = [value for kind, value in answers if kind != "ok"]
     assert not errors, errors
     for i in range(DIRECTORIES):

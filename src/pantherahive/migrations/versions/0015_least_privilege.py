@@ -27,9 +27,9 @@ down_revision = "0014"
 branch_labels = None
 depends_on = None
 
-def upgrade() -> None:
-    op.execute(
-        """
+# Opens a DO block that walks the tables of the platform's schemas: ``t.name`` in a loop
+# whose WHERE clause the caller continues.
+_TABLES_OF_THE_PLATFORM = """
         DO $$
         DECLARE
           SCHEMAS CONSTANT text[] :=
@@ -40,6 +40,13 @@ def upgrade() -> None:
             SELECT c.oid::regclass AS name FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = ANY(SCHEMAS) AND c.relkind IN ('r', 'p')
+"""
+
+
+def upgrade() -> None:
+    op.execute(
+        _TABLES_OF_THE_PLATFORM  # noqa: S608 - constants only
+        + """
               AND NOT c.relrowsecurity
               AND EXISTS (SELECT 1 FROM pg_attribute a
                           WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'
@@ -79,17 +86,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        """
-        DO $$
-        DECLARE
-          SCHEMAS CONSTANT text[] :=
-            ARRAY['platform', 'bus', 'identity', 'projects', 'tasks', 'audit', 'notifications'];
-          t record;
-        BEGIN
-          FOR t IN
-            SELECT c.oid::regclass AS name FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = ANY(SCHEMAS) AND c.relkind IN ('r', 'p')
+        _TABLES_OF_THE_PLATFORM
+        + """
               AND c.relforcerowsecurity
           LOOP
             EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', t.name);
